@@ -1,0 +1,1 @@
+"""Tailor: per-customer email personalization from a shop's customer data."""
