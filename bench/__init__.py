@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench SIZE=S|M|L` (python -m bench --size S)."""
