@@ -36,8 +36,9 @@ simulator: setup
 # Airflow 3 standalone (scheduler, API server, DAG processor, triggerer) over the project's dags/ and plugins/.
 airflow: setup
 	@mkdir -p .airflow dags
+	@test -f .airflow/passwords.json || echo '{"admin": "admin"}' > .airflow/passwords.json
 	@echo "Airflow UI: http://127.0.0.1:$(AIRFLOW_PORT)  login: admin / admin"
-	AIRFLOW_HOME=$(CURDIR)/.airflow \
+	PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW_HOME=$(CURDIR)/.airflow \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
