@@ -162,7 +162,8 @@ def generate_persons(config: WorldConfig, products: Products) -> Persons:
     lifetime_days = rng.exponential(250, n) + 20
     churn_at = np.where(churns, created + (lifetime_days * DAY).astype(np.int64), NEVER)
     churn_at = np.where(churn_at >= end, NEVER, churn_at)
-    rate = rng.gamma(1.2, 1.0, n)
+    # heavy-tailed: most buyers order once, a loyal few often (public repeat-purchase rates are ~25-30%)
+    rate = rng.gamma(0.25, 1.0, n)
     rate[kind == LEAD] = 0
     rate[(kind == ACCOUNT) & (rng.random(n) < 0.15)] = 0  # signed up, never bought
     taste = rng.dirichlet(np.full(N_CATEGORIES, 0.35), n).astype(np.float32)
@@ -481,6 +482,8 @@ def _events(config: WorldConfig, persons: Persons, profiles: Profiles, orders: O
                       np.full(len(profile_idx), campaign, np.int32)))
 
     suppressed = np.zeros(profiles.n, dtype=bool)
+    # hard bounces come from a few dead addresses, on their first send, not from a per-send lottery
+    dead_address = rng.random(profiles.n) < 0.02
     for c, tc in enumerate(campaign_times):
         eligible = (profiles.subscribed_at <= tc) & ~suppressed & (profiles.created_at <= tc)
         candidates = np.flatnonzero(eligible)
@@ -490,7 +493,7 @@ def _events(config: WorldConfig, persons: Persons, profiles: Profiles, orders: O
         m = len(recipients)
         received = tc + rng.integers(0, 900, m)
         add(recipients, 0, received, c)
-        bounced = rng.random(m) < 0.004
+        bounced = dead_address[recipients]
         add(recipients[bounced], 3, received[bounced] + 2, c)
         profiles.bounced_at[recipients[bounced]] = received[bounced] + 2
         ok = ~bounced

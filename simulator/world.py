@@ -72,7 +72,7 @@ class WorldConfig:
     products: int | None = None  # default: scales with customers, 50 .. 20,000
     orders_per_customer: float = 4.0
     campaigns_per_week: float = 2.5
-    campaign_audience_share: float = 0.45
+    campaign_audience_share: float = 0.6
     # More records sharing one updated_at than a page holds: mass updates (imports, bulk edits) of this
     # many records at a single second, once per entity. 0 turns them off.
     tie_burst_size: int = 0
