@@ -291,6 +291,8 @@ def _sample_products(rng, products: Products, category: np.ndarray, t: np.ndarra
     for c in range(N_CATEGORIES):
         members = np.flatnonzero(category == c)
         pool = pools[c]
+        if not len(members):  # a real-history shop may sell nothing in some categories
+            continue
         weights = 1.0 / np.arange(1, len(pool) + 1) ** 0.9
         cum = np.cumsum(weights) / weights.sum()
         pick = pool[np.minimum(np.searchsorted(cum, rng.random(len(members))), len(pool) - 1)]
@@ -583,7 +585,8 @@ def _onsite_events(config: WorldConfig, persons: Persons, profiles: Profiles, or
     times = np.concatenate([o[2] for o in out])
     prod = np.concatenate([o[3] for o in out]).astype(np.int32)
     order_ref = np.concatenate([o[4] for o in out]).astype(np.int64)
-    valid = times >= profiles.created_at[profile_idx]
+    # no event before its profile existed, nor on a product not yet in the catalog
+    valid = (times >= profiles.created_at[profile_idx]) & (products.created_at[prod] <= times)
     return profile_idx[valid], metric[valid], times[valid], prod[valid], order_ref[valid]
 
 
