@@ -11,7 +11,6 @@ The transport-level faults (429, 5xx, slow, truncated, revoked token) are inject
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib
 import socket
 import threading
@@ -24,6 +23,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
+from simulator.paging import request_key
 from simulator.state import SimState
 from simulator.world import ENTITIES, iso, parse_time
 
@@ -70,8 +70,7 @@ class FaultMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        key = "{} {}?{} {}".format(scope["method"], scope["path"], scope.get("query_string", b"").decode(),
-                                   hashlib.blake2b(body, digest_size=8).hexdigest())
+        key = request_key(scope["method"], scope["path"], scope.get("query_string", b"").decode(), body)
         dice = self.state.dice
         if faults.revoked_token:
             await vendor.unauthorized_response()(scope, replay, send)
