@@ -42,4 +42,54 @@ def export(ctx: Context) -> StageResult:
                        details={"out": str(ctx.work_dir / "world")})
 
 
-STAGES = {"generate": generate, "export": export}
+def serve(ctx: Context) -> StageResult:
+    """Records/s the simulator serves, faults and rate limits off: page through each API for a fixed time.
+
+    The server runs in its own forked process (sharing the built world copy-on-write) so the client does not
+    compete with it for the GIL.
+    """
+    import multiprocessing
+
+    import httpx
+
+    from simulator.server import port_free, start_in_thread
+    from simulator.state import TOKENS, SimState
+    from simulator.tour import API_PAGERS
+
+    world = World.build(world_config(ctx))
+    port = next(p for p in range(18_765, 18_865) if port_free("127.0.0.1", p))
+    ready = multiprocessing.get_context("fork").Event()
+
+    def run_server() -> None:
+        start_in_thread(SimState(world=world, rate_limits=False), port=port)
+        ready.set()
+        multiprocessing.get_context("fork").Event().wait()  # serve until terminated
+
+    server = multiprocessing.get_context("fork").Process(target=run_server, daemon=True)
+    server.start()
+    ready.wait(60)
+    url = f"http://127.0.0.1:{port}"
+    per_api, total, seconds = {}, 0, 0.0
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for name, pager in API_PAGERS.items():
+                started = time.perf_counter()
+                records = pages = 0
+                for page in pager(client, TOKENS):
+                    records += page
+                    pages += 1
+                    if time.perf_counter() - started > SERVE_SECONDS_PER_API:
+                        break
+                elapsed = time.perf_counter() - started
+                per_api[name] = f"{records / elapsed:,.0f} records/s ({pages} pages)"
+                total += records
+                seconds += elapsed
+    finally:
+        server.terminate()
+    return StageResult(rows=total, unit="records served", seconds=seconds, details=per_api)
+
+
+SERVE_SECONDS_PER_API = 10
+
+
+STAGES = {"generate": generate, "export": export, "serve": serve}

@@ -1,4 +1,4 @@
-"""python -m simulator serve|world|truth — bad input gets one clear line on stderr and exit code 2."""
+"""python -m simulator serve|world|tour — bad input gets one clear line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     world = sub.add_parser("world", help="write the world as Parquet files plus its ground truth")
     world_args(world)
     world.add_argument("--out", required=True, help="output directory")
+
+    tour = sub.add_parser("tour", help="show what a running simulator serves (a sample from each API)")
+    tour.add_argument("--url", default="http://127.0.0.1:8765")
     return parser
 
 
@@ -121,13 +124,19 @@ def _world(args: argparse.Namespace) -> None:
     print(json.dumps({"out": str(out), "build_seconds": round(built, 2), **manifest["counts"]}))
 
 
+def _tour(args: argparse.Namespace) -> int:
+    from simulator.tour import main as tour_main
+
+    return tour_main(["--url", args.url])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"serve": _serve, "world": _world}[args.command](args)
+        code = {"serve": _serve, "world": _world, "tour": _tour}[args.command](args)
     except UsageError as exc:
         print(f"simulator: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 0
-    return 0
+    return code or 0

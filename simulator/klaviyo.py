@@ -379,8 +379,6 @@ class KlaviyoSurface:
         self._id_order = np.lexsort((profiles.id_rand, profiles.created_at))  # ULID order: (ms, random)
         self._id_created = profiles.created_at[self._id_order]
         self._id_rand = profiles.id_rand[self._id_order]
-        self._profile_of_person = np.full(self.world.persons.n, -1, dtype=np.int64)
-        self._profile_of_person[profiles.person] = np.arange(profiles.n)
         self._lazy: dict[str, object] = {}
         self._profile_ids: dict[int, str] = {}
         self._campaigns: dict[int, tuple[str, str]] = {}
@@ -413,7 +411,7 @@ class KlaviyoSurface:
     def profile_by_phone(self) -> dict[str, int]:
         world = self.world
         return self._cached("profile_by_phone", lambda: {
-            phone: q for q, p in enumerate(world.profiles.person.tolist()) if (phone := world._phone(p))})
+            phone: q for q, p in enumerate(world.profiles.person.tolist()) if (phone := world.phone(p))})
 
     def profile_row(self, profile_id: str, t: int) -> int:
         """The record number of a profile id existing at t (world or imported), or -1."""
@@ -687,7 +685,7 @@ class KlaviyoSurface:
                 customers = self.world.customers
                 match = np.flatnonzero(customers.customer_id == int(value)) if value.isdigit() else []
                 for c in match:
-                    q = int(self._profile_of_person[customers.person[c]])
+                    q = int(self.world.profile_of_person[customers.person[c]])
                     if q >= 0 and self.world.profile_at(q, t)["external_id"] == value:
                         rows.append(q)
         return np.asarray([r for r in rows if r >= 0], dtype=np.int64)

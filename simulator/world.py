@@ -304,10 +304,10 @@ class World:
         self._touch_serial = 0
         self._index_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
-        self._customer_of_person = np.full(persons.n, -1, dtype=np.int64)
-        self._customer_of_person[customers.person] = np.arange(customers.n)
-        self._profile_of_person = np.full(persons.n, -1, dtype=np.int64)
-        self._profile_of_person[profiles.person] = np.arange(profiles.n)
+        self.customer_of_person = np.full(persons.n, -1, dtype=np.int64)
+        self.customer_of_person[customers.person] = np.arange(customers.n)
+        self.profile_of_person = np.full(persons.n, -1, dtype=np.int64)
+        self.profile_of_person[profiles.person] = np.arange(profiles.n)
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
@@ -389,6 +389,13 @@ class World:
             self._touch_serial += 1
             self._index_cache.clear()
 
+    def touched(self, entity: str) -> dict[int, list[int]]:
+        """Records of the entity edited while the server runs, with those versions' times."""
+        return self._touches[entity]
+
+    def has_runtime_edits(self) -> bool:
+        return any(self._touches[e] for e in ENTITIES)
+
     def touches(self, entity: str, i: int, t: int) -> list[int]:
         return [x for x in self._touches[entity].get(int(i), ()) if x <= t]
 
@@ -448,7 +455,7 @@ class World:
         placed = orders[self.orders.created_at[orders] <= t]
         live = placed[self.orders.cancelled_at[placed] > t]
         spent = int(self.orders.total_cents[live].sum() - self._refunded_by(live, t))
-        profile = int(self._profile_of_person[p])
+        profile = int(self.profile_of_person[p])
         return {
             "index": c,
             "person": p,
@@ -459,11 +466,11 @@ class World:
             "first_name": catalog.FIRST_NAMES[persons.first_name[p]],
             "last_name": catalog.LAST_NAMES[persons.last_name[p]],
             "email": self.person_email(p),
-            "phone": self._phone(p),
+            "phone": self.phone(p),
             "orders_count": int(len(placed)),
             "amount_spent_cents": spent,
             "last_order_index": int(placed[-1]) if len(placed) else -1,
-            "address": self._address(p),
+            "address": self.address(p),
             "email_consent": self.consent_at(profile, t) if profile >= 0 else NEVER_SUBSCRIBED,
             "email_consent_updated_at": self.consent_changed_at(profile, t) if profile >= 0 else None,
         }
@@ -472,7 +479,7 @@ class World:
         orders, persons = self.orders, self.persons
         p = int(orders.person[o])
         country = catalog.COUNTRIES[persons.country[p]]
-        c = int(self._customer_of_person[p])
+        c = int(self.customer_of_person[p])
         if c >= 0 and self.customers.created_at[c] > orders.created_at[o]:
             c = -1  # the account was opened after this order: it stays a guest checkout
         if c >= 0 and self.customers.deleted_at[c] <= t:
@@ -527,7 +534,7 @@ class World:
                                  ("refunded" if refunded and orders.refunded_cents[o] >= orders.total_cents[o] else
                                   ("partially_refunded" if refunded else "paid"))),
             "fulfillment_status": "fulfilled" if orders.fulfilled_at[o] <= t else "unfulfilled",
-            "shipping_address": self._address(p),
+            "shipping_address": self.address(p),
             "lines": lines,
             "refunds": refunds,
         }
@@ -574,7 +581,7 @@ class World:
             "email": self.spelled_email(p, int(contacts.email_spelling[k])),
             "first_name": catalog.FIRST_NAMES[persons.first_name[p]],
             "last_name": catalog.LAST_NAMES[persons.last_name[p]],
-            "phone": self._phone(p),
+            "phone": self.phone(p),
             "created_at": int(contacts.created_at[k]),
             "updated_at": self._record_updated_at("contacts", k, t),
             "revision": self.revision("contacts", k, t),
@@ -585,13 +592,13 @@ class World:
             "lead_status": catalog.HUBSPOT_LEAD_STATUSES[contacts.lead_status[k]],
             "owner_id": catalog.HUBSPOT_OWNER_IDS[contacts.owner[k]],
             "birth_date": self._birth_date(p),
-            "address": self._address(p),
+            "address": self.address(p),
         }
 
     def profile_at(self, q: int, t: int) -> dict:
         profiles, persons = self.profiles, self.persons
         p = int(profiles.person[q])
-        c = int(self._customer_of_person[p])
+        c = int(self.customer_of_person[p])
         external = bool(profiles.has_external_id[q]) and c >= 0 and self.customers.created_at[c] <= t
         events_before = np.searchsorted(self.events.time, t, side="right")
         return {
@@ -602,7 +609,7 @@ class World:
             "external_id": str(int(self.customers.customer_id[c])) if external else None,
             "first_name": catalog.FIRST_NAMES[persons.first_name[p]],
             "last_name": catalog.LAST_NAMES[persons.last_name[p]],
-            "phone": self._phone(p),
+            "phone": self.phone(p),
             "created_at": int(profiles.created_at[q]),
             "updated_at": self._record_updated_at("profiles", q, t),
             "revision": self.revision("profiles", q, t),
@@ -610,7 +617,7 @@ class World:
             "consent_changed_at": self.consent_changed_at(q, t),
             "subscribed_at": int(profiles.subscribed_at[q]) if profiles.subscribed_at[q] <= t else None,
             "birth_date": self._birth_date(p),
-            "address": self._address(p),
+            "address": self.address(p),
             "timezone": self._timezone(p),
             "events_before_hint": int(events_before),
         }
@@ -674,7 +681,7 @@ class World:
         times = [int(x[q]) for x in (pr.subscribed_at, pr.unsubscribed_at, pr.bounced_at, pr.spam_at) if x[q] <= t]
         return max(times) if times else None
 
-    def _phone(self, p: int) -> str | None:
+    def phone(self, p: int) -> str | None:
         if not self.persons.has_phone[p]:
             return None
         return f"+1555{_stable_hash(self.config.seed, 'phone', p) % 10_000_000:07d}"
@@ -685,7 +692,7 @@ class World:
             return None
         return datetime.fromtimestamp(days * DAY, UTC).strftime("%Y-%m-%d")
 
-    def _address(self, p: int) -> dict:
+    def address(self, p: int) -> dict:
         country = catalog.COUNTRIES[self.persons.country[p]]
         city, province, zip_code = country.cities[self.persons.city[p] % len(country.cities)]
         return {"city": city, "province_code": province, "zip": zip_code, "country_code": country.code,
@@ -720,8 +727,8 @@ class World:
             contact_ids.setdefault(int(self.contacts.person[k]), []).append(str(int(self.contacts.contact_id[k])))
         out = []
         for p in range(persons.n):
-            c = int(self._customer_of_person[p])
-            q = int(self._profile_of_person[p])
+            c = int(self.customer_of_person[p])
+            q = int(self.profile_of_person[p])
             out.append({
                 "person": p,
                 "email": self.person_email(p),

@@ -16,7 +16,7 @@ _WORLDS: dict[WorldConfig, World] = {}
 
 def world_for(config: WorldConfig) -> World:
     """Worlds are deterministic, so tests share one per config; runtime touches are per-test state though."""
-    if config not in _WORLDS or any(_WORLDS[config]._touches[e] for e in _WORLDS[config]._touches):
+    if config not in _WORLDS or _WORLDS[config].has_runtime_edits():
         _WORLDS[config] = World.build(config)
     return _WORLDS[config]
 
