@@ -135,18 +135,32 @@ def generate_products(config: WorldConfig) -> Products:
 
 def product_versions(config: WorldConfig, products: Products, extra: list[tuple[np.ndarray, np.ndarray]]) -> Versions:
     """Creation, price/stock edits (about one a quarter), archival; plus any extra (record, time) pairs."""
-    rng = rng_for(config, "edits")
     _, _, end = timeline(config)
-    n = products.n
-    life_end = np.minimum(np.minimum(products.deleted_at, end), end)
-    life_days = np.maximum(0, (life_end - products.created_at) / DAY)
-    n_edits = rng.poisson(life_days / 90)
-    rec = np.repeat(np.arange(n), n_edits)
-    times = products.created_at[rec] + (rng.random(len(rec)) * (life_end[rec] - products.created_at[rec])).astype(np.int64)
-    archived = np.flatnonzero(products.archived_at != NEVER)
-    parts_rec = [np.arange(n), rec, archived] + [r for r, _ in extra]
-    parts_t = [products.created_at, times, products.archived_at[archived]] + [t for _, t in extra]
-    return Versions(np.concatenate(parts_rec), np.concatenate(parts_t), n)
+    edits = _edits(rng_for(config, "edits"), products.created_at, np.minimum(products.deleted_at, end), every_days=90)
+    return _versions(products.n, products.created_at, edits, *extra, columns=(products.archived_at,))
+
+
+def _edits(rng: np.random.Generator, created: np.ndarray, life_end: np.ndarray,
+           every_days: float) -> tuple[np.ndarray, np.ndarray]:
+    """(record, time) of edits made about once every `every_days` over each record's life."""
+    n_edits = rng.poisson(np.maximum(0, (life_end - created) / DAY) / every_days)
+    owner = np.repeat(np.arange(len(created)), n_edits)
+    times = created[owner] + (rng.random(len(owner)) * (life_end[owner] - created[owner])).astype(np.int64)
+    return owner, times
+
+
+def _versions(n: int, created: np.ndarray, *parts: tuple[np.ndarray, np.ndarray],
+              columns: tuple[np.ndarray, ...] = ()) -> Versions:
+    """Versions from creation, (record, time) parts, and per-record event-time columns (NEVER: no event)."""
+    records, times = [np.arange(n)], [created]
+    for column in columns:
+        has = np.flatnonzero(column != NEVER)
+        records.append(has)
+        times.append(column[has])
+    for r, t in parts:
+        records.append(r)
+        times.append(t)
+    return Versions(np.concatenate(records), np.concatenate(times), n)
 
 
 # ---- persons ----------------------------------------------------------------------------------------
@@ -610,82 +624,51 @@ def _tie_bursts(config: WorldConfig, customers, orders, products, contacts, prof
 
 
 def _order_versions(orders: Orders, extra) -> Versions:
-    parts_r, parts_t = [np.arange(orders.n)], [orders.created_at]
-    for col in (orders.fulfilled_at, orders.refund_at, orders.cancelled_at):
-        has = np.flatnonzero(col != NEVER)
-        parts_r.append(has)
-        parts_t.append(col[has])
-    for r, t in extra:
-        parts_r.append(r)
-        parts_t.append(t)
-    return Versions(np.concatenate(parts_r), np.concatenate(parts_t), orders.n)
+    """Creation, fulfilment, refund, cancellation."""
+    return _versions(orders.n, orders.created_at, *extra,
+                     columns=(orders.fulfilled_at, orders.refund_at, orders.cancelled_at))
 
 
 def _customer_versions(config, customers: Customers, orders: Orders, profiles: Profiles, persons: Persons, extra) -> Versions:
-    """Creation, every order placed or cancelled (counts and spend change), profile edits, consent changes."""
-    rng = rng_for(config, "edits")
+    """Creation, every order placed or cancelled (counts and spend change), profile edits, consent changes;
+    nothing after the account's deletion."""
     _, _, end = timeline(config)
     n = customers.n
     owner = np.repeat(np.arange(n), np.diff(customers.order_offsets))
-    placed = orders.created_at[customers.order_index]
-    cancelled_mask = orders.cancelled_at[customers.order_index] != NEVER
-    life_end = np.minimum(customers.deleted_at, end)
-    n_edits = rng.poisson(np.maximum(0, (life_end - customers.created_at) / DAY) / 200)
-    edit_owner = np.repeat(np.arange(n), n_edits)
-    edit_t = customers.created_at[edit_owner] + (rng.random(len(edit_owner)) * (life_end[edit_owner] - customers.created_at[edit_owner])).astype(np.int64)
+    cancelled_at = orders.cancelled_at[customers.order_index]
+    cancelled = cancelled_at != NEVER
+    edits = _edits(rng_for(config, "edits"), customers.created_at, np.minimum(customers.deleted_at, end), every_days=200)
     profile_of_person = np.full(persons.n, -1, dtype=np.int64)
     profile_of_person[profiles.person] = np.arange(profiles.n)
     q = profile_of_person[customers.person]
-    parts_r, parts_t = [np.arange(n), owner, owner[cancelled_mask], edit_owner], [
-        customers.created_at, placed, orders.cancelled_at[customers.order_index][cancelled_mask], edit_t]
     has_q = np.flatnonzero(q >= 0)
+    consent_parts = []
     for col in (profiles.subscribed_at, profiles.unsubscribed_at, profiles.bounced_at, profiles.spam_at):
         vals = col[q[has_q]]
         ok = (vals != NEVER) & (vals >= customers.created_at[has_q])
-        parts_r.append(has_q[ok])
-        parts_t.append(vals[ok])
-    for r, t in extra:
-        parts_r.append(r)
-        parts_t.append(t)
-    times = np.concatenate(parts_t)
-    recs = np.concatenate(parts_r)
-    alive = times < np.minimum(customers.deleted_at[recs], end)
-    alive |= times == customers.created_at[recs]
-    return Versions(recs[alive], times[alive], n)
+        consent_parts.append((has_q[ok], vals[ok]))
+    every = _versions(n, customers.created_at, (owner, orders.created_at[customers.order_index]),
+                      (owner[cancelled], cancelled_at[cancelled]), edits, *consent_parts, *extra)
+    recs = np.repeat(np.arange(n), np.diff(every.offsets))
+    alive = (every.times < np.minimum(customers.deleted_at[recs], end)) | (every.times == customers.created_at[recs])
+    return Versions(recs[alive], every.times[alive], n)
 
 
 def _contact_versions(config, contacts: Contacts, orders: Orders, persons: Persons, extra) -> Versions:
-    """Creation, lifecycle stage moving to customer at the first order, edits by owners."""
-    rng = rng_for(config, "edits")
+    """Creation, lifecycle stage moving to customer at the first order, edits by owners, archival."""
     _, _, end = timeline(config)
-    n = contacts.n
     first_order = np.full(persons.n, NEVER, dtype=np.int64)
     np.minimum.at(first_order, orders.person, orders.created_at)
     became = np.maximum(first_order[contacts.person], contacts.created_at)
     has = np.flatnonzero((first_order[contacts.person] != NEVER) & (became < contacts.archived_at))
-    life_end = np.minimum(contacts.archived_at, end)
-    n_edits = rng.poisson(np.maximum(0, (life_end - contacts.created_at) / DAY) / 150)
-    edit_owner = np.repeat(np.arange(n), n_edits)
-    edit_t = contacts.created_at[edit_owner] + (rng.random(len(edit_owner)) * (life_end[edit_owner] - contacts.created_at[edit_owner])).astype(np.int64)
-    archived = np.flatnonzero(contacts.archived_at != NEVER)
-    parts_r = [np.arange(n), has, edit_owner, archived] + [r for r, _ in extra]
-    parts_t = [contacts.created_at, became[has], edit_t, contacts.archived_at[archived]] + [t for _, t in extra]
-    return Versions(np.concatenate(parts_r), np.concatenate(parts_t), n)
+    edits = _edits(rng_for(config, "edits"), contacts.created_at, np.minimum(contacts.archived_at, end), every_days=150)
+    return _versions(contacts.n, contacts.created_at, (has, became[has]), edits, *extra,
+                     columns=(contacts.archived_at,))
 
 
 def _profile_versions(config, profiles: Profiles, extra) -> Versions:
-    rng = rng_for(config, "edits")
+    """Creation, edits about once a year, every consent change."""
     _, _, end = timeline(config)
-    n = profiles.n
-    n_edits = rng.poisson(np.maximum(0, (end - profiles.created_at) / DAY) / 365)
-    edit_owner = np.repeat(np.arange(n), n_edits)
-    edit_t = profiles.created_at[edit_owner] + (rng.random(len(edit_owner)) * (end - profiles.created_at[edit_owner])).astype(np.int64)
-    parts_r, parts_t = [np.arange(n), edit_owner], [profiles.created_at, edit_t]
-    for col in (profiles.subscribed_at, profiles.unsubscribed_at, profiles.bounced_at, profiles.spam_at):
-        has = np.flatnonzero(col != NEVER)
-        parts_r.append(has)
-        parts_t.append(col[has])
-    for r, t in extra:
-        parts_r.append(r)
-        parts_t.append(t)
-    return Versions(np.concatenate(parts_r), np.concatenate(parts_t), n)
+    edits = _edits(rng_for(config, "edits"), profiles.created_at, np.full(profiles.n, end, dtype=np.int64), every_days=365)
+    return _versions(profiles.n, profiles.created_at, edits, *extra,
+                     columns=(profiles.subscribed_at, profiles.unsubscribed_at, profiles.bounced_at, profiles.spam_at))

@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,26 +149,3 @@ def page(listing: Listing, *, first: int | None, last: int | None, after: str | 
     seq = np.arange(a, b, dtype=np.int64)
     positions = n - 1 - seq if reverse else seq
     return Page(positions, has_next=b < n, has_previous=a > 0, window_start=lo)
-
-
-class ListingCache:
-    """Listings per (entity, clock, sort key), rebuilt when the world's index for that clock changes."""
-
-    def __init__(self, size: int = 16):
-        self.size = size
-        self._entries: OrderedDict[tuple, tuple[object, Listing]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple, source: object, build) -> Listing:
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and hit[0] is source:
-                self._entries.move_to_end(key)
-                return hit[1]
-        listing = build()
-        with self._lock:
-            self._entries[key] = (source, listing)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return listing

@@ -145,83 +145,53 @@ class Edge:
         self.cursor, self.node = cursor, node
 
 
-class CustomerRec:
+class _RecordRec:
+    """A world record rendered lazily: its state dict and numeric id are computed on first use."""
+
+    typename = ""
+    entity = ""
+    __slots__ = ("ctx", "i", "_d", "_ident")
+
+    def __init__(self, ctx, i: int, ident: int | None = None):
+        self.ctx, self.i, self._d, self._ident = ctx, int(i), None, ident
+
+    @property
+    def d(self) -> dict:
+        if self._d is None:
+            self._d = self.ctx.state_of(self.entity, self.i)
+        return self._d
+
+    @property
+    def ident(self) -> int:
+        if self._ident is None:
+            self._ident = self.ctx.ident(self.entity, self.i)
+        return self._ident
+
+    @property
+    def gid(self) -> str:
+        return f"gid://shopify/{self.typename}/{self.ident}"
+
+
+class CustomerRec(_RecordRec):
     typename = "Customer"
-    __slots__ = ("ctx", "i", "_d", "_ident")
     entity = "customers"
-
-    def __init__(self, ctx, i: int, ident: int | None = None):
-        self.ctx, self.i, self._d, self._ident = ctx, int(i), None, ident
-
-    @property
-    def d(self) -> dict:
-        if self._d is None:
-            self._d = self.ctx.state_of(self.entity, self.i)
-        return self._d
-
-    @property
-    def ident(self) -> int:
-        if self._ident is None:
-            self._ident = self.ctx.ident(self.entity, self.i)
-        return self._ident
-
-    @property
-    def gid(self) -> str:
-        return f"gid://shopify/Customer/{self.ident}"
+    __slots__ = ()
 
 
-class OrderRec:
+class OrderRec(_RecordRec):
     typename = "Order"
-    __slots__ = ("ctx", "i", "_d", "_ident")
     entity = "orders"
-
-    def __init__(self, ctx, i: int, ident: int | None = None):
-        self.ctx, self.i, self._d, self._ident = ctx, int(i), None, ident
-
-    @property
-    def d(self) -> dict:
-        if self._d is None:
-            self._d = self.ctx.state_of(self.entity, self.i)
-        return self._d
-
-    @property
-    def ident(self) -> int:
-        if self._ident is None:
-            self._ident = self.ctx.ident(self.entity, self.i)
-        return self._ident
-
-    @property
-    def gid(self) -> str:
-        return f"gid://shopify/Order/{self.ident}"
+    __slots__ = ()
 
     def bag(self, cents: int) -> tuple[int, str, float]:
         d = self.d
         return cents, d["presentment_currency"], d["fx_per_usd"]
 
 
-class ProductRec:
+class ProductRec(_RecordRec):
     typename = "Product"
-    __slots__ = ("ctx", "i", "_d", "_ident")
     entity = "products"
-
-    def __init__(self, ctx, i: int, ident: int | None = None):
-        self.ctx, self.i, self._d, self._ident = ctx, int(i), None, ident
-
-    @property
-    def d(self) -> dict:
-        if self._d is None:
-            self._d = self.ctx.state_of(self.entity, self.i)
-        return self._d
-
-    @property
-    def ident(self) -> int:
-        if self._ident is None:
-            self._ident = self.ctx.ident(self.entity, self.i)
-        return self._ident
-
-    @property
-    def gid(self) -> str:
-        return f"gid://shopify/Product/{self.ident}"
+    __slots__ = ()
 
     def variant(self, position: int) -> VariantRec:
         return VariantRec(self, position)

@@ -26,6 +26,7 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 
 from simulator import catalog
+from simulator.paging import ViewCache
 from simulator.ratelimit import LeakyBucket
 from simulator.shopify import errors, listing, objects, search
 from simulator.shopify.executor import Executor, PlanError
@@ -196,7 +197,7 @@ class ShopifyRuntime:
 
         self.state = state
         self.bucket = LeakyBucket(BUCKET_SIZE, RESTORE_RATE)
-        self.listings = listing.ListingCache()
+        self.listings = ViewCache(size=16)  # listings per (entity, clock, sort), checked against the world's index
         self.bulk = BulkOperations(self)
         self._lock = threading.Lock()
         self._id_maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -212,7 +213,7 @@ class ShopifyRuntime:
             ids, columns = entity_columns(world, entity, rows, updated, t)
             return listing.make_listing(rows, ids, columns, sort_key)
 
-        return self.listings.get((entity, t, sort_key), rows, build)
+        return self.listings.get((entity, t, sort_key), (rows,), build)
 
     def filtered(self, ctx: Ctx, base: listing.Listing, query: str | None, path: list | None) -> listing.Listing:
         """The records matching a `query:` argument; warnings go to extensions.search unless path is None."""
