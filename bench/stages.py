@@ -73,15 +73,20 @@ def serve(ctx: Context) -> StageResult:
     try:
         with httpx.Client(base_url=url, timeout=60) as client:
             for name, pager in API_PAGERS.items():
+                # the first request builds the server's sorted views and indexes: timed apart from the steady state
+                started = time.perf_counter()
+                pages_iter = pager(client, TOKENS)
+                next(pages_iter)
+                first = time.perf_counter() - started
                 started = time.perf_counter()
                 records = pages = 0
-                for page in pager(client, TOKENS):
+                for page in pages_iter:
                     records += page
                     pages += 1
                     if time.perf_counter() - started > SERVE_SECONDS_PER_API:
                         break
                 elapsed = time.perf_counter() - started
-                per_api[name] = f"{records / elapsed:,.0f} records/s ({pages} pages)"
+                per_api[name] = f"{records / elapsed:,.0f} records/s ({pages} pages; first page {first:.1f}s)"
                 total += records
                 seconds += elapsed
     finally:
