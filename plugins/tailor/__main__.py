@@ -2,4 +2,5 @@ import sys
 
 from tailor.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # Airflow's plugin manager imports every module under plugins/
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Airflow-only glue: Connections to credentials, shared callbacks and pools. The rest of tailor never imports Airflow."""

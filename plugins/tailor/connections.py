@@ -1,0 +1,85 @@
+"""Credentials for each source, from an Airflow Connection or, with none configured, the local simulator.
+
+Outside Airflow (the CLI, tests) a Connection is read from its AIRFLOW_CONN_<ID> environment variable, in
+either of Airflow's forms (JSON or URI), so the same variables configure both. Inside Airflow the hooks in
+tailor.airflow build Credentials from the metadata database's Connection through the same `from_fields`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from urllib.parse import unquote, urlsplit
+
+from tailor import settings
+from tailor.sources import Credentials
+
+CONN_IDS = {"shopify": "shopify_default", "hubspot": "hubspot_default", "klaviyo": "klaviyo_default"}
+
+# Where each vendor's API lives when a Connection gives no host.
+VENDOR_HOSTS = {"shopify": None, "hubspot": "api.hubapi.com", "klaviyo": "a.klaviyo.com"}
+
+# The tokens the bundled simulator documents (README): used only when no Connection is configured.
+SIMULATOR_TOKENS = {
+    "shopify": "shpat_simulator_0000000000000000",
+    "hubspot": "pat-na1-simulator-0000-0000-000000000000",
+    "klaviyo": "pk_simulator_0000000000000000000000",
+}
+
+
+class ConnectionConfigError(ValueError):
+    """A Connection that cannot be used: the message names the connection and the field."""
+
+
+def _env_name(conn_id: str) -> str:
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def _parse_env(conn_id: str, raw: str) -> dict:
+    raw = raw.strip()
+    if raw.startswith("{"):
+        try:
+            fields = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConnectionConfigError(f"{_env_name(conn_id)} is not valid JSON: {exc.msg} at {exc.pos}") from None
+        if not isinstance(fields, dict):
+            raise ConnectionConfigError(f"{_env_name(conn_id)} must be a JSON object")
+        return fields
+    parts = urlsplit(raw)
+    if not parts.scheme:
+        raise ConnectionConfigError(f"{_env_name(conn_id)} is neither JSON nor a connection URI (scheme://...)")
+    return {"conn_type": parts.scheme, "host": parts.hostname, "port": parts.port,
+            "login": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "schema": parts.path.lstrip("/") or None}
+
+
+def from_fields(source: str, conn_id: str, host: str | None, password: str | None, port: int | None = None,
+                schema: str | None = None) -> Credentials:
+    """Credentials from a Connection's fields: host (a bare host or a full base URL) and password (the token)."""
+    if not password:
+        raise ConnectionConfigError(f"connection '{conn_id}' has no password: put the {source} API token there")
+    host = host or VENDOR_HOSTS[source]
+    if not host:
+        raise ConnectionConfigError(f"connection '{conn_id}' has no host: put the shop's domain there "
+                               "(your-shop.myshopify.com)")
+    if "://" in host:
+        base = host.rstrip("/")
+    else:
+        scheme = schema if schema in ("http", "https") else "https"
+        base = f"{scheme}://{host}" + (f":{port}" if port else "")
+    return Credentials(conn_id=conn_id, base_url=base, token=password)
+
+
+def credentials(source: str, conn_id: str | None = None) -> Credentials:
+    """The source's Connection from the environment, else the simulator at TAILOR_SIMULATOR_URL."""
+    if source not in CONN_IDS:
+        raise ConnectionConfigError(f"unknown source {source!r}: choose one of {', '.join(CONN_IDS)}")
+    conn_id = conn_id or CONN_IDS[source]
+    raw = os.environ.get(_env_name(conn_id))
+    if raw is None:
+        return Credentials(conn_id=f"{conn_id} (simulator)", base_url=settings.simulator_url(),
+                           token=SIMULATOR_TOKENS[source])
+    fields = _parse_env(conn_id, raw)
+    return from_fields(source, conn_id, fields.get("host"), fields.get("password"), fields.get("port"),
+                       fields.get("schema"))
