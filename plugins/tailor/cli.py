@@ -3,15 +3,228 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from tailor.sources import EXTRACTORS
+
+SOURCES = tuple(EXTRACTORS)
+
+
+class _BadInput(Exception):
+    """Wrong arguments or configuration: one message, exit code 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tailor", description="Tailor without Airflow.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run the pipeline on the embedded defaults against the local simulator")
+    extract = sub.add_parser(
+        "extract", help="land the records of a window as batches in the lake (no warehouse writes)",
+        description="Land every record version updated in [start, end) (widened by TAILOR_LOOKBACK_MINUTES) "
+                    "as one batch per source and entity. Without --start/--end: from each entity's watermark "
+                    "to now. Times are ISO 8601 (2026-11-01, 2026-11-01T06:00:00Z); without a zone they are UTC.")
+    extract.add_argument("--source", choices=(*SOURCES, "all"), default="all")
+    extract.add_argument("--start", help="interval start, ISO 8601")
+    extract.add_argument("--end", help="interval end (exclusive), ISO 8601")
+    extract.add_argument("--entity", help="one entity only (default: every entity of the source)")
+    sub.add_parser("load", help="load every landed batch not loaded yet into raw.* (one transaction per batch)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from tailor import demo
 
         return demo.run()
+    _configure_logging()
+    try:
+        if args.command == "extract":
+            return _extract(args)
+        if args.command == "load":
+            return _load()
+    except _BadInput as exc:
+        parser.exit(2, f"python -m tailor {args.command}: error: {exc}\n")
     return 2
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    # The CLI prints its own progress lines; the lake's and the HTTP stack's info logs would repeat them.
+    for noisy in ("tailor.lake", "httpx", "httpcore", "botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _parse_time(flag: str, text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise _BadInput(f"{flag} {text!r} is not an ISO 8601 date or time (e.g. 2026-11-01 or "
+                        "2026-11-01T06:00:00Z)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- extract ---------------------------------------------------------------------------------------------------
+
+
+def _extractor(source: str):
+    from tailor import connections, sources
+
+    try:
+        return sources.build_extractor(source, connections.credentials(source))
+    except connections.ConnectionConfigError as exc:
+        raise _BadInput(str(exc)) from None
+
+
+def _reporter(label: str, every: float = 5.0) -> Callable:
+    last = [0.0]
+
+    def report(progress) -> None:
+        now = time.monotonic()
+        if now - last[0] < every:
+            return
+        last[0] = now
+        _say(f"extract {label}: {progress.records:,} records, {progress.pages:,} pages, "
+             f"{progress.rate_waits:,} rate waits ({progress.rate_wait_seconds:.1f} s), {progress.retries:,} retries")
+
+    return report
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from tailor import pipeline, settings
+    from tailor.lake import Lake
+    from tailor.sources import ENTITIES, Progress
+    from tailor.warehouse import Warehouse
+
+    if (args.start is None) != (args.end is None):
+        raise _BadInput("give both --start and --end, or neither (a manual run: from each watermark to now)")
+    start = _parse_time("--start", args.start) if args.start else None
+    end = _parse_time("--end", args.end) if args.end else None
+    if start is not None and end is not None and end <= start:
+        raise _BadInput(f"--end {args.end} is not after --start {args.start}")
+    try:
+        lookback = settings.lookback()
+        lake = Lake.from_url()
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    warehouse = Warehouse()
+    now = datetime.now(UTC)  # the CLI is where a manual run's "now" comes from
+
+    chosen = SOURCES if args.source == "all" else (args.source,)
+    wanted: dict[str, list[str]] = {}
+    for source in chosen:
+        entities = list(ENTITIES[source])
+        if args.entity:
+            if args.entity not in entities:
+                if args.source != "all":
+                    raise _BadInput(f"--entity {args.entity!r}: {source} has {', '.join(entities)}")
+                continue
+            entities = [args.entity]
+        wanted[source] = entities
+    if not wanted:
+        raise _BadInput(f"--entity {args.entity!r}: no source has it")
+    plans = {source: (_extractor(source), entities) for source, entities in wanted.items()}
+
+    windows = {(source, entity): pipeline.next_window(warehouse, source, entity, start, end, now, lookback)
+               for source, (_, entities) in plans.items() for entity in entities}
+    landed: list = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def run_source(source: str) -> None:
+        extractor, entities = plans[source]
+        for entity in entities:
+            label = f"{source}/{entity}"
+            window = windows[(source, entity)]
+            _say(f"extract {label}: window [{_stamp(window.start)}, {_stamp(window.end)})")
+            progress = Progress(report=_reporter(label))
+            began = time.monotonic()
+            try:
+                ref = pipeline.extract_window(extractor, entity, window, lake, progress=progress)
+            except Exception as exc:  # one entity failing must not hide the others' results
+                with lock:
+                    failures.append(f"{label}: {type(exc).__name__}: {exc}")
+                _say(f"extract {label}: FAILED after {time.monotonic() - began:.1f} s: {exc}")
+                continue
+            with lock:
+                landed.append((ref, progress))
+            _say(f"extract {label}: landed {ref.records:,} records ({progress.pages:,} pages, "
+                 f"{progress.rate_waits:,} rate waits, {progress.retries:,} retries) in "
+                 f"{time.monotonic() - began:.1f} s as {ref.path}")
+
+    with ThreadPoolExecutor(max_workers=len(plans)) as pool:  # sources in parallel, entities one after another
+        list(pool.map(run_source, plans))
+
+    _say(f"extract summary ({lake.url}):")
+    for ref, progress in sorted(landed, key=lambda item: (item[0].source, item[0].entity)):
+        _say(f"  {ref.source:<8} {ref.entity:<10} {ref.records:>10,} records  {progress.pages:>6,} pages  "
+             f"[{_stamp(ref.window.start)}, {_stamp(ref.window.end)})  batch {ref.batch_id}")
+    for failure in failures:
+        _say(f"  FAILED {failure}")
+    if landed:
+        _say("next: python -m tailor load")
+    return 1 if failures else 0
+
+
+# --- load ------------------------------------------------------------------------------------------------------
+
+
+def _load() -> int:
+    from tailor import pipeline
+    from tailor.lake import Lake, LakeError
+    from tailor.warehouse import Warehouse, WarehouseLockTimeout
+
+    try:
+        lake = Lake.from_url()
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    warehouse = Warehouse()
+    try:
+        pending = pipeline.pending_batches(warehouse, lake)
+    except (LakeError, WarehouseLockTimeout) as exc:
+        _say(f"load: error: {exc}")
+        return 1
+    if not pending:
+        _say(f"load: nothing pending in {lake.url}")
+        return 0
+    _say(f"load: {len(pending)} batch(es) pending in {lake.url}, {sum(r.records for r in pending):,} records "
+         f"-> {warehouse.path}")
+    totals: dict[tuple[str, str], list[int]] = {}
+
+    def on_batch(result) -> None:
+        ref = result.ref
+        row = totals.setdefault((ref.source, ref.entity), [0, 0, 0])
+        row[0] += 1
+        row[1] += ref.records
+        row[2] += result.rows_inserted
+        rate = ref.records / result.seconds if result.seconds else 0.0
+        state = "already loaded" if result.already_loaded else f"{result.rows_inserted:,} new rows"
+        _say(f"load {ref.describe()}: {ref.records:,} records, {state} in {result.seconds:.2f} s "
+             f"({rate:,.0f} records/s)")
+
+    failed: Exception | None = None
+    try:
+        pipeline.load_batches(warehouse, lake, pending, on_batch=on_batch)
+    except (pipeline.LoadFailed, WarehouseLockTimeout) as exc:
+        failed = exc
+    marks = {} if isinstance(failed, WarehouseLockTimeout) else warehouse.watermarks()
+    _say("load summary:")
+    for (source, entity), (batches, records, rows) in sorted(totals.items()):
+        mark = marks.get((source, entity))
+        _say(f"  raw.{source}_{entity:<10} {batches:>4} batches  {records:>10,} records  {rows:>10,} new rows  "
+             f"watermark {_stamp(mark) if mark else '-'}")
+    if failed is not None:
+        _say(f"load: error: {failed}")
+        return 1
+    return 0

@@ -5,7 +5,9 @@ Credentials are not here: they come from Airflow Connections (or AIRFLOW_CONN_* 
 
 from __future__ import annotations
 
+import math
 import os
+from datetime import timedelta
 from pathlib import Path
 
 DEFAULT_SIMULATOR_URL = "http://127.0.0.1:8765"
@@ -19,3 +21,47 @@ def data_dir() -> Path:
 def simulator_url() -> str:
     """Where sources point when no Connection is configured (TAILOR_SIMULATOR_URL)."""
     return os.environ.get("TAILOR_SIMULATOR_URL", DEFAULT_SIMULATOR_URL).rstrip("/")
+
+
+def duckdb_path() -> Path:
+    """The warehouse file (TAILOR_DUCKDB_PATH, default <data dir>/warehouse.duckdb)."""
+    override = os.environ.get("TAILOR_DUCKDB_PATH")
+    return Path(override).resolve() if override else data_dir() / "warehouse.duckdb"
+
+
+def duckdb_lock_timeout() -> float:
+    """Seconds a connection waits for another process's DuckDB lock before giving up (TAILOR_DUCKDB_LOCK_TIMEOUT).
+
+    Generous on purpose: a conflict means another writer (a load, dbt) is busy, which is normal, not a failure.
+    """
+    return _positive_float("TAILOR_DUCKDB_LOCK_TIMEOUT", 1800.0)
+
+
+def lake_url() -> str:
+    """Root of the landing files (TAILOR_LAKE_URL): a local folder (default <data dir>/lake) or s3://bucket/prefix."""
+    url = os.environ.get("TAILOR_LAKE_URL", "").strip()
+    return url or str(data_dir() / "lake")
+
+
+def s3_endpoint_url() -> str | None:
+    """An S3-compatible endpoint (MinIO, a local test server) instead of AWS (TAILOR_S3_ENDPOINT_URL, default AWS)."""
+    return os.environ.get("TAILOR_S3_ENDPOINT_URL", "").strip() or None
+
+
+def lookback() -> timedelta:
+    """How far each extract window reaches back before its interval, for late-arriving updates
+    (TAILOR_LOOKBACK_MINUTES, default 15)."""
+    return timedelta(minutes=_positive_float("TAILOR_LOOKBACK_MINUTES", 15.0, allow_zero=True))
+
+
+def _positive_float(name: str, default: float, allow_zero: bool = False) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name}={raw!r} must be {'zero or more' if allow_zero else 'more than zero'}")
+    return value
