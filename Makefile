@@ -34,19 +34,22 @@ simulator: setup
 	$(BIN)/python -m simulator serve
 
 # Airflow 3 standalone (scheduler, API server, DAG processor, triggerer) over the project's dags/ and plugins/.
-airflow: setup
-	@mkdir -p .airflow dags
-	@test -f .airflow/passwords.json || echo '{"admin": "admin"}' > .airflow/passwords.json
-	@echo "Airflow UI: http://127.0.0.1:$(AIRFLOW_PORT)  login: admin / admin"
-	PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW_HOME=$(CURDIR)/.airflow \
+AIRFLOW_ENV = PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW_HOME=$(CURDIR)/.airflow \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(CURDIR)/.airflow/passwords.json \
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
-	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
-	$(BIN)/airflow standalone
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/
+
+airflow: setup
+	@mkdir -p .airflow dags
+	@test -f .airflow/passwords.json || echo '{"admin": "admin"}' > .airflow/passwords.json
+	@$(AIRFLOW_ENV) $(BIN)/airflow db migrate >/dev/null
+	@$(AIRFLOW_ENV) $(BIN)/airflow pools set duckdb 1 "DuckDB allows one writer: every task that writes it" >/dev/null
+	@echo "Airflow UI: http://127.0.0.1:$(AIRFLOW_PORT)  login: admin / admin"
+	$(AIRFLOW_ENV) $(BIN)/airflow standalone
 
 clean:
 	rm -rf $(TAILOR_DATA_DIR) .airflow .pytest_cache .ruff_cache
