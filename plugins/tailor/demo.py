@@ -1,4 +1,4 @@
-"""`make demo`: run what Tailor has so far on the embedded defaults, against the local simulator.
+"""`make demo`: run what Tailor has so far on the embedded defaults: extract from the local simulator, load DuckDB.
 
 The simulator runs as its own process, exactly as a user would start it (`python -m simulator serve`); Tailor
 imports none of its code. A simulator already answering at TAILOR_SIMULATOR_URL is used as it is.
@@ -18,7 +18,7 @@ from urllib.request import urlopen
 
 from tailor import settings
 
-DEMO_CUSTOMERS = 2_000
+DEMO_CUSTOMERS = 1_000
 DEMO_SEED = 42
 
 
@@ -56,13 +56,39 @@ def simulator_process(url: str, customers: int = DEMO_CUSTOMERS, seed: int = DEM
         proc.wait(timeout=15)
 
 
+def _run_tailor(*args: str) -> int:
+    print(f"\ndemo: python -m tailor {' '.join(args)}", flush=True)
+    return subprocess.run([sys.executable, "-m", "tailor", *args], check=False).returncode
+
+
+def _print_raw_counts() -> None:
+    from tailor.sources import ENTITIES
+    from tailor.warehouse import Warehouse, raw_table
+
+    warehouse = Warehouse()
+    print(f"\ndemo: what landed in {warehouse.path}:")
+    with warehouse.reader() as con:
+        for source, entities in ENTITIES.items():
+            for entity in entities:
+                table = raw_table(source, entity)
+                rows, deleted, newest = con.execute(
+                    f"select count(*), count(*) filter (where is_deleted), max(updated_at) from {table}"  # noqa: S608 checked names
+                ).fetchone()
+                print(f"  {table:<24} {rows:>9,} record versions  {deleted:>5,} deletions  latest {newest}")
+
+
 def run() -> int:
     url = settings.simulator_url()
     with simulator_process(url) as running:
         tour = subprocess.run([sys.executable, "-m", "simulator", "tour", "--url", running], check=False)
         if tour.returncode != 0:
             return tour.returncode
-    print("\ndemo: this is everything Tailor runs so far: the local Shopify, HubSpot and Klaviyo above.\n"
-          "demo: next, in order: extract and load into DuckDB (issue 3), the dbt project (issue 4),\n"
-          "demo: quality gates (issue 5), then the models and the per-customer feed export.")
+        # a manual run: from each entity's watermark (none yet: all history) to now, then load what landed
+        for step in (("extract", "--source", "all"), ("load",)):
+            code = _run_tailor(*step)
+            if code != 0:
+                return code
+    _print_raw_counts()
+    print("\ndemo: next, in order: the dbt project (issue 4), quality gates (issue 5), then the models and the\n"
+          "demo: per-customer feed export. Run `make demo` again: it extracts only what changed since the watermarks.")
     return 0
