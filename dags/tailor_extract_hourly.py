@@ -10,7 +10,7 @@ Every hour, for the hour that just ended (plus a lookback overlap for late-arriv
 
 A manual run (empty data interval) extracts [last watermark, now). Backfills (UI or `POST /api/v2/backfills`)
 re-run past hours with their own intervals. Credentials come from the Connections `shopify_default`,
-`hubspot_default` and `klaviyo_default`; with none defined, the local simulator.
+`hubspot_default` and `klaviyo_default` (with none defined, the local simulator); an S3 lake uses `aws_default`.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from tailor.sources import ENTITIES
 @task
 def extract(source: str, entity: str, data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
     """Land one batch for the run's window; returns the batch reference (a small dict, via XCom)."""
-    from tailor import lake, pipeline, settings, sources, warehouse
-    from tailor.airflow.hooks import source_credentials
+    from tailor import pipeline, settings, sources, warehouse
+    from tailor.airflow import hooks
 
     window = pipeline.next_window(warehouse.Warehouse(), source, entity, data_interval_start, data_interval_end,
                                   now=dag_run.run_after, lookback=settings.lookback())
-    extractor = sources.build_extractor(source, source_credentials(source))
-    ref = pipeline.extract_window(extractor, entity, window, lake.Lake.from_url())
+    extractor = sources.build_extractor(source, hooks.source_credentials(source))
+    ref = pipeline.extract_window(extractor, entity, window, hooks.lake())
     return ref.to_dict()
 
 
@@ -40,8 +40,9 @@ def extract(source: str, entity: str, data_interval_start=None, data_interval_en
 def load(batch: dict) -> dict:
     """Load the batch into raw.*; returns what was inserted."""
     from tailor import lake, pipeline, warehouse
+    from tailor.airflow import hooks
 
-    report = pipeline.load_batches(warehouse.Warehouse(), lake.Lake.from_url(), [lake.BatchRef.from_dict(batch)])
+    report = pipeline.load_batches(warehouse.Warehouse(), hooks.lake(), [lake.BatchRef.from_dict(batch)])
     return {"batch_id": batch["batch_id"], "rows_inserted": report.rows_inserted}
 
 

@@ -318,16 +318,18 @@ def _is_not_found(exc: Exception) -> bool:
     return str(response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound")
 
 
-def s3_client() -> Any:
-    """A boto3 S3 client: the default credential chain (AWS_* variables, profile, instance role), and the
-    endpoint from TAILOR_S3_ENDPOINT_URL for S3-compatible servers."""
+def s3_client(access_key_id: str | None = None, secret_access_key: str | None = None, region_name: str | None = None,
+              endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client. Without explicit keys: the default credential chain (AWS_* variables, profile, instance
+    role). The endpoint, if not given, comes from TAILOR_S3_ENDPOINT_URL (S3-compatible servers)."""
     import boto3
     from botocore.config import Config
 
-    endpoint = settings.s3_endpoint_url()
-    config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 10, "mode": "adaptive"}) \
-        if endpoint else Config(retries={"max_attempts": 10, "mode": "adaptive"})
-    return boto3.client("s3", endpoint_url=endpoint, config=config)
+    endpoint = endpoint_url or settings.s3_endpoint_url()
+    retries = {"max_attempts": 10, "mode": "adaptive"}
+    config = Config(s3={"addressing_style": "path"}, retries=retries) if endpoint else Config(retries=retries)
+    return boto3.client("s3", endpoint_url=endpoint, config=config, region_name=region_name,
+                        aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
 
 
 # --- the lake --------------------------------------------------------------------------------------------------

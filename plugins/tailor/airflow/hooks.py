@@ -1,11 +1,12 @@
-"""Credentials from Airflow Connections (the metadata database, AIRFLOW_CONN_* variables or a secrets backend)."""
+"""Sources and the lake from Airflow Connections (the metadata database, AIRFLOW_CONN_* variables, a secrets backend)."""
 
 from __future__ import annotations
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from tailor import connections
+from tailor import connections, settings
+from tailor.lake import Lake, s3_client
 from tailor.sources import Credentials
 
 
@@ -17,3 +18,19 @@ def source_credentials(source: str) -> Credentials:
     except AirflowNotFoundException:
         return connections.credentials(source)
     return connections.from_fields(source, conn_id, conn.host, conn.password, conn.port, conn.schema)
+
+
+def lake() -> Lake:
+    """The lake (TAILOR_LAKE_URL); on S3, with the keys, region and endpoint of the aws_default Connection when one
+    is defined (login = access key id, password = secret, extra: region_name, endpoint_url), else boto3's chain."""
+    url = settings.lake_url()
+    if not url.startswith("s3://"):
+        return Lake.from_url(url)
+    try:
+        conn = BaseHook.get_connection("aws_default")
+    except AirflowNotFoundException:
+        return Lake.from_url(url)
+    extra = conn.extra_dejson
+    client = s3_client(access_key_id=conn.login or None, secret_access_key=conn.password or None,
+                       region_name=extra.get("region_name"), endpoint_url=extra.get("endpoint_url"))
+    return Lake.from_url(url, client=client)
