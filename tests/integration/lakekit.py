@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tailor.sources import Progress, RecordVersion, Window
+from tailor.sources.http import RetryPolicy
 from tailor.warehouse import Warehouse
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -110,3 +111,18 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TAILOR_")}
     env.update({"TAILOR_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1", **extra})
     return env
+
+
+# Connector tests: retries without waiting (timing is not the point), and a timeout below the simulator's slow
+# fault (3 s), so slow responses time out and are retried.
+FAST = RetryPolicy(attempts=12, base_delay=0.001, max_delay=0.01, timeout=1.0)
+
+
+def at(t: int) -> datetime:
+    """Simulator epoch seconds -> an aware UTC datetime."""
+    return datetime.fromtimestamp(t, UTC)
+
+
+def version(record: RecordVersion) -> tuple[str, str]:
+    """A record version as ground truth writes it: (record_id, updated_at ISO with Z)."""
+    return record.record_id, record.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -26,11 +26,6 @@ EXTRACTED = datetime(2026, 11, 1, 1, 5, tzinfo=UTC)
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> Lake:
-    return Lake.from_url(str(tmp_path / "lake"))
-
-
-@pytest.fixture
 def s3_bucket() -> Iterator[str]:
     with moto_s3() as url:
         yield url

@@ -26,16 +26,6 @@ LOOKBACK = timedelta(minutes=15)
 EXTRACTED = datetime(2026, 11, 2, tzinfo=UTC)
 
 
-@pytest.fixture
-def lake(tmp_path: Path) -> Lake:
-    return Lake.from_url(str(tmp_path / "lake"))
-
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> Warehouse:
-    return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout=60)
-
-
 def hourly_run(extractor: ListExtractor, entity: str, hour: int, lake: Lake, warehouse: Warehouse) -> int:
     """What one hourly DAG run does for one entity: window, extract, load. Returns the rows inserted."""
     start = T0 + timedelta(hours=hour)

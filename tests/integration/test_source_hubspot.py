@@ -15,10 +15,9 @@ from simulator.world import DAY
 from tailor.sources import Credentials, Progress, RecordVersion, Window
 from tailor.sources.http import AuthError, RetryPolicy
 from tailor.sources.hubspot import EPOCH, HubSpotExtractor
+from tests.integration.lakekit import FAST, at, version
 
 CONN = "hubspot_test"
-# Retries without waiting (timing is not the point), and a timeout below the simulator's slow fault (3 s).
-FAST = RetryPolicy(attempts=12, base_delay=0.001, max_delay=0.01, timeout=1.0)
 
 
 def extractor(sim, *, paced: bool = False, **options) -> HubSpotExtractor:
@@ -26,14 +25,6 @@ def extractor(sim, *, paced: bool = False, **options) -> HubSpotExtractor:
     if paced:  # real waits: the pacing itself is under test
         return HubSpotExtractor(credentials, policy=RetryPolicy(timeout=10.0), **options)
     return HubSpotExtractor(credentials, policy=FAST, sleep=lambda seconds: None, **options)
-
-
-def at(t: int) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
-
-
-def version(record: RecordVersion) -> tuple[str, str]:
-    return record.record_id, record.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def upserts(records: list[RecordVersion]) -> list[tuple[str, str]]:

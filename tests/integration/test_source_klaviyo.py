@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 
 from simulator import catalog
 from simulator.state import TOKENS
 from simulator.world import DAY
-from tailor.sources import Credentials, Progress, RecordVersion, Window
+from tailor.sources import Credentials, Progress, Window
 from tailor.sources.http import AuthError, RetryPolicy
 from tailor.sources.klaviyo import KlaviyoExtractor
+from tests.integration.lakekit import FAST, at, version
 
 CONN = "klaviyo_test"
-# Retries without waiting (timing is not the point), and a timeout below the simulator's slow fault (3 s).
-FAST = RetryPolicy(attempts=12, base_delay=0.001, max_delay=0.01, timeout=1.0)
 # A window per entity holding a few thousand versions of a 2,000-customer world, and the profiles' tie burst.
 SPAN = {"profiles": 120 * DAY, "events": 5 * DAY}
 
@@ -29,14 +28,6 @@ def extractor(sim, *, paced: bool = False, **options) -> KlaviyoExtractor:
     if paced:  # real waits: the pacing itself is under test
         return KlaviyoExtractor(credentials, policy=RetryPolicy(timeout=10.0), **options)
     return KlaviyoExtractor(credentials, policy=FAST, sleep=lambda seconds: None, **options)
-
-
-def at(t: int) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
-
-
-def version(record: RecordVersion) -> tuple[str, str]:
-    return record.record_id, record.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read(ex: KlaviyoExtractor, entity: str, start: int, end: int, progress: Progress | None = None):

@@ -8,7 +8,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ from simulator.world import iso
 from tailor.sources import Credentials, Progress, RecordVersion, Window
 from tailor.sources.http import AuthError, RetryPolicy, SourceError
 from tailor.sources.shopify import ShopifyExtractor, ShopifyPacer
+from tests.integration.lakekit import at
 
 TOKEN = TOKENS["shopify"]
 CONN_ID = "shopify_test"
@@ -37,10 +38,6 @@ def extractor(sim, **options) -> ShopifyExtractor:
     options = {"bulk_threshold": None, "http_policy": FAST_POLICY, "sleep": fast_sleep,
                "bulk_poll_interval": 0.1, **options}
     return ShopifyExtractor(Credentials(CONN_ID, sim.url, TOKEN), **options)
-
-
-def at(epoch: int) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 def keys(records: list[RecordVersion]) -> list[tuple[str, str]]:

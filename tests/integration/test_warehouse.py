@@ -26,16 +26,6 @@ def hour(n: int) -> Window:
     return Window(T0 + timedelta(hours=n), T0 + timedelta(hours=n + 1))
 
 
-@pytest.fixture
-def lake(tmp_path: Path) -> Lake:
-    return Lake.from_url(str(tmp_path / "lake"))
-
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> Warehouse:
-    return Warehouse(tmp_path / "warehouse.duckdb", lock_timeout=60)
-
-
 def rows(warehouse: Warehouse, sql: str, params: list | None = None) -> list[tuple]:
     with warehouse.reader() as con:
         return con.execute(sql, params or []).fetchall()
