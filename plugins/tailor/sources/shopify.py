@@ -237,6 +237,11 @@ class ShopifyPacer(Pacer):
             self._at = now + wait
             return wait
 
+    def bucket(self) -> tuple[float, float]:
+        """(maximumAvailable, restoreRate) as last reported by Shopify."""
+        with self._lock:
+            return self._maximum, self._restore
+
     def seconds_until(self, points: float) -> float | None:
         """How long until the bucket holds `points`, as last observed (None: nothing observed yet)."""
         with self._lock:
@@ -295,7 +300,8 @@ class ShopifyExtractor:
     page_size: records per top-level page (at most 250). sleep: how every wait happens (tests pass a fast one).
     extra_fields / without_fields: per entity, top-level selections added to / payload keys removed from the
     default selection (id and updatedAt stay). Extra connections are only allowed with bulk_threshold=None.
-    Counters (cumulative): requests_sent, throttled_responses, duplicates_dropped; last_path says "paged"/"bulk".
+    Counters (cumulative): requests_sent, throttled_responses, duplicates_dropped, points_charged (the sum of
+    actualQueryCost: the rate-limit budget spent); last_path says "paged"/"bulk".
     """
 
     source = "shopify"
@@ -331,6 +337,7 @@ class ShopifyExtractor:
         # cumulative over this extractor's life, for logs, tests and benchmarks
         self.requests_sent = 0
         self.throttled_responses = 0
+        self.points_charged = 0.0
         self.duplicates_dropped = 0  # (record_id, updatedAt) served twice within one window
         self.last_path: str | None = None  # "paged" or "bulk": how the last extract read its records
         self._costs: dict[str, float] = {}  # requestedQueryCost per query (name, page size)
@@ -480,6 +487,8 @@ class _Session:
             data = body.get("data")
             if not isinstance(data, dict):
                 raise SourceError(f"Shopify ({self.conn_id}) answered {name} without data")
+            with self.ext._lock:
+                self.ext.points_charged += float(cost.get("actualQueryCost") or 0)
             return data
         raise RetryBudgetExhausted(f"Shopify ({self.conn_id}): {name} still THROTTLED after {THROTTLE_ATTEMPTS} "
                                    "attempts; another app may be draining this shop's rate limit")
