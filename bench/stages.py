@@ -102,13 +102,24 @@ def serve(ctx: Context) -> StageResult:
     return StageResult(rows=total, unit="records served", seconds=seconds, details=per_api)
 
 
-def _limit_bound_seconds(extractor, entity: str, requests: int, points: float) -> float:
+def _shopify_points_available(extractor) -> float | None:
+    """Points in the shop's bucket now, as the pacer last saw them (None before the first answer: a full bucket)."""
+    bucket, restore = extractor.pacer.bucket()
+    wait = extractor.pacer.seconds_until(bucket)
+    return None if wait is None else bucket - wait * restore
+
+
+def _limit_bound_seconds(extractor, entity: str, requests: int, points: float, available: float | None) -> float:
     """The least time the vendor's published limits allow for this many requests (or Shopify points)."""
     from tailor.sources import hubspot, klaviyo
 
     if extractor.source == "shopify":
+        # a query is admitted only while the bucket holds its requested cost, so that much of what the bucket held
+        # at the start can never be spent; the rest is spent at once, then points come back at the restore rate
         bucket, restore = extractor.pacer.bucket()
-        return max(0.0, points - bucket) / restore if restore else 0.0
+        start = bucket if available is None else available
+        spendable = max(0.0, start - extractor.largest_requested_cost())
+        return max(0.0, points - spendable) / restore if restore else 0.0
     if extractor.source == "hubspot":
         return requests / hubspot.SEARCH_PER_SECOND
     burst, per_minute = klaviyo.PUBLISHED_LIMITS[klaviyo.PROFILES_PATH if entity == "profiles" else klaviyo.EVENTS_PATH]
@@ -134,6 +145,7 @@ def extract(ctx: Context) -> StageResult:
                 progress = Progress()
                 requests_before = extractor.requests_sent
                 points_before = getattr(extractor, "points_charged", 0.0)
+                available = _shopify_points_available(extractor) if source == "shopify" else None
                 started = time.perf_counter()
                 records = 0
                 versions = extractor.extract(entity, window, progress)
@@ -147,7 +159,7 @@ def extract(ctx: Context) -> StageResult:
                 elapsed = time.perf_counter() - started
                 requests = extractor.requests_sent - requests_before
                 points = getattr(extractor, "points_charged", 0.0) - points_before
-                bound = _limit_bound_seconds(extractor, entity, requests, points)
+                bound = _limit_bound_seconds(extractor, entity, requests, points, available)
                 ratio = f"{bound / elapsed:.0%}" if bound > 0 else "n/a (within the initial burst)"
                 details[f"{source} {entity}"] = (f"{records / elapsed:,.0f} records/s, limits allow "
                                                  f"{records / bound if bound else float('inf'):,.0f}/s, ratio {ratio}, "

@@ -394,6 +394,11 @@ class ShopifyExtractor:
                  self.throttled_responses)
 
     # ---- shared accounting ------------------------------------------------------------------------------------
+    def largest_requested_cost(self) -> float:
+        """The largest requestedQueryCost seen: Shopify admits a query only while its bucket holds that much."""
+        with self._lock:
+            return max(self._costs.values(), default=0.0)
+
     def _cost_of(self, name: str) -> float:
         with self._lock:
             if name in self._costs:
