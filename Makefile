@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 SIZE ?= S
 export TAILOR_DATA_DIR ?= $(CURDIR)/data
 AIRFLOW_PORT ?= 8080
+# Airflow's metadata database. Creating backfills needs PostgreSQL or MySQL: SQLite refuses them under concurrent
+# access, e.g. make airflow AIRFLOW_DB=postgresql+psycopg2://postgres@127.0.0.1/airflow
+AIRFLOW_DB ?= sqlite:///$(CURDIR)/.airflow/airflow.db
 
 .PHONY: setup demo test lint bench airflow simulator clean
 
@@ -38,6 +41,7 @@ AIRFLOW_ENV = PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW_HOME=$(CURDIR)/.airflow \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(AIRFLOW_DB) \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(CURDIR)/.airflow/passwords.json \
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \

@@ -91,11 +91,11 @@ def _serve(args: argparse.Namespace) -> None:
         faults = parse_faults(args.faults)
     except FaultSpecError as exc:
         raise UsageError(f"--faults: {exc}") from None
+    config = _config(args, tie_burst_size=faults.tie_burst_size)  # every argument is checked before the port
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be within 1..65535, got {args.port}")
     if not port_free(args.host, args.port):
         raise UsageError(f"port {args.port} on {args.host} is already in use: stop what runs there or pass --port")
-    config = _config(args, tie_burst_size=faults.tie_burst_size)
     started = time.monotonic()
     world = _build(args, config)
     state = SimState(world=world, faults=faults, rate_limits=not args.no_rate_limits,

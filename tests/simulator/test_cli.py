@@ -48,7 +48,15 @@ def test_unknown_fault_flag_and_bad_share():
 
 
 def test_bad_date():
-    assert_usage_error(run_cli("serve", "--now", "2026-13-45"), "--now", "2026-13-45")
+    assert_usage_error(run_cli("serve", "--now", "2026-13-45", "--port", str(free_port())), "--now", "2026-13-45")
+
+
+def test_bad_input_is_reported_before_a_busy_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = str(sock.getsockname()[1])
+        assert_usage_error(run_cli("serve", "--now", "yesterday", "--port", port), "--now")
 
 
 def test_port_in_use():
