@@ -600,7 +600,6 @@ class World:
         p = int(profiles.person[q])
         c = int(self.customer_of_person[p])
         external = bool(profiles.has_external_id[q]) and c >= 0 and self.customers.created_at[c] <= t
-        events_before = np.searchsorted(self.events.time, t, side="right")
         return {
             "index": q,
             "profile_id": self.profile_id(q),
@@ -619,7 +618,6 @@ class World:
             "birth_date": self._birth_date(p),
             "address": self.address(p),
             "timezone": self._timezone(p),
-            "events_before_hint": int(events_before),
         }
 
     def event_at(self, e: int) -> dict:

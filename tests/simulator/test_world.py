@@ -128,3 +128,15 @@ def test_ground_truth_windows_and_traits(world):
     churned = [t for t in traits if t["churn_at"]]
     assert churned and all(parse_time(t["churn_at"]) >= parse_time(t["created_at"]) for t in churned)
     assert {t["kind"] for t in traits} == {"account", "guest", "lead"}
+
+
+def test_lifecycle_stage_follows_orders_and_churn(world):
+    o = world.orders
+    p = int(np.bincount(o.person).argmax())  # the most frequent buyer
+    placed = np.sort(o.created_at[o.person == p])
+    assert world.lifecycle_stage(p, int(placed[0]) - 1) in ("prospect", "churned")
+    if world.persons.churn_at[p] > placed[1]:
+        assert world.lifecycle_stage(p, int(placed[0])) == "new"
+        assert world.lifecycle_stage(p, int(placed[1])) == "repeat"
+    churned = int(np.flatnonzero(world.persons.churn_at != NEVER)[0])
+    assert world.lifecycle_stage(churned, int(world.persons.churn_at[churned])) == "churned"
