@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from tailor import settings
+from tailor.lake import Lake, s3_client
 from tailor.sources import Credentials
 
 CONN_IDS = {"shopify": "shopify_default", "hubspot": "hubspot_default", "klaviyo": "klaviyo_default"}
+AWS_CONN_ID = "aws_default"
 
 # Where each vendor's API lives when a Connection gives no host.
 VENDOR_HOSTS = {"shopify": None, "hubspot": "api.hubapi.com", "klaviyo": "a.klaviyo.com"}
@@ -51,7 +53,8 @@ def _parse_env(conn_id: str, raw: str) -> dict:
     return {"conn_type": parts.scheme, "host": parts.hostname, "port": parts.port,
             "login": unquote(parts.username) if parts.username else None,
             "password": unquote(parts.password) if parts.password else None,
-            "schema": parts.path.lstrip("/") or None}
+            "schema": parts.path.lstrip("/") or None,
+            "extra": {key: values[-1] for key, values in parse_qs(parts.query).items()}}
 
 
 def from_fields(source: str, conn_id: str, host: str | None, password: str | None, port: int | None = None,
@@ -83,3 +86,33 @@ def credentials(source: str, conn_id: str | None = None) -> Credentials:
     fields = _parse_env(conn_id, raw)
     return from_fields(source, conn_id, fields.get("host"), fields.get("password"), fields.get("port"),
                        fields.get("schema"))
+
+
+def lake_from_fields(login: str | None, password: str | None, extra: dict | None) -> Lake:
+    """The lake at TAILOR_LAKE_URL; on S3 with an aws Connection's keys (login = access key id, password = secret)
+    and its extra's region_name and endpoint_url."""
+    url = settings.lake_url()
+    if not url.startswith("s3://"):
+        return Lake.from_url(url)
+    extra = extra or {}
+    if not isinstance(extra, dict):
+        raise ConnectionConfigError(f"connection '{AWS_CONN_ID}': extra must be a JSON object")
+    client = s3_client(access_key_id=login or None, secret_access_key=password or None,
+                       region_name=extra.get("region_name"), endpoint_url=extra.get("endpoint_url"))
+    return Lake.from_url(url, client=client)
+
+
+def lake() -> Lake:
+    """The lake for runs outside Airflow: on S3 with AIRFLOW_CONN_AWS_DEFAULT's keys when it is set, else boto3's
+    standard chain (AWS_* variables, profile, instance role)."""
+    raw = os.environ.get(_env_name(AWS_CONN_ID))
+    if raw is None or not settings.lake_url().startswith("s3://"):
+        return Lake.from_url()
+    fields = _parse_env(AWS_CONN_ID, raw)
+    extra = fields.get("extra")
+    if isinstance(extra, str):  # Airflow's JSON form allows the extra as an encoded string too
+        try:
+            extra = json.loads(extra) if extra.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ConnectionConfigError(f"{_env_name(AWS_CONN_ID)}: extra is not valid JSON: {exc.msg}") from None
+    return lake_from_fields(fields.get("login"), fields.get("password"), extra)

@@ -6,7 +6,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from tailor import connections, settings
-from tailor.lake import Lake, s3_client
+from tailor.lake import Lake
 from tailor.sources import Credentials
 
 
@@ -21,16 +21,12 @@ def source_credentials(source: str) -> Credentials:
 
 
 def lake() -> Lake:
-    """The lake (TAILOR_LAKE_URL); on S3, with the keys, region and endpoint of the aws_default Connection when one
-    is defined (login = access key id, password = secret, extra: region_name, endpoint_url), else boto3's chain."""
-    url = settings.lake_url()
-    if not url.startswith("s3://"):
-        return Lake.from_url(url)
+    """The lake (TAILOR_LAKE_URL); on S3 with the aws_default Connection's keys, region and endpoint when one is
+    defined (login = access key id, password = secret, extra: region_name, endpoint_url), else boto3's chain."""
+    if not settings.lake_url().startswith("s3://"):
+        return Lake.from_url()
     try:
-        conn = BaseHook.get_connection("aws_default")
+        conn = BaseHook.get_connection(connections.AWS_CONN_ID)
     except AirflowNotFoundException:
-        return Lake.from_url(url)
-    extra = conn.extra_dejson
-    client = s3_client(access_key_id=conn.login or None, secret_access_key=conn.password or None,
-                       region_name=extra.get("region_name"), endpoint_url=extra.get("endpoint_url"))
-    return Lake.from_url(url, client=client)
+        return Lake.from_url()
+    return connections.lake_from_fields(conn.login, conn.password, conn.extra_dejson)
