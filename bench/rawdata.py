@@ -1,0 +1,162 @@
+"""raw.* at a benchmark size, for the stages that start from a loaded warehouse (dbt, gate).
+
+The base is the S world (10,000 customers), served by the simulator (rate limits off: limits are the extract stage's
+subject), extracted through Tailor's own connectors over HTTP and loaded by Tailor's loader, so later stages parse
+exactly the payloads production lands; plus the next hour's batches in a lake, for incremental runs. The Parquet
+export would be cheaper but is the world's own vendor-neutral shape: turning it into raw.* would mean writing the
+vendors' renderers a second time, and a misreading would hide in both.
+
+M and L replicate the base (`replicate_raw`): copy k of every person-level record gets its ids and emails rewritten
+the same way everywhere they occur (Shopify GIDs and legacy ids, Klaviyo external ids, profile ULIDs and event ids,
+HubSpot ids, a "+rk" before each email's @), so copies are distinct people who link up across sources exactly like
+the originals, with the same payload shapes and sizes. Products stay one shared catalog. Extracting an L world over
+HTTP would take hours and measure the simulator.
+
+Everything is made once per seed (and size) under the bench dir, in a spawned process so that its memory is not
+counted as a stage's, and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+BASE_SIZE = "S"
+# The incremental run's new data: this much more of the world's timeline, extracted like an hourly run.
+NEW_DATA_SECONDS = 3_600
+
+
+def base_inputs(bench_dir: Path, seed: int) -> tuple[Path, Path, datetime]:
+    """(the base warehouse file, the lake holding the next hour's batches, the world's clock) for the S world."""
+    root = bench_dir / f"raw-{BASE_SIZE}-seed{seed}"
+    marker = root / "built.json"
+    if not marker.exists():
+        maker = multiprocessing.get_context("spawn").Process(target=_make_base, args=(seed, str(root)))
+        maker.start()
+        maker.join()
+        if maker.exitcode != 0 or not marker.exists():
+            raise RuntimeError(f"making the benchmark's raw.* under {root} failed (exit code {maker.exitcode})")
+    now = datetime.fromisoformat(json.loads(marker.read_text())["now"])
+    return root / "warehouse.duckdb", root / "hour", now
+
+
+def warehouse_at_size(bench_dir: Path, size: str, seed: int) -> tuple[Path, Path, int, datetime]:
+    """(a warehouse holding raw.* at `size`, the next hour's lake, the replication factor, the world's clock); the
+    hour's batches are S-sized: replicate them after loading with replicate_raw(path, factor, their batch ids)."""
+    from bench.run import SIZES
+
+    base, hour, now = base_inputs(bench_dir, seed)
+    factor = max(1, SIZES[size] // SIZES[BASE_SIZE])
+    if factor == 1:
+        return base, hour, 1, now
+    root = bench_dir / f"raw-{size}-seed{seed}"
+    if not (root / "built.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        shutil.copyfile(base, root / "warehouse.duckdb")
+        rows = replicate_raw(root / "warehouse.duckdb", factor)
+        (root / "built.json").write_text(json.dumps({"factor": factor, "rows_added": rows, "now": now.isoformat()}))
+    return root / "warehouse.duckdb", hour, factor, now
+
+
+def _make_base(seed: int, root_dir: str) -> None:
+    from datetime import UTC, timedelta
+
+    import httpx
+
+    from bench.run import SIZES
+    from bench.stages import served
+    from simulator.state import TOKENS
+    from simulator.world import World, WorldConfig
+    from tailor.lake import Lake
+    from tailor.pipeline import BEGINNING, extract_window, load_batches
+    from tailor.sources import ENTITIES, Credentials, Window, build_extractor
+    from tailor.warehouse import Warehouse
+
+    root = Path(root_dir)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    world = World.build(WorldConfig(seed=seed, customers=SIZES[BASE_SIZE], products=20_000))
+    now = datetime.fromtimestamp(world.now, UTC)
+    later = now + timedelta(seconds=NEW_DATA_SECONDS)
+    with served(world, rate_limits=False) as url:
+        for clock, window, lake_dir in ((now, Window(BEGINNING, now + timedelta(seconds=1)), root / "history"),
+                                        (later, Window(now + timedelta(seconds=1), later + timedelta(seconds=1)),
+                                         root / "hour")):
+            # the API at clock t serves the world as of t, versions up to and including t
+            httpx.post(f"{url}/_simulator/clock", json={"now": clock.strftime("%Y-%m-%dT%H:%M:%SZ")}).raise_for_status()
+            lake = Lake.from_url(str(lake_dir))
+            for source, entities in ENTITIES.items():
+                extractor = build_extractor(source, Credentials(f"bench {source}", url, TOKENS[source]))
+                for entity in entities:
+                    extract_window(extractor, entity, window, lake)
+    load_batches(Warehouse(root / "warehouse.duckdb"), Lake.from_url(str(root / "history")))
+    shutil.rmtree(root / "history")
+    (root / "built.json").write_text(json.dumps({"now": now.isoformat(), "customers": SIZES[BASE_SIZE]}))
+
+
+_SHOPIFY_GID = r"gid://shopify/(Customer|Order|LineItem|Refund|RefundLineItem|MailingAddress|BasicEvent)/"
+_KLAVIYO_ULID = "(01[0-9A-HJKMNP-TV-Z]{24})"
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _regex(expr: str, pattern: str, replacement: str) -> str:
+    return f"regexp_replace({expr}, {_sql_text(pattern)}, {_sql_text(replacement)}, 'g')"
+
+
+def _text(expr: str, old: str, new: str) -> str:
+    return f"replace({expr}, {_sql_text(old)}, {_sql_text(new)})"
+
+
+def _replica_sql(table: str, k: int) -> tuple[str, str]:
+    """(record_id expression, payload text expression) of copy k of a raw table's row."""
+    tag = f"9{k:02d}"
+    payload = _text("payload::varchar", "@", f"+r{k}@")
+    if table in ("shopify_customers", "shopify_orders"):
+        payload = _text(payload, '"legacyResourceId":"', f'"legacyResourceId":"{tag}')
+        return (_regex("record_id", _SHOPIFY_GID, rf"gid://shopify/\1/{tag}"),
+                _regex(payload, _SHOPIFY_GID, rf"gid://shopify/\1/{tag}"))
+    if table == "hubspot_contacts":
+        payload = _text(_text(payload, '"id":"', f'"id":"{tag}'), '"hs_object_id":"', f'"hs_object_id":"{tag}')
+        return f"'{tag}' || record_id", payload
+    if table == "klaviyo_profiles":
+        payload = _text(payload, '"external_id":"', f'"external_id":"{tag}')
+        return _regex("record_id", _KLAVIYO_ULID, rf"\1R{k:02d}"), _regex(payload, _KLAVIYO_ULID, rf"\1R{k:02d}")
+    if table == "klaviyo_events":
+        payload = f"replace(payload::varchar, '\"' || record_id || '\"', '\"' || record_id || 'E{k:02d}\"')"
+        return f"record_id || 'E{k:02d}'", _regex(payload, _KLAVIYO_ULID, rf"\1R{k:02d}")
+    raise ValueError(f"no replication rule for raw.{table}")
+
+
+REPLICATED_TABLES = ("shopify_customers", "shopify_orders", "hubspot_contacts", "klaviyo_profiles", "klaviyo_events")
+
+
+def replicate_raw(path: Path, factor: int, batch_ids: list[str] | None = None) -> int:
+    """Add copies 1..factor-1 of raw.* rows (those of `batch_ids`, default all) to the warehouse at `path`, and scale
+    the batches' counts in raw._batches to match (volume checks compare them); returns the rows added."""
+    from tailor.warehouse import Warehouse
+
+    added = 0
+    chosen = " and batch_id in (select unnest(?))" if batch_ids is not None else ""
+    params = [batch_ids] if batch_ids is not None else []
+    with Warehouse(path).writer() as con:
+        con.execute("set enable_progress_bar = false")
+        for table in REPLICATED_TABLES:
+            original = f"raw.{table}"
+            con.execute(f"create temp table originals as select * from {original} where true{chosen}", params)  # noqa: S608 fixed names
+            for k in range(1, factor):
+                record_id, payload = _replica_sql(table, k)
+                added += con.execute(f"insert into {original} select {record_id}, updated_at, ({payload})::json, "  # noqa: S608
+                                     "is_deleted, batch_id, extracted_at from originals").fetchone()[0]
+            con.execute("drop table originals")
+            con.execute(f"update raw._batches set records = records * {int(factor)}, "  # noqa: S608 an int
+                        f"rows_inserted = rows_inserted * {int(factor)} where source || '_' || entity = ?{chosen}",
+                        [table, *params])
+        con.execute("checkpoint")
+    return added

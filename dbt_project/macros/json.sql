@@ -1,0 +1,160 @@
+{#- JSON access, portable across DuckDB (JSON type) and Postgres (jsonb).
+
+    A path is a list of object keys (strings) and array indexes (integers), e.g. ['lineItems', 0, 'id'].
+      json_text(column, path)              the value at path as text (null when absent or JSON null)
+      json_value(column, path)             the value at path as JSON (for arrays and objects)
+      json_array_join(column, path, alias) a from-clause item: one row per element of the array at path, each
+                                           element as JSON in `<alias>.value` (no row when absent or empty)
+      json_string_array_agg(column, path)  an array of strings joined into one text with ', ' (null when empty)
+      json_array_has(column, path, field, value)
+                                           true when the array of objects at path has an element whose field = value
+      json_array_length(column, path)      the number of elements of the array at path (0 when absent or not an array)
+      json_nested_array_length(column, path, inner_path)
+                                           the total number of elements of the arrays at inner_path inside each element
+                                           of the array at path (e.g. refund line items over all refunds); 0 when none -#}
+
+{% macro json_text(column, path) -%}
+    {{ return(adapter.dispatch('json_text', 'tailor')(column, path)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_text(column, path) -%}
+    json_extract_string({{ column }}, '{{ tailor._duckdb_json_path(path) }}')
+{%- endmacro %}
+
+{% macro postgres__json_text(column, path) -%}
+    ({{ column }} #>> {{ tailor._postgres_json_path(path) }})
+{%- endmacro %}
+
+
+{% macro json_value(column, path) -%}
+    {{ return(adapter.dispatch('json_value', 'tailor')(column, path)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_value(column, path) -%}
+    json_extract({{ column }}, '{{ tailor._duckdb_json_path(path) }}')
+{%- endmacro %}
+
+{% macro postgres__json_value(column, path) -%}
+    ({{ column }} #> {{ tailor._postgres_json_path(path) }})
+{%- endmacro %}
+
+
+{% macro json_array_join(column, path, alias) -%}
+    {{ return(adapter.dispatch('json_array_join', 'tailor')(column, path, alias)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_array_join(column, path, alias) -%}
+    cross join json_each({{ column }}, '{{ tailor._duckdb_json_path(path) }}') as {{ alias }}
+{%- endmacro %}
+
+{% macro postgres__json_array_join(column, path, alias) -%}
+    cross join lateral jsonb_array_elements(
+        case
+            when jsonb_typeof({{ column }} #> {{ tailor._postgres_json_path(path) }}) = 'array'
+                then {{ column }} #> {{ tailor._postgres_json_path(path) }}
+            else '[]'::jsonb
+        end
+    ) as {{ alias }} (value)
+{%- endmacro %}
+
+
+{% macro json_string_array_agg(column, path) -%}
+    {{ return(adapter.dispatch('json_string_array_agg', 'tailor')(column, path)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_string_array_agg(column, path) -%}
+    nullif(array_to_string(cast(json_extract({{ column }}, '{{ tailor._duckdb_json_path(path) }}') as varchar []), ', '), '')
+{%- endmacro %}
+
+{% macro postgres__json_string_array_agg(column, path) -%}
+    (
+        select nullif(string_agg(tag.value, ', ' order by tag.ordinality), '')
+        from jsonb_array_elements_text(
+            case
+                when jsonb_typeof({{ column }} #> {{ tailor._postgres_json_path(path) }}) = 'array'
+                    then {{ column }} #> {{ tailor._postgres_json_path(path) }}
+                else '[]'::jsonb
+            end
+        ) with ordinality as tag (value, ordinality)
+    )
+{%- endmacro %}
+
+
+{% macro json_array_has(column, path, field, value) -%}
+    {{ return(adapter.dispatch('json_array_has', 'tailor')(column, path, field, value)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_array_has(column, path, field, value) -%}
+    coalesce(list_contains(json_extract_string({{ column }}, '{{ tailor._duckdb_json_path(path) }}[*]."{{ field }}"'), '{{ value }}'), false)
+{%- endmacro %}
+
+{% macro postgres__json_array_has(column, path, field, value) -%}
+    coalesce(({{ column }} #> {{ tailor._postgres_json_path(path) }}) @> '[{"{{ field }}": "{{ value }}"}]'::jsonb, false)
+{%- endmacro %}
+
+
+{% macro json_array_length(column, path) -%}
+    {{ return(adapter.dispatch('json_array_length', 'tailor')(column, path)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_array_length(column, path) -%}
+    cast(coalesce(json_array_length({{ column }}, '{{ tailor._duckdb_json_path(path) }}'), 0) as integer)
+{%- endmacro %}
+
+{% macro postgres__json_array_length(column, path) -%}
+    cast(
+        case
+            when jsonb_typeof({{ column }} #> {{ tailor._postgres_json_path(path) }}) = 'array'
+                then jsonb_array_length({{ column }} #> {{ tailor._postgres_json_path(path) }})
+            else 0
+        end as integer
+    )
+{%- endmacro %}
+
+
+{% macro json_nested_array_length(column, path, inner_path) -%}
+    {{ return(adapter.dispatch('json_nested_array_length', 'tailor')(column, path, inner_path)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_nested_array_length(column, path, inner_path) -%}
+    cast(coalesce((
+        select sum(json_array_length(outer_element.value, '{{ tailor._duckdb_json_path(inner_path) }}'))
+        from json_each({{ column }}, '{{ tailor._duckdb_json_path(path) }}') as outer_element
+    ), 0) as integer)
+{%- endmacro %}
+
+{% macro postgres__json_nested_array_length(column, path, inner_path) -%}
+    cast(coalesce((
+        select sum({{ tailor.postgres__json_array_length('outer_element.value', inner_path) }})
+        from jsonb_array_elements(
+            case
+                when jsonb_typeof({{ column }} #> {{ tailor._postgres_json_path(path) }}) = 'array'
+                    then {{ column }} #> {{ tailor._postgres_json_path(path) }}
+                else '[]'::jsonb
+            end
+        ) as outer_element (value)
+    ), 0) as integer)
+{%- endmacro %}
+
+
+{#- '$."a"[0]."b c"' for DuckDB; keys are always quoted so spaces and '$' in keys are safe. -#}
+{% macro _duckdb_json_path(path) -%}
+    {%- set parts = ['$'] -%}
+    {%- for key in path -%}
+        {%- if key is number -%}
+            {%- do parts.append('[' ~ key ~ ']') -%}
+        {%- else -%}
+            {%- do parts.append('."' ~ (key | replace("'", "''")) ~ '"') -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ parts | join('') }}
+{%- endmacro %}
+
+{#- array['a', '0', 'b c'] for Postgres' #> / #>> operators. -#}
+{% macro _postgres_json_path(path) -%}
+    {%- set parts = [] -%}
+    {%- for key in path -%}
+        {%- do parts.append("'" ~ (key | string | replace("'", "''")) ~ "'") -%}
+    {%- endfor -%}
+    array[{{ parts | join(', ') }}]::text []
+{%- endmacro %}

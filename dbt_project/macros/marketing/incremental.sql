@@ -1,0 +1,58 @@
+{#- Klaviyo metric name -> Tailor's event_type (lowercase verb). Unknown metrics become 'other'. -#}
+{% macro klaviyo_event_type(metric_name) -%}
+    case {{ metric_name }}
+        when 'Received Email' then 'received'
+        when 'Opened Email' then 'opened'
+        when 'Clicked Email' then 'clicked'
+        when 'Bounced Email' then 'bounced'
+        when 'Marked Email as Spam' then 'marked_spam'
+        when 'Unsubscribed' then 'unsubscribed'
+        when 'Viewed Product' then 'viewed_product'
+        when 'Added to Cart' then 'added_to_cart'
+        when 'Started Checkout' then 'started_checkout'
+        else 'other'
+    end
+{%- endmacro %}
+
+
+{#- Pre-hooks of the incremental email_events. Before new rows go in, they make the rows already there what a full
+    refresh as of this run's as_of would hold, without reading staging (cheap: no JSON is parsed):
+      1. delete the events after as_of (a backwards run: a backfill for an earlier date);
+      2. set customer_id to the profile's current customer in the identity crosswalk, null when the profile does
+         not exist as of as_of (merged, re-keyed, deleted or not yet created profiles).
+    Returns one statement per step; empty (no hook) on a full build. -#}
+{% macro email_events_prune(step) -%}
+    {%- if is_incremental() -%}
+        {%- if step == 1 -%}
+            delete from {{ this }}
+            where occurred_at > {{ tailor.as_of() }} or updated_at > {{ tailor.as_of() }}
+        {%- elif step == 2 -%}
+            update {{ this }} as existing
+            set customer_id = (
+                select min(crosswalk.customer_id)
+                from {{ ref('customer_identity_crosswalk') }} as crosswalk
+                where crosswalk.source = 'klaviyo_profile'
+                    and crosswalk.source_record_id = existing.klaviyo_profile_id
+            )
+            where customer_id is distinct from (
+                select min(crosswalk.customer_id)
+                from {{ ref('customer_identity_crosswalk') }} as crosswalk
+                where crosswalk.source = 'klaviyo_profile'
+                    and crosswalk.source_record_id = existing.klaviyo_profile_id
+            )
+        {%- else -%}
+            {{ exceptions.raise_compiler_error("email_events_prune: step must be 1 or 2") }}
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Pre-hook of a by-date incremental model: delete the partition this run rewrites (rows with
+    date_column = the UTC date of as_of), so a rerun, a later run the same day or a backfill of a past date replaces
+    exactly that date and leaves every other date as it was. Empty (no hook) on a full build. -#}
+{% macro delete_as_of_partition(date_column='as_of_date') -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        where {{ date_column }} = {{ tailor.utc_date(tailor.as_of()) }}
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,121 @@
+{#- THE ONE MODEL THAT READS PAST as_of (with churn_labels, its only consumer). Churn labels are about the future of
+    the training as-of T = as_of: did the customer order in (T, T + churn_horizon_days]? Staging cannot answer that
+    (it hides every version after T), so this model reads every order version itself, from the base table
+    base_shopify__order_versions (raw.shopify_orders parsed, whatever as_of is). Features never read it: nothing but
+    churn_labels refs this model (a singular test checks).
+
+    One row per order placed in (T, T + horizon] that was not cancelled by T + horizon (not a test order), with the
+    customer_id it belongs to in the identity crosswalk as of T. The order's state is its latest version at or before
+    T + horizon; an order with no such version (history loaded as a later snapshot only) uses its earliest version,
+    and whether it was cancelled by T + horizon is read from its cancelledAt time either way. An order whose picked
+    version is a deletion is left out. Whether T + horizon is observable at all is int_order_loads_summarized's job. -#}
+
+{%- set horizon_end = tailor.add_days(tailor.as_of(), var('churn_horizon_days')) -%}
+
+with
+
+order_versions as (
+
+    select
+        order_id,
+        updated_at,
+        is_deleted,
+        shopify_customer_id,
+        email_normalized,
+        processed_at,
+        cancelled_at,
+        is_test
+    from {{ ref('base_shopify__order_versions') }}
+
+),
+
+ranked as (
+
+    select
+        order_id,
+        updated_at,
+        is_deleted,
+        shopify_customer_id,
+        email_normalized,
+        processed_at,
+        cancelled_at,
+        is_test,
+        row_number() over (
+            partition by order_id
+            order by
+                case when updated_at <= {{ horizon_end }} then 0 else 1 end asc,
+                case when updated_at <= {{ horizon_end }} then {{ tailor.epoch_seconds('updated_at') }} end desc,
+                updated_at asc
+        ) as version_rank
+    from order_versions
+
+),
+
+picked as (
+
+    select
+        order_id,
+        shopify_customer_id,
+        email_normalized,
+        -- processedAt, createdAt when absent (as in staging)
+        processed_at as ordered_at,
+        cancelled_at,
+        is_test
+    from ranked
+    where version_rank = 1
+        and not is_deleted
+
+),
+
+in_horizon as (
+
+    select
+        order_id,
+        shopify_customer_id,
+        email_normalized,
+        ordered_at
+    from picked
+    where ordered_at > {{ tailor.as_of() }}
+        and ordered_at <= {{ horizon_end }}
+        and not is_test
+        and (cancelled_at is null or cancelled_at > {{ horizon_end }})
+
+),
+
+customers_by_shopify_id as (
+
+    select
+        source_record_id as shopify_customer_id,
+        min(customer_id) as customer_id
+    from {{ ref('customer_identity_crosswalk') }}
+    where source = 'shopify_customer'
+    group by source_record_id
+
+),
+
+customers_by_email as (
+
+    select
+        email_normalized,
+        min(customer_id) as customer_id
+    from {{ ref('customer_identity_crosswalk') }}
+    where email_normalized is not null
+    group by email_normalized
+
+),
+
+final as (
+
+    select
+        in_horizon.order_id,
+        coalesce(customers_by_shopify_id.customer_id, customers_by_email.customer_id) as customer_id,
+        in_horizon.ordered_at
+    from in_horizon
+    left join customers_by_shopify_id
+        on in_horizon.shopify_customer_id = customers_by_shopify_id.shopify_customer_id
+    left join customers_by_email
+        on in_horizon.email_normalized = customers_by_email.email_normalized
+
+)
+
+select * from final

@@ -1,0 +1,267 @@
+"""Run the dbt project (dbt_project/) in process, as of a given time.
+
+    result = build(as_of=datetime(2026, 11, 1, tzinfo=UTC))            # dbt build, every model and test
+    build(as_of=..., select=["marts"], full_refresh=True, target="postgres")
+
+The as-of time reaches every model as the `as_of` var (ISO 8601, UTC): staging keeps, per record, the latest
+version at or before it, so a build for a past time reproduces what Tailor would have built then. Without one, dbt
+uses its own run start (an ad-hoc build "now").
+
+dbt's target/ and logs/ go under the data dir (<TAILOR_DATA_DIR>/dbt/target, .../dbt/logs), so the source tree stays
+clean and the project folder can be read-only. On the DuckDB target, the warehouse file is the one Tailor uses
+everywhere (tailor.settings.duckdb_path()); another process holding its lock (a load, another build) is waited for
+with backoff up to TAILOR_DUCKDB_LOCK_TIMEOUT, as tailor.warehouse does, never reported as a failure. A build that
+fails for any other reason raises BuildFailed naming each failed node and dbt's message for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tailor import settings
+from tailor.warehouse import Warehouse, WarehouseLockTimeout
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("duckdb", "postgres")
+_FAILED = {"error", "fail", "runtime error"}
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
+_IN_PROCESS = threading.Lock()
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def dbt_state_dir() -> Path:
+    """Where dbt writes target/ and logs/: <data dir>/dbt."""
+    return settings.data_dir() / "dbt"
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One model, seed, test or unit test of a build, as dbt reported it."""
+
+    unique_id: str
+    status: str  # success, pass, error, fail, warn, skipped, ...
+    message: str
+    seconds: float
+    path: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in _FAILED
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a successful build did."""
+
+    target: str
+    as_of: datetime | None
+    full_refresh: bool
+    seconds: float  # the dbt invocation that succeeded (parse, models, tests)
+    nodes: list[NodeResult] = field(default_factory=list)
+    attempts: int = 1
+    waited_seconds: float = 0.0  # before it: waiting for another process's DuckDB lock, earlier attempts
+
+    def counts(self) -> dict[str, int]:
+        """Nodes per status, e.g. {"success": 30, "pass": 120}."""
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            counts[node.status] = counts.get(node.status, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def summary(self) -> str:
+        kinds: dict[str, int] = {}
+        for node in self.nodes:
+            kind = node.unique_id.split(".", 1)[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        parts = ", ".join(f"{count} {kind}s" for kind, count in sorted(kinds.items()))
+        statuses = ", ".join(f"{count} {status}" for status, count in self.counts().items())
+        as_of = _iso(self.as_of) if self.as_of else "the run start"
+        return (f"dbt build on {self.target} as of {as_of}{' (full refresh)' if self.full_refresh else ''}: "
+                f"{len(self.nodes)} nodes ({parts}; {statuses}) in {self.seconds:.1f} s")
+
+
+class BuildFailed(RuntimeError):
+    """The build failed: the message names every failed node and dbt's message for it (or dbt's own error)."""
+
+    def __init__(self, message: str, failures: Sequence[NodeResult] = ()):
+        super().__init__(message)
+        self.failures = list(failures)
+
+
+def build(as_of: datetime | str | None = None, *, select: Sequence[str] | str | None = None,
+          exclude: Sequence[str] | str | None = None, full_refresh: bool = False, target: str | None = None,
+          vars: Mapping[str, object] | None = None, duckdb_path: str | Path | None = None,
+          env: Mapping[str, str] | None = None, state_dir: str | Path | None = None, quiet: bool = False,
+          lock_timeout: float | None = None) -> BuildResult:
+    """`dbt build` the project as of `as_of` (aware datetime or ISO 8601; naive means UTC; None: dbt's run start).
+
+    target: a profile target ("duckdb" or "postgres"; default TAILOR_DBT_TARGET, else duckdb). duckdb_path: the
+    warehouse file (default tailor.settings.duckdb_path()). env: extra environment variables the profile reads for
+    this build only (e.g. TAILOR_PG_DBNAME). vars: more dbt vars (as_of is set from `as_of`). state_dir: where dbt
+    writes target/ and logs/ (default <data dir>/dbt).
+    Raises BuildFailed when a node fails, WarehouseLockTimeout when the DuckDB file stayed locked too long.
+    """
+    moment = parse_as_of(as_of) if as_of is not None else None
+    chosen = target or os.environ.get("TAILOR_DBT_TARGET", "").strip() or "duckdb"
+    if chosen not in TARGETS:
+        raise ValueError(f"target {chosen!r} is not one of {', '.join(TARGETS)}")
+    warehouse = Warehouse(duckdb_path, lock_timeout=lock_timeout)
+    run_vars = dict(vars or {})
+    if moment is not None:
+        run_vars["as_of"] = _iso(moment)
+    state = Path(state_dir) if state_dir is not None else dbt_state_dir()
+    args = ["build", "--project-dir", str(settings.dbt_project_dir()), "--profiles-dir", str(settings.dbt_project_dir()),
+            "--target", chosen, "--target-path", str(state / "target"), "--log-path", str(state / "logs")]
+    if run_vars:
+        args += ["--vars", json.dumps(run_vars)]
+    if select:
+        args += ["--select", *_words(select)]
+    if exclude:
+        args += ["--exclude", *_words(exclude)]
+    if full_refresh:
+        args.append("--full-refresh")
+    if quiet:
+        args.append("--quiet")
+    run_env = {**(env or {}), "TAILOR_DUCKDB_PATH": str(warehouse.path), "TAILOR_DBT_TARGET": chosen}
+
+    from dbt.cli.main import dbtRunner  # heavy: imported only when a build runs, before the lock is looked at
+
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        if chosen == "duckdb":
+            if not warehouse.exists():
+                raise BuildFailed(f"no warehouse at {warehouse.path}: load raw.* first (python -m tailor load)")
+            with warehouse.writer():  # waits, with backoff, while another process writes the file
+                pass
+        with _IN_PROCESS, _environment(run_env):  # dbt keeps global state: one invocation at a time per process
+            invoked = time.monotonic()
+            try:
+                nodes, error = _invoke(dbtRunner, args, state / "logs")
+            finally:
+                _release_duckdb()
+            ran = time.monotonic() - invoked
+        lock_error = _lock_conflict(error, nodes) if chosen == "duckdb" else None
+        if lock_error is None:
+            break
+        waited = time.monotonic() - started
+        if waited >= warehouse.lock_timeout:
+            raise WarehouseLockTimeout(f"{warehouse.path} stayed locked by another process for {waited:.0f} s "
+                                       f"(TAILOR_DUCKDB_LOCK_TIMEOUT={warehouse.lock_timeout:.0f}): {lock_error}")
+        delay = min(30.0, 0.5 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
+        log.warning("dbt build attempt %d met another process's lock on %s; retrying in %.1f s: %s", attempt,
+                    warehouse.path, delay, lock_error)
+        time.sleep(min(delay, max(0.1, warehouse.lock_timeout - waited)))
+    failures = [node for node in nodes if node.failed]
+    if error is not None or failures:
+        raise BuildFailed(_failure_message(chosen, moment, error, nodes, failures), failures)
+    return BuildResult(target=chosen, as_of=moment, full_refresh=full_refresh, seconds=ran, nodes=nodes,
+                       attempts=attempt, waited_seconds=time.monotonic() - started - ran)
+
+
+def parse_as_of(value: datetime | str) -> datetime:
+    """An as-of time as an aware UTC datetime: ISO 8601 text or a datetime; without a zone it is UTC."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"as-of {text!r} is not an ISO 8601 date or time (e.g. 2026-11-01T00:00:00Z)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _words(value: Sequence[str] | str) -> list[str]:
+    items = [value] if isinstance(value, str) else list(value)
+    return [word for item in items for word in item.split()]
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the profile's env_var() calls during one invocation, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+def _invoke(runner: type, args: list[str], logs: Path) -> tuple[list[NodeResult], BaseException | None]:
+    """One in-process dbt invocation: its node results, and dbt's own error when it stopped before any node ran."""
+    log.info("dbt %s", " ".join(args))
+    outcome = runner().invoke(args)
+    nodes = []
+    for result in getattr(outcome.result, "results", None) or []:
+        node = result.node
+        nodes.append(NodeResult(unique_id=node.unique_id, status=str(result.status),
+                                message=_ANSI.sub("", str(result.message or "")),
+                                seconds=float(result.execution_time or 0.0),
+                                path=str(getattr(node, "original_file_path", "") or "")))
+    error = outcome.exception
+    if error is None and not outcome.success and not nodes:
+        error = RuntimeError(f"dbt reported a failure without any node result (see the dbt log in {logs})")
+    return nodes, error
+
+
+def _release_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in this process after an invocation.
+
+    dbt-duckdb holds its connection in a class attribute for the life of the process. Left open, it would keep the
+    file's lock (no other process could load or build) and make any later connection in this process with other
+    settings (a read-only reader) fail.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # dbt-duckdb not installed: nothing to release
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        if env is not None:
+            env.close()
+        DuckDBConnectionManager.close_all_connections()
+
+
+def _lock_conflict(error: BaseException | None, nodes: list[NodeResult]) -> str | None:
+    """The message of a DuckDB lock conflict that stopped the build, if one did."""
+    messages = [str(error)] if error is not None else []
+    messages += [node.message for node in nodes if node.failed]
+    for message in messages:
+        if any(marker in message for marker in _LOCK_MARKERS):
+            return message.strip().splitlines()[0]
+    return None
+
+
+def _failure_message(target: str, as_of: datetime | None, error: BaseException | None, nodes: list[NodeResult],
+                     failures: list[NodeResult]) -> str:
+    when = _iso(as_of) if as_of else "the run start"
+    if error is not None:
+        return f"dbt build on {target} as of {when} failed: {type(error).__name__}: {str(error).strip()}"
+    skipped = sum(node.status == "skipped" for node in nodes)
+    lines = [f"dbt build on {target} as of {when} failed: {len(failures)} node(s) failed"
+             f"{f', {skipped} skipped because of them' if skipped else ''}:"]
+    for node in failures:
+        message = " ".join(node.message.split())
+        where = f" ({node.path})" if node.path else ""
+        lines.append(f"  {node.unique_id}{where}: {node.status}: {message}")
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""Builds as of a past time: nothing later is visible, the past state is the world's state then, churn labels are
+the orders of the horizon, and incremental runs (forward, and back for a backfill) equal a full refresh.
+
+One warehouse file goes through the life an hourly/daily Tailor has:
+  1. raw.* holds only what was loaded by T1 (an earlier extract-and-load run, 120 days before the world's clock);
+     build as of T1 (a fresh file)
+  2. the rest of the history is loaded; an incremental build as of T2 (= world clock)
+     -> its incremental marts equal the fresh build as of T2 (built_now)
+  3. a backfill: an incremental build as of T1 again (raw now holds versions after T1)
+  4. a --full-refresh as of T1 -> its incremental models equal the backfill's, and its incremental marts the first
+     build's (the base tables hold every raw version loaded, whatever as_of is: step 1's held fewer)
+The as-of checks then read the file after step 4 (a full refresh as of T1 over all the history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tailor.transform import build
+from tailor.warehouse import Warehouse
+from tests.integration import dbt_fixtures
+from tests.integration.dbt_fixtures import Built, DbtWorld
+from tests.integration.dbtkit import (
+    as_of_models,
+    assert_consent_matches_world,
+    assert_one_customer_per_person,
+    assert_orders_match_world,
+    assert_staging_holds_latest_versions,
+    customer_of_person,
+    differences,
+    incremental_models,
+    incremental_snapshot,
+    order_truth,
+    person_orders_truth,
+)
+
+dbt_world = dbt_fixtures.dbt_world
+built_now = dbt_fixtures.built_now
+
+HORIZON_DAYS = 90  # dbt_project.yml's churn_horizon_days
+
+# Columns that look past as_of by design (the churn label's future, and what tells whether it is observable yet).
+FUTURE_BY_DESIGN = {
+    ("marts", "churn_labels", "label_observable_at"),
+    ("marts", "churn_labels", "next_order_at"),
+    ("intermediate", "int_orders_in_churn_horizon", "ordered_at"),
+    ("intermediate", "int_order_loads_summarized", "data_complete_through_at"),
+}
+
+
+@dataclass
+class AsOfRuns:
+    path: Path
+    t1: datetime
+    t2: datetime
+    incremental: list[str]
+    forward: list[str]  # step 2 vs the fresh build as of T2
+    backfill: list[str]  # step 3 vs step 4
+    first: list[str]  # step 1 (raw up to T1 only) vs step 4 (all the history)
+
+
+@pytest.fixture(scope="module")
+def as_of_runs(dbt_world: DbtWorld, built_now: Built, tmp_path_factory: pytest.TempPathFactory) -> AsOfRuns:
+    root = tmp_path_factory.mktemp("as_of")
+    state = root / "dbt"
+    t2 = dbt_world.now
+    (t1,) = dbt_world.earlier_runs  # raw.* holds every record's version of then
+    path = dbt_world.copy(root / "warehouse.duckdb")
+    warehouse = Warehouse(path, lock_timeout=60)
+    with warehouse.writer() as con:  # 1. the warehouse as the loads up to T1 left it
+        tables = raw_tables(con)
+        for table in tables:
+            con.execute(f"delete from raw.{table} where updated_at > ?", [t1])
+        con.execute("update raw._watermarks set watermark = ? where watermark > ?", [t1, t1])
+    build(t1, duckdb_path=path, state_dir=state, quiet=True)
+    models = incremental_models(state)
+    with warehouse.reader() as con:
+        first = incremental_snapshot(con, models, t1)
+
+    with warehouse.writer() as con:  # 2. the later loads arrive; an incremental run as of T2
+        con.execute(f"attach '{dbt_world.raw_path}' as loaded (read_only)")
+        for table in tables:
+            con.execute(f"insert into raw.{table} select * from loaded.raw.{table} where updated_at > ?", [t1])
+        con.execute("delete from raw._watermarks")
+        con.execute("insert into raw._watermarks select * from loaded.raw._watermarks")
+        con.execute("detach loaded")
+    build(t2, duckdb_path=path, state_dir=state, quiet=True)
+    with warehouse.reader() as con:
+        forward = incremental_snapshot(con, models, t2)
+    with Warehouse(built_now.path).reader() as con:
+        fresh = incremental_snapshot(con, models, t2)
+
+    build(t1, duckdb_path=path, state_dir=state, quiet=True)  # 3. a backfill
+    with warehouse.reader() as con:
+        backfill = incremental_snapshot(con, models, t1)
+    build(t1, duckdb_path=path, state_dir=state, full_refresh=True, quiet=True)  # 4.
+    with warehouse.reader() as con:
+        full = incremental_snapshot(con, models, t1)
+    # step 1 read less of raw.* than step 4: the base tables (every version loaded) differ by design, the rest must not
+    return AsOfRuns(path=path, t1=t1, t2=t2, incremental=models, forward=differences(fresh, forward),
+                    backfill=differences(full, backfill), first=differences(as_of_models(full), as_of_models(first)))
+
+
+def raw_tables(con) -> list[str]:
+    return [name for (name,) in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'raw' and table_name not like '\\_%' "
+        "escape '\\' order by 1").fetchall()]
+
+
+def test_the_project_has_incremental_marts(as_of_runs: AsOfRuns):
+    # the large facts are incremental (issue 4); the comparisons below are about them
+    assert {"order_lines", "email_events"} <= set(as_of_runs.incremental)
+
+
+def test_an_incremental_run_after_new_loads_equals_a_full_refresh(as_of_runs: AsOfRuns):
+    assert not as_of_runs.forward, "\n".join(as_of_runs.forward)
+
+
+def test_a_backfill_to_an_earlier_as_of_equals_a_full_refresh(as_of_runs: AsOfRuns):
+    assert not as_of_runs.backfill, "\n".join(as_of_runs.backfill)
+
+
+def test_versions_loaded_after_as_of_change_nothing(as_of_runs: AsOfRuns):
+    # built as of T1 from raw holding only what existed by T1, or from raw holding two more years: the same marts
+    assert not as_of_runs.first, "\n".join(as_of_runs.first)
+
+
+def test_no_timestamp_anywhere_is_after_as_of(as_of_runs: AsOfRuns):
+    later = []
+    with Warehouse(as_of_runs.path).reader() as con:
+        columns = con.execute(
+            "select table_schema, table_name, column_name, data_type from information_schema.columns "
+            "where table_schema in ('staging', 'intermediate', 'marts') "
+            "and (data_type like 'TIMESTAMP%' or data_type = 'DATE') order by 1, 2, 3").fetchall()
+        assert len(columns) > 20
+        for schema, table, column, kind in columns:
+            if (schema, table, column) in FUTURE_BY_DESIGN:
+                continue
+            limit = as_of_runs.t1.date() if kind == "DATE" else as_of_runs.t1
+            (newest,) = con.execute(f'select max("{column}") from "{schema}"."{table}"').fetchone()
+            if newest is not None and newest > limit:
+                later.append(f"{schema}.{table}.{column}: {newest}")
+    assert not later, f"values after as_of {as_of_runs.t1.isoformat()}: {later}"
+
+
+def test_the_past_state_is_the_worlds_state_at_as_of(dbt_world: DbtWorld, as_of_runs: AsOfRuns):
+    world, t1 = dbt_world.world, int(as_of_runs.t1.timestamp())
+    # the world really changed after T1, so a leak would show: orders were refunded or cancelled, customers ordered
+    then, now = order_truth(world, t1), order_truth(world, world.now)
+    changed_orders = [order_id for order_id, state in then.items() if now[order_id] != state]
+    spend_then, spend_now = person_orders_truth(world, t1), person_orders_truth(world, world.now)
+    changed_people = [p for p in spend_now if spend_then.get(p) != spend_now[p]]
+    assert len(changed_orders) >= 5 and len(changed_people) >= 50, (len(changed_orders), len(changed_people))
+    with Warehouse(as_of_runs.path).reader() as con:
+        assert_staging_holds_latest_versions(con, world, t1)
+        assert_one_customer_per_person(con, world, t1)
+        assert_orders_match_world(con, world, t1)
+        assert_consent_matches_world(con, world, t1)
+
+
+def test_churn_labels_are_the_orders_in_the_horizon(dbt_world: DbtWorld, as_of_runs: AsOfRuns):
+    world = dbt_world.world
+    t, end = int(as_of_runs.t1.timestamp()), int((as_of_runs.t1 + timedelta(days=HORIZON_DAYS)).timestamp())
+    orders = world.orders
+    population: set[int] = set()
+    came_back: set[int] = set()
+    for o in range(orders.n):
+        person, created, cancelled = int(orders.person[o]), int(orders.created_at[o]), int(orders.cancelled_at[o])
+        if created <= t < cancelled:
+            population.add(person)
+        if t < created <= end < cancelled:
+            came_back.add(person)
+    with Warehouse(as_of_runs.path).reader() as con:
+        people = customer_of_person(con, world)
+        labels = {customer_id: (bool(churned), as_of, horizon) for customer_id, churned, as_of, horizon in con.execute(
+            "select customer_id, is_churned, as_of_at, churn_horizon_days from marts.churn_labels").fetchall()}
+    person_of = {next(iter(ids)): person for person, ids in people.items()}
+    assert {as_of for _, as_of, _ in labels.values()} == {as_of_runs.t1}
+    assert {horizon for _, _, horizon in labels.values()} == {HORIZON_DAYS}
+    assert {person_of[customer_id] for customer_id in labels} == population
+    wrong = [(person_of[customer_id], churned) for customer_id, (churned, _, _) in labels.items()
+             if churned != (person_of[customer_id] not in came_back)]
+    assert not wrong, f"{len(wrong)} labels differ from the world's orders in (T, T + {HORIZON_DAYS} days]: {wrong[:5]}"
+    churned = sum(churned for churned, _, _ in labels.values())
+    assert 0 < churned < len(labels)  # both classes occur

@@ -1,0 +1,176 @@
+"""The real `dbt build` on a simulator world extracted over HTTP and loaded into DuckDB, checked against the world's
+ground truth: one customer_id per person, orders and net revenue to the cent, consent, the as-of record versions;
+the same project on Postgres gives the same figures; a failing build names its failed nodes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from simulator.world import parse_time
+from tailor.transform import BuildFailed, build
+from tailor.warehouse import Warehouse
+from tests.integration import dbt_fixtures
+from tests.integration.dbt_fixtures import Built, DbtWorld
+from tests.integration.dbtkit import (
+    assert_consent_matches_world,
+    assert_one_customer_per_person,
+    assert_orders_match_world,
+    assert_staging_holds_latest_versions,
+    copy_raw_to_postgres,
+    drop_database,
+    normalized,
+    pg_settings,
+    require_postgres,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+dbt_world = dbt_fixtures.dbt_world  # the session's loaded world (built once, shared with the other dbt tests)
+built_now = dbt_fixtures.built_now  # the project built on it as of the world's clock
+
+# --- DuckDB ------------------------------------------------------------------------------------------------------
+
+
+def test_build_runs_every_model_and_test(built_now: Built):
+    counts = built_now.result.counts()
+    kinds = {node.unique_id.split(".", 1)[0] for node in built_now.result.nodes}
+    assert {"model", "test", "seed", "unit_test"} <= kinds
+    assert set(counts) <= {"success", "pass"}, counts
+    with Warehouse(built_now.path).reader() as con:
+        empty = [name for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts'").fetchall()
+            if name != "churn_labels"  # empty as of now by design: no label is observable yet
+            and con.execute(f'select count(*) from marts."{name}"').fetchone()[0] == 0]
+    assert not empty, f"marts built empty: {empty}"
+
+
+def test_every_person_is_exactly_one_customer(dbt_world: DbtWorld, built_now: Built):
+    with Warehouse(built_now.path).reader() as con:
+        assert_one_customer_per_person(con, dbt_world.world, dbt_world.world.now)
+
+
+def test_orders_and_net_revenue_per_customer_match_the_world_to_the_cent(dbt_world: DbtWorld, built_now: Built):
+    with Warehouse(built_now.path).reader() as con:
+        assert_orders_match_world(con, dbt_world.world, dbt_world.world.now)
+
+
+def test_consent_per_person_matches_the_world(dbt_world: DbtWorld, built_now: Built):
+    with Warehouse(built_now.path).reader() as con:
+        checked = assert_consent_matches_world(con, dbt_world.world, dbt_world.world.now)
+    assert checked > 0.8 * dbt_world.world.profiles.n
+
+
+def test_staging_holds_each_live_record_in_its_latest_version(dbt_world: DbtWorld, built_now: Built):
+    with Warehouse(built_now.path).reader() as con:
+        assert_staging_holds_latest_versions(con, dbt_world.world, dbt_world.world.now)
+
+
+def test_a_failing_build_names_the_failed_nodes(tmp_path: Path):
+    empty = tmp_path / "warehouse.duckdb"
+    with Warehouse(empty).writer() as con:
+        con.execute("create schema raw")  # no raw tables: every model reading raw.* (the base layer) fails
+    with pytest.raises(BuildFailed) as caught:
+        build("2026-11-01T00:00:00Z", select="base_shopify__order_versions base_hubspot__contact_versions",
+              duckdb_path=empty, state_dir=tmp_path / "dbt", quiet=True)
+    message = str(caught.value)
+    assert "model.tailor.base_shopify__order_versions" in message
+    assert "model.tailor.base_hubspot__contact_versions" in message
+    assert "shopify_orders" in message  # dbt's own message: the missing raw table
+    assert {node.unique_id for node in caught.value.failures} >= {"model.tailor.base_shopify__order_versions",
+                                                                 "model.tailor.base_hubspot__contact_versions"}
+
+
+def test_a_build_waits_for_another_process_holding_the_warehouse(dbt_world: DbtWorld, tmp_path: Path):
+    path = dbt_world.copy(tmp_path / "warehouse.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+                               "print('locked', flush=True); time.sleep(3)", str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = build(dbt_world.now, select="+stg_shopify__products", duckdb_path=path, state_dir=tmp_path / "dbt",
+                       quiet=True, lock_timeout=120)
+        assert holder.poll() is not None, "the build ran while another process held the file"
+    finally:
+        holder.wait(timeout=30)
+    assert result.counts().get("success") == 2  # the view and the base table under it
+    with Warehouse(path).reader() as con:
+        assert con.execute("select count(*) from staging.stg_shopify__products").fetchone()[0] > 0
+
+
+def test_cli_build_exits_1_with_the_failure_and_2_on_bad_input(tmp_path: Path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TAILOR_")}
+    env["TAILOR_DATA_DIR"] = str(tmp_path)
+    with Warehouse(tmp_path / "warehouse.duckdb").writer() as con:
+        con.execute("create schema raw")
+    failed = subprocess.run([sys.executable, "-m", "tailor", "build", "--as-of", "2026-11-01", "--select",
+                             "stg_klaviyo__events"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "build: error: dbt build on duckdb as of 2026-11-01T00:00:00+00:00 failed" in failed.stdout
+    assert "model.tailor.stg_klaviyo__events" in failed.stdout
+    assert (tmp_path / "dbt" / "target" / "manifest.json").exists()  # dbt's output under the data dir
+    bad = subprocess.run([sys.executable, "-m", "tailor", "build", "--as-of", "yesterday"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--as-of 'yesterday' is not an ISO 8601" in bad.stderr
+
+
+# --- Postgres ----------------------------------------------------------------------------------------------------
+
+
+def _pg_rows(dbname: str, sql: str) -> list[tuple]:
+    con = psycopg2.connect(**pg_settings(dbname))
+    try:
+        with con.cursor() as cur:
+            cur.execute("set time zone 'UTC'")
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        con.close()
+
+
+KEY_FIGURES = {
+    "customers": "select customer_id, order_count, net_revenue_amount, email_consent_state, is_email_marketable, "
+                 "first_order_at, last_order_at from marts.customers",
+    "orders": "select order_id, customer_id, is_cancelled, net_revenue_amount, refunded_amount from marts.orders",
+    "order_lines": "select order_line_id, customer_id, net_quantity, net_line_amount from marts.order_lines",
+    "customer_rfm": "select customer_id, recency_days, frequency, monetary_amount, r_score, f_score, m_score, "
+                    "rfm_segment from marts.customer_rfm",
+    "crosswalk": "select source, source_record_id, customer_id from marts.customer_identity_crosswalk",
+}
+
+
+def test_postgres_build_gives_the_duckdb_figures(dbt_world: DbtWorld, built_now: Built, tmp_path: Path):
+    require_postgres()
+    dbname = f"tailor_test_dbt_{os.getpid()}"
+    copied = copy_raw_to_postgres(dbt_world.raw_path, dbname)
+    try:
+        assert copied["shopify_orders"] > 0
+        result = build(built_now.as_of, target="postgres", env={"TAILOR_PG_DBNAME": dbname},
+                       state_dir=tmp_path / "dbt", quiet=True)
+        assert set(result.counts()) <= {"success", "pass"}
+        assert len(result.nodes) == len(built_now.result.nodes)
+        with Warehouse(built_now.path).reader() as con:
+            marts = [name for (name,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()]
+            duck_counts = {name: con.execute(f'select count(*) from marts."{name}"').fetchone()[0] for name in marts}
+            duck = {name: sorted((tuple(map(normalized, row)) for row in con.execute(sql).fetchall()), key=repr)
+                    for name, sql in KEY_FIGURES.items()}
+        pg_counts = {name: _pg_rows(dbname, f'select count(*) from marts."{name}"')[0][0] for name in marts}
+        assert pg_counts == duck_counts
+        for name, sql in KEY_FIGURES.items():
+            pg = sorted((tuple(map(normalized, row)) for row in _pg_rows(dbname, sql)), key=repr)
+            assert pg == duck[name], f"{name}: Postgres and DuckDB differ, e.g. " \
+                                     f"{[row for row in pg if row not in set(duck[name])][:3]}"
+    finally:
+        drop_database(dbname)
+
+
+def test_build_as_of_uses_the_given_time(built_now: Built):
+    with Warehouse(built_now.path).reader() as con:
+        (as_of,) = con.execute("select distinct as_of_at from marts.customer_rfm").fetchone()
+    assert int(as_of.timestamp()) == parse_time("2026-11-01T00:00:00Z") == int(built_now.as_of.timestamp())
