@@ -173,4 +173,76 @@ EXTRACT_SECONDS_PER_ENTITY = 30
 SERVE_SECONDS_PER_API = 10
 
 
-STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract}
+# --- dbt ---------------------------------------------------------------------------------------------------------
+
+
+def dbt(ctx: Context) -> StageResult:
+    """dbt build of the whole project (every model, seed and test) on raw.* of the size's world, as of its clock;
+    then the next hour's data is loaded and an incremental build runs as of an hour later. Times both."""
+    import shutil
+    from datetime import timedelta
+
+    from bench.rawdata import NEW_DATA_SECONDS, replicate_raw, warehouse_at_size
+    from tailor import transform
+    from tailor.lake import Lake
+    from tailor.pipeline import load_batches
+    from tailor.warehouse import Warehouse
+
+    source, hour, factor, now = warehouse_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
+    run_dir = ctx.work_dir / "dbt-run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    path = run_dir / "warehouse.duckdb"
+    shutil.copyfile(source, path)  # the builds write into it: a fresh copy per run
+    warehouse = Warehouse(path)
+    with warehouse.reader() as con:
+        raw_rows = sum(con.execute(f"select count(*) from raw.{name}").fetchone()[0] for (name,) in con.execute(  # noqa: S608
+            "select table_name from information_schema.tables where table_schema = 'raw' "
+            "and table_name not like '\\_%' escape '\\'").fetchall())
+
+    full = transform.build(now, duckdb_path=path, state_dir=run_dir / "dbt", full_refresh=True, quiet=True)
+    hour_lake = Lake.from_url(str(hour))
+    loaded = load_batches(warehouse, hour_lake)
+    new_rows = loaded.rows_inserted
+    if factor > 1:
+        new_rows += replicate_raw(path, factor, [ref.batch_id for ref in hour_lake.batches()])
+    incremental = transform.build(now + timedelta(seconds=NEW_DATA_SECONDS), duckdb_path=path,
+                                  state_dir=run_dir / "dbt", quiet=True)
+    with warehouse.reader() as con:
+        marts = {name: con.execute(f'select count(*) from marts."{name}"').fetchone()[0] for (name,) in con.execute(  # noqa: S608
+            "select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()}
+    nodes = {kind: sum(node.unique_id.startswith(f"{kind}.") for node in full.nodes)
+             for kind in ("model", "seed", "test", "unit_test")}
+    return StageResult(rows=raw_rows, unit="raw record versions", seconds=full.seconds, details={
+        "full_build_s": round(full.seconds, 2),
+        "incremental_build_s": round(incremental.seconds, 2),
+        "incremental_to_full": f"{incremental.seconds / full.seconds:.0%}",
+        "new_hour_record_versions": new_rows,
+        "raw_from": f"the S world extracted over HTTP{f', replicated x {factor}' if factor > 1 else ''}",
+        "nodes": ", ".join(f"{count} {kind}s" for kind, count in nodes.items()),
+        "slowest_full": _slowest(full.nodes),
+        "slowest_incremental": _slowest(incremental.nodes),
+        "mart_rows": sum(marts.values()),
+        "rows_per_mart": "; ".join(f"{name} {count:,}" for name, count in marts.items()),
+    })
+
+
+def _slowest(nodes, count: int = 5) -> str:
+    top = sorted(nodes, key=lambda node: node.seconds, reverse=True)[:count]
+    return ", ".join(f"{node.unique_id.split('.')[2][:60]} {node.seconds:.1f}s" for node in top)
+
+
+# --- gate --------------------------------------------------------------------------------------------------------
+
+
+def gate(ctx: Context) -> StageResult:
+    """The GX raw gate against the same checks hand-written in DuckDB SQL (bench/gate_stage.py)."""
+    from bench.gate_stage import run_gate_stage
+
+    figures = run_gate_stage(ctx.size, ctx.work_dir.parent, seed=ctx.seed)
+    return StageResult(rows=figures["rows"], unit="raw rows gated", seconds=figures["gx_seconds"],
+                       details={key: figures[key] for key in ("gx_seconds", "sql_seconds", "ratio", "gx_rows_per_second",
+                                                              "sql_rows_per_second", "expectations", "checks_agree")})
+
+
+STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "gate": gate}

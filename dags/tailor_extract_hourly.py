@@ -7,6 +7,11 @@ Every hour, for the hour that just ended (plus a lookback overlap for late-arriv
   (`lake/raw/<source>/<entity>/<window_start>/<batch_id>.jsonl.gz`). Network only; no DuckDB connection.
 - **load**, in the `duckdb` pool (one slot): insert the batch into `raw.<source>_<entity>` in one transaction
   that also records the batch and moves the watermark. Re-running either task for the same hour changes nothing.
+- **raw_gate**, after every load, in the `duckdb` pool: the GX suite `expectations/raw.yml`, validated inside
+  DuckDB as of the end of the interval. A failed `fail` expectation fails the run (no retries: the data would not
+  change) with a message naming each one; bad rows within the allowed share are quarantined in `raw._quarantine`.
+  Results go to `quality.gate_results`, Data Docs to `<TAILOR_DATA_DIR>/quality/docs/index.html` (path in the log).
+  Only a passed gate emits the asset `tailor_raw`, which the DAGs that read raw.* are scheduled on.
 
 A manual run (empty data interval) extracts [last watermark, now). Backfills (UI or `POST /api/v2/backfills`)
 re-run past hours with their own intervals. Credentials come from the Connections `shopify_default`,
@@ -19,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task, task_group
 
+from tailor.airflow.assets import TAILOR_RAW
 from tailor.airflow.callbacks import DUCKDB_POOL, on_task_failure
 from tailor.sources import ENTITIES
 
@@ -46,6 +52,23 @@ def load(batch: dict) -> dict:
     return {"batch_id": batch["batch_id"], "rows_inserted": report.rows_inserted}
 
 
+@task(pool=DUCKDB_POOL, outlets=[TAILOR_RAW])
+def raw_gate(data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
+    """Validate raw.* as of the end of the run's interval (a manual run: its run_after); emits tailor_raw on success."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tailor import quality
+
+    manual = data_interval_start is None or data_interval_end is None or data_interval_start == data_interval_end
+    as_of = dag_run.run_after if manual else data_interval_end
+    try:
+        report = quality.run_gate("raw", as_of)
+    except quality.GateFailed as exc:
+        raise AirflowFailException(str(exc)) from exc
+    return {"suite": report.suite, "as_of": report.as_of.isoformat(), "warned": len(report.warnings),
+            "quarantined": len(report.quarantines), "docs": report.docs}
+
+
 @dag(
     dag_id="tailor_extract_hourly",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
@@ -62,6 +85,7 @@ def load(batch: dict) -> dict:
     doc_md=__doc__,
 )
 def tailor_extract_hourly():
+    sources = []
     for source, entities in ENTITIES.items():
 
         @task_group(group_id=source)
@@ -70,7 +94,8 @@ def tailor_extract_hourly():
                 batch = extract.override(task_id=f"extract_{entity}")(source, entity)
                 load.override(task_id=f"load_{entity}")(batch)
 
-        per_source()
+        sources.append(per_source())
+    sources >> raw_gate()
 
 
 tailor_extract_hourly()

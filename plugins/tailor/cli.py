@@ -34,6 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     extract.add_argument("--end", help="interval end (exclusive), ISO 8601")
     extract.add_argument("--entity", help="one entity only (default: every entity of the source)")
     sub.add_parser("load", help="load every landed batch not loaded yet into raw.* (one transaction per batch)")
+    build = sub.add_parser(
+        "build", help="dbt build the project (staging, marts and their tests) as of a time",
+        description="Run `dbt build` on dbt_project/ as of --as-of (default: now): every model sees, per record, the "
+                    "latest version at or before it. dbt's target/ and logs/ go under TAILOR_DATA_DIR/dbt.")
+    build.add_argument("--as-of", help="the time to build as of, ISO 8601 (default: now)")
+    build.add_argument("--select", action="append", help="dbt node selection (repeatable), e.g. marts or +customers")
+    build.add_argument("--exclude", action="append", help="dbt nodes to leave out (repeatable)")
+    build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    build.add_argument("--target", choices=("duckdb", "postgres"),
+                       help="profile target (default: TAILOR_DBT_TARGET, else duckdb)")
+    build.add_argument("--quiet", action="store_true", help="only dbt's errors and the summary, not every node")
+    gate = sub.add_parser(
+        "gate", help="validate a quality gate (a GX suite in expectations/) inside DuckDB as of a time",
+        description="Run the suite expectations/<gate>.yml as of --as-of (default: now). Exit 1 when a fail-level "
+                    "expectation fails, with the suite, expectation, table, column, count and sample values.")
+    gate.add_argument("gate", help="the gate: raw or marts (expectations/<gate>.yml)")
+    gate.add_argument("--as-of", help="the time to validate as of, ISO 8601 (default: now)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from tailor import demo
@@ -45,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             return _extract(args)
         if args.command == "load":
             return _load()
+        if args.command == "build":
+            return _build(args)
+        if args.command == "gate":
+            from tailor.quality import cli_main
+
+            return cli_main(args.gate, args.as_of)
     except _BadInput as exc:
         parser.exit(2, f"python -m tailor {args.command}: error: {exc}\n")
     return 2
@@ -63,12 +86,13 @@ def _say(message: str) -> None:
 
 
 def _parse_time(flag: str, text: str) -> datetime:
+    from tailor.transform import parse_as_of
+
     try:
-        value = datetime.fromisoformat(text.strip())
+        return parse_as_of(text)
     except ValueError:
         raise _BadInput(f"{flag} {text!r} is not an ISO 8601 date or time (e.g. 2026-11-01 or "
                         "2026-11-01T06:00:00Z)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _stamp(value: datetime) -> str:
@@ -102,8 +126,7 @@ def _reporter(label: str, every: float = 5.0) -> Callable:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from tailor import pipeline, settings
-    from tailor.lake import Lake
+    from tailor import connections, pipeline, settings
     from tailor.sources import ENTITIES, Progress
     from tailor.warehouse import Warehouse
 
@@ -115,7 +138,7 @@ def _extract(args: argparse.Namespace) -> int:
         raise _BadInput(f"--end {args.end} is not after --start {args.start}")
     try:
         lookback = settings.lookback()
-        lake = Lake.from_url()
+        lake = connections.lake()
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
     warehouse = Warehouse()
@@ -181,12 +204,12 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _load() -> int:
-    from tailor import pipeline
-    from tailor.lake import Lake, LakeError
+    from tailor import connections, pipeline
+    from tailor.lake import LakeError
     from tailor.warehouse import Warehouse, WarehouseLockTimeout
 
     try:
-        lake = Lake.from_url()
+        lake = connections.lake()
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
     warehouse = Warehouse()
@@ -227,4 +250,26 @@ def _load() -> int:
     if failed is not None:
         _say(f"load: error: {failed}")
         return 1
+    return 0
+
+
+# --- build -----------------------------------------------------------------------------------------------------
+
+
+def _build(args: argparse.Namespace) -> int:
+    from tailor import transform
+    from tailor.warehouse import WarehouseLockTimeout
+
+    # the CLI is where an ad-hoc build's "now" comes from
+    as_of = _parse_time("--as-of", args.as_of) if args.as_of else datetime.now(UTC)
+    _say(f"build: dbt build as of {_stamp(as_of)}{' (full refresh)' if args.full_refresh else ''}")
+    try:
+        result = transform.build(as_of, select=args.select, exclude=args.exclude, full_refresh=args.full_refresh,
+                                 target=args.target, quiet=args.quiet)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    except (transform.BuildFailed, WarehouseLockTimeout) as exc:
+        _say(f"build: error: {exc}")
+        return 1
+    _say(f"build: {result.summary()}")
     return 0

@@ -1,4 +1,5 @@
-"""`make demo`: run what Tailor has so far on the embedded defaults: extract from the local simulator, load DuckDB.
+"""`make demo`: run what Tailor has so far on the embedded defaults: extract from the local simulator, load DuckDB,
+gate raw.*, build the dbt project as of the simulator's clock, gate the marts, and show them.
 
 The simulator runs as its own process, exactly as a user would start it (`python -m simulator serve`); Tailor
 imports none of its code. A simulator already answering at TAILOR_SIMULATOR_URL is used as it is.
@@ -6,12 +7,14 @@ imports none of its code. A simulator already answering at TAILOR_SIMULATOR_URL 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from urllib.error import URLError
 from urllib.parse import urlparse
 from urllib.request import urlopen
@@ -28,6 +31,13 @@ def _healthy(url: str) -> bool:
             return response.status == 200
     except (URLError, OSError):
         return False
+
+
+def _simulator_clock(url: str) -> datetime:
+    """The simulator's clock: the time the world it serves is at (its /_simulator/health says)."""
+    with urlopen(f"{url}/_simulator/health", timeout=5) as response:
+        clock = json.load(response)["clock"]
+    return datetime.fromisoformat(clock.replace("Z", "+00:00")).astimezone(UTC)
 
 
 @contextmanager
@@ -77,6 +87,28 @@ def _print_raw_counts() -> None:
                 print(f"  {table:<24} {rows:>9,} record versions  {deleted:>5,} deletions  latest {newest}")
 
 
+def _print_marts() -> None:
+    from tailor.warehouse import Warehouse
+
+    warehouse = Warehouse()
+    with warehouse.reader() as con:
+        marts = [name for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()]
+        print(f"\ndemo: the marts in {warehouse.path}:")
+        for name in marts:
+            rows = con.execute(f'select count(*) from marts."{name}"').fetchone()[0]  # noqa: S608 names from the catalog
+            note = ("  (labels need churn_horizon_days of data after the as-of: try an earlier --as-of)"
+                    if name == "churn_labels" and rows == 0 else "")
+            print(f"  marts.{name:<28} {rows:>9,} rows{note}")
+        if "customer_rfm" in marts:
+            segments = con.execute("select rfm_segment, count(*) from marts.customer_rfm group by rfm_segment "
+                                   "order by count(*) desc, rfm_segment").fetchall()
+            total = sum(count for _, count in segments) or 1
+            print("\ndemo: RFM segments (marts.customer_rfm):")
+            for segment, count in segments:
+                print(f"  {segment or '(none)':<20} {count:>7,}  {count / total:>6.1%}")
+
+
 def run() -> int:
     url = settings.simulator_url()
     with simulator_process(url) as running:
@@ -88,7 +120,22 @@ def run() -> int:
             code = _run_tailor(*step)
             if code != 0:
                 return code
+        # The data describes the world up to the simulator's clock (its "now"), which need not be today: build as
+        # of it, or as of now if the clock is ahead (the extract stopped at now). RFM recency, engagement windows
+        # and churn are then measured from the data's own present.
+        as_of = min(_simulator_clock(running), datetime.now(UTC))
     _print_raw_counts()
-    print("\ndemo: next, in order: the dbt project (issue 4), quality gates (issue 5), then the models and the\n"
-          "demo: per-customer feed export. Run `make demo` again: it extracts only what changed since the watermarks.")
+    # the raw gate checks the loads just made: as of now, the end of the window they covered
+    code = _run_tailor("gate", "raw", "--as-of", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if code != 0:
+        return code
+    stamp = as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for step in (("build", "--as-of", stamp, "--quiet"), ("gate", "marts", "--as-of", stamp)):
+        code = _run_tailor(*step)
+        if code != 0:
+            return code
+    _print_marts()
+    print("\ndemo: next: the models (segments, churn, recommendations, send times) and the per-customer feed export.\n"
+          "demo: Run `make demo` again: it extracts only what changed since the watermarks and rebuilds the marts.\n"
+          "demo: Explore the project yourself: cd dbt_project && ../.venv/bin/dbt build  (docs: dbt docs generate)")
     return 0

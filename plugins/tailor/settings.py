@@ -54,6 +54,32 @@ def lookback() -> timedelta:
     return timedelta(minutes=_positive_float("TAILOR_LOOKBACK_MINUTES", 15.0, allow_zero=True))
 
 
+def dbt_project_dir() -> Path:
+    """The dbt project `python -m tailor build` runs (TAILOR_DBT_PROJECT_DIR, default the repo's dbt_project/)."""
+    override = os.environ.get("TAILOR_DBT_PROJECT_DIR", "").strip()
+    return Path(override).resolve() if override else Path(__file__).resolve().parents[2] / "dbt_project"
+
+
+def expectations_dir() -> Path:
+    """The GX suites, one file per gate (TAILOR_EXPECTATIONS_DIR, default the repo's expectations/)."""
+    override = os.environ.get("TAILOR_EXPECTATIONS_DIR", "").strip()
+    return Path(override).resolve() if override else Path(__file__).resolve().parents[2] / "expectations"
+
+
+def quality_dir() -> Path:
+    """Where gates keep GX validation results and Data Docs (<data dir>/quality; docs in quality/docs/index.html)."""
+    return data_dir() / "quality"
+
+
+def quarantine_max_share() -> float:
+    """The share of a raw table's checked rows that a gate may quarantine and still pass
+    (TAILOR_QUARANTINE_MAX_SHARE, 0..1, default 0.01: 1%). 0 turns quarantine into failing on the first bad row."""
+    share = _positive_float("TAILOR_QUARANTINE_MAX_SHARE", 0.01, allow_zero=True)
+    if share > 1:
+        raise ValueError(f"TAILOR_QUARANTINE_MAX_SHARE={share} is a share: give a number from 0 to 1")
+    return share
+
+
 def _positive_float(name: str, default: float, allow_zero: bool = False) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:

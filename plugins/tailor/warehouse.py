@@ -62,6 +62,22 @@ create table if not exists raw._watermarks (
 );
 """
 
+# Record versions a quality gate set aside (tailor.quality): staging leaves them out. Created with the raw layer so that
+# dbt can always read it.
+QUARANTINE_DDL = """
+create table if not exists raw._quarantine (
+    table_name varchar not null,      -- raw.<source>_<entity>
+    record_id varchar not null,
+    updated_at timestamptz not null,
+    reason varchar not null,          -- the expectation, its column and what it means
+    value varchar,                    -- the failing value
+    suite varchar not null,
+    run_id varchar not null,
+    as_of timestamptz not null,
+    quarantined_at timestamptz not null
+);
+"""
+
 # No primary key on purpose: uniqueness on (record_id, updated_at) is kept by the loader's anti-join, which
 # measured 2-3x faster than INSERT ... ON CONFLICT DO NOTHING over an ART index at 1M rows (and ~8x on a re-load).
 _RAW_DDL = """
@@ -127,6 +143,7 @@ class Warehouse:
                 continue
             try:
                 con.execute("set TimeZone = 'UTC'")
+                con.execute("set enable_progress_bar = false")  # it would draw into task logs and CLI output
             except BaseException:
                 con.close()
                 raise
@@ -154,6 +171,23 @@ class Warehouse:
             yield con
         finally:
             con.close()
+
+    def sqlalchemy_engine(self, read_only: bool = False):
+        """A SQLAlchemy engine (duckdb-engine's dialect) whose one connection is opened here, lock retry included.
+
+        For tools that only speak SQLAlchemy (Great Expectations). The engine holds a single connection
+        (StaticPool), opened on first use; dispose() the engine to close it as soon as the work is done. In one
+        process it shares the database with writer()/reader() connections of the same mode.
+        """
+        import sqlalchemy
+        from duckdb_engine import ConnectionWrapper
+
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"no warehouse at {self.path}: nothing has been loaded yet")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlalchemy.create_engine(f"duckdb:///{self.path}", poolclass=sqlalchemy.pool.StaticPool,
+                                        creator=lambda: ConnectionWrapper(self._connect(read_only=read_only)))
 
     # small reads --------------------------------------------------------------------------------------------
 
@@ -183,6 +217,7 @@ def ensure_raw(con: duckdb.DuckDBPyConnection, source: str, entity: str) -> str:
     """Create the raw schema, its control tables and raw.<source>_<entity> if missing; return the table name."""
     table = raw_table(source, entity)
     con.execute(_CONTROL_DDL)
+    con.execute(QUARANTINE_DDL)
     con.execute(_RAW_DDL.format(table=table))
     return table
 

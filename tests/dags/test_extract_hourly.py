@@ -56,7 +56,10 @@ def test_dag_parses_with_its_policies(parsed):
 
 def test_one_extract_and_one_pooled_load_per_source_entity(parsed):
     expected = {f"{s}.{verb}_{e}" for s, es in ENTITIES.items() for e in es for verb in ("extract", "load")}
-    assert set(parsed["tasks"]) == expected
+    assert set(parsed["tasks"]) == expected | {"raw_gate"}
+    # the raw gate is the last task: after every load, in the duckdb pool (tests/dags/test_raw_gate.py runs it)
+    assert parsed["tasks"]["raw_gate"]["pool"] == "duckdb"
+    assert parsed["tasks"]["raw_gate"]["upstream"] == sorted(t for t in expected if ".load_" in t)
     for source, entities in ENTITIES.items():
         for entity in entities:
             load = parsed["tasks"][f"{source}.load_{entity}"]

@@ -90,3 +90,27 @@ def test_tokens_appear_nowhere_in_lake_warehouse_or_output(simulator, tmp_path):
                 hits = con.execute(f"select count(*) from {raw_table(source, entity)} "
                                    "where contains(payload::varchar, ?)", [token]).fetchone()[0]
                 assert hits == 0, f"a token is in {raw_table(source, entity)}"
+
+
+def test_cli_on_an_s3_lake_takes_its_keys_from_aws_default_alone(simulator, tmp_path):
+    """Outside Airflow the same AIRFLOW_CONN_AWS_DEFAULT configures S3: no AWS_* variables, no endpoint variable."""
+    import json
+
+    from tests.integration.lakekit import moto_s3
+
+    sim = simulator(customers=300, seed=5, rate_limits=False)
+    world = sim.state.world
+    window = ("--start", iso(world.now - 3 * DAY), "--end", iso(world.now))
+    with moto_s3() as url:
+        aws = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                          "extra": {"region_name": "us-east-1", "endpoint_url": os.environ["TAILOR_S3_ENDPOINT_URL"]}})
+        env = {k: v for k, v in environment(sim.url, tmp_path / "data").items()
+               if not k.startswith("AWS_") and k != "TAILOR_S3_ENDPOINT_URL"}
+        env.update({"AIRFLOW_CONN_AWS_DEFAULT": aws, "TAILOR_LAKE_URL": url})
+        for step in (("extract", "--source", "hubspot", *window), ("load",)):
+            result = tailor(env, *step)
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        assert url in result.stdout  # the load read its batches from the bucket
+    truth = world.truth_versions("contacts", world.now, world.now - 3 * DAY, world.now)
+    assert set(raw_versions(tmp_path / "data", "hubspot", "contacts")) == truth
+    assert truth
