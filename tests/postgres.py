@@ -6,40 +6,74 @@ Under CI a missing server is a failure, never a skip: `.ci/run` starts it, so it
 from __future__ import annotations
 
 import os
+import re
 
+import psycopg2
 import pytest
+from psycopg2 import sql
 
-HOST = os.environ.get("TAILOR_PG_HOST", "127.0.0.1")
-PORT = int(os.environ.get("TAILOR_PG_PORT", "5432"))
-USER = os.environ.get("TAILOR_PG_USER", "postgres")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-def _connect(dbname: str = "postgres"):
-    import psycopg2
+def pg_settings(dbname: str = "postgres") -> dict:
+    """psycopg2.connect() arguments for `dbname` on the dbt profile's Postgres server."""
+    return {"host": os.environ.get("TAILOR_PG_HOST", "127.0.0.1"), "port": int(os.environ.get("TAILOR_PG_PORT", "5432")),
+            "user": os.environ.get("TAILOR_PG_USER", "postgres"), "password": os.environ.get("TAILOR_PG_PASSWORD", ""),
+            "dbname": dbname, "connect_timeout": 5}
 
-    return psycopg2.connect(host=HOST, port=PORT, user=USER, dbname=dbname, connect_timeout=5)
+
+def postgres_unreachable() -> str | None:
+    """Why the Postgres server cannot be used, or None when it can."""
+    try:
+        psycopg2.connect(**pg_settings()).close()
+    except psycopg2.Error as exc:
+        settings = pg_settings()
+        return f"Postgres at {settings['host']}:{settings['port']} is unreachable: {str(exc).strip()}"
+    return None
 
 
 def require_postgres() -> None:
-    """Skip (locally) or fail (under CI) when PostgreSQL does not answer."""
+    """Skip the calling test without Postgres; in CI (env CI set) fail instead, since CI must run the Postgres build."""
+    reason = postgres_unreachable()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: the Postgres build must run)")
+    pytest.skip(reason)
+
+
+def checked_identifier(name: str) -> str:
+    """`name` if it is a plain lowercase identifier (safe to put in SQL), else ValueError."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"{name!r} is not a plain lowercase identifier")
+    return name
+
+
+def recreate_database(dbname: str) -> None:
+    """Drop `dbname` (disconnecting its sessions) and create it empty."""
+    con = psycopg2.connect(**pg_settings())
     try:
-        _connect().close()
-    except Exception as exc:  # any failure to connect means the same here
-        message = f"PostgreSQL at {HOST}:{PORT} is not reachable ({exc}); start it (see .ci/run)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(checked_identifier(dbname))))
+            cur.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+    finally:
+        con.close()
+
+
+def drop_database(dbname: str) -> None:
+    con = psycopg2.connect(**pg_settings())
+    try:
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(checked_identifier(dbname))))
+    finally:
+        con.close()
 
 
 def fresh_database(name: str) -> str:
-    """Drop and create database `name`; returns its SQLAlchemy URL (psycopg2 driver)."""
+    """An empty database `name` (dropped first if it exists); returns its SQLAlchemy URL (psycopg2 driver)."""
     require_postgres()
-    con = _connect()
-    con.autocommit = True
-    try:
-        with con.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-            cur.execute(f'create database "{name}"')
-    finally:
-        con.close()
-    return f"postgresql+psycopg2://{USER}@{HOST}:{PORT}/{name}"
+    recreate_database(name)
+    settings = pg_settings(name)
+    return f"postgresql+psycopg2://{settings['user']}@{settings['host']}:{settings['port']}/{name}"

@@ -10,8 +10,6 @@ when TAILOR_PG_DBNAME names it.
 from __future__ import annotations
 
 import json
-import os
-import re
 import tempfile
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -20,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import psycopg2
-import pytest
 from psycopg2 import sql
 
 from simulator.world import CONSENT_NAMES
 from tailor.warehouse import Warehouse
+from tests.postgres import checked_identifier, pg_settings, recreate_database
 
 # DuckDB column type -> the Postgres type raw.* has there (payload JSON becomes jsonb).
 _PG_TYPES = {
@@ -41,62 +39,6 @@ _PG_TYPES = {
 # The control tables' keys, as in tailor.warehouse.
 _PRIMARY_KEYS = {"_batches": ("batch_id", "checksum"), "_watermarks": ("source", "entity")}
 _NULL = r"\N"
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-def pg_settings(dbname: str = "postgres") -> dict:
-    """psycopg2.connect() arguments for `dbname` on the dbt profile's Postgres server."""
-    return {"host": os.environ.get("TAILOR_PG_HOST", "127.0.0.1"), "port": int(os.environ.get("TAILOR_PG_PORT", "5432")),
-            "user": os.environ.get("TAILOR_PG_USER", "postgres"), "password": os.environ.get("TAILOR_PG_PASSWORD", ""),
-            "dbname": dbname, "connect_timeout": 5}
-
-
-def postgres_unreachable() -> str | None:
-    """Why the Postgres server cannot be used, or None when it can."""
-    try:
-        psycopg2.connect(**pg_settings()).close()
-    except psycopg2.Error as exc:
-        settings = pg_settings()
-        return f"Postgres at {settings['host']}:{settings['port']} is unreachable: {str(exc).strip()}"
-    return None
-
-
-def require_postgres() -> None:
-    """Skip the calling test without Postgres; in CI (env CI set) fail instead, since CI must run the Postgres build."""
-    reason = postgres_unreachable()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: the Postgres build must run)")
-    pytest.skip(reason)
-
-
-def _check(name: str) -> str:
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"{name!r} is not a plain lowercase identifier")
-    return name
-
-
-def recreate_database(dbname: str) -> None:
-    """Drop `dbname` (disconnecting its sessions) and create it empty."""
-    con = psycopg2.connect(**pg_settings())
-    try:
-        con.autocommit = True
-        with con.cursor() as cur:
-            cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(_check(dbname))))
-            cur.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
-    finally:
-        con.close()
-
-
-def drop_database(dbname: str) -> None:
-    con = psycopg2.connect(**pg_settings())
-    try:
-        con.autocommit = True
-        with con.cursor() as cur:
-            cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(_check(dbname))))
-    finally:
-        con.close()
 
 
 def copy_raw_to_postgres(duckdb_path: Path, dbname: str) -> dict[str, int]:
@@ -117,8 +59,8 @@ def copy_raw_to_postgres(duckdb_path: Path, dbname: str) -> dict[str, int]:
                 columns = duck.execute(
                     "select column_name, data_type from information_schema.columns "
                     "where table_schema = 'raw' and table_name = ? order by ordinal_position", [table]).fetchall()
-                target = Path(scratch) / f"{_check(table)}.csv"
-                select = ", ".join(_check(name) for name, _ in columns)
+                target = Path(scratch) / f"{checked_identifier(table)}.csv"
+                select = ", ".join(checked_identifier(name) for name, _ in columns)
                 duck.execute(f"copy (select {select} from raw.{table}) to '{target}' "
                              f"(format csv, header false, nullstr '{_NULL}')")
                 files[table] = ([(name, _pg_type(table, name, kind)) for name, kind in columns], target)

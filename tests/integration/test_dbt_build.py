@@ -23,11 +23,9 @@ from tests.integration.dbtkit import (
     assert_orders_match_world,
     assert_staging_holds_latest_versions,
     copy_raw_to_postgres,
-    drop_database,
     normalized,
-    pg_settings,
-    require_postgres,
 )
+from tests.postgres import drop_database, pg_settings, require_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 

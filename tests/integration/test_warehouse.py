@@ -37,7 +37,7 @@ def test_raw_tables_have_the_contract_columns(warehouse: Warehouse) -> None:
     columns = rows(warehouse, "select table_name, column_name, data_type from information_schema.columns "
                               "where table_schema = 'raw' order by table_name, ordinal_position")
     tables = {table for table, _, _ in columns}
-    assert tables == {f"{source}_{entity}" for source, entity in RAW_TABLES} | {"_batches", "_watermarks"}
+    assert tables == {f"{source}_{entity}" for source, entity in RAW_TABLES} | {"_batches", "_watermarks", "_quarantine"}
     assert [(c, t) for table, c, t in columns if table == "shopify_orders"] == [
         ("record_id", "VARCHAR"), ("updated_at", "TIMESTAMP WITH TIME ZONE"), ("payload", "JSON"),
         ("is_deleted", "BOOLEAN"), ("batch_id", "VARCHAR"), ("extracted_at", "TIMESTAMP WITH TIME ZONE")]
