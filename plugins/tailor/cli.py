@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
@@ -67,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "gate":
             from tailor.quality import cli_main
 
-            return cli_main(args.gate, args.as_of)
+            code = cli_main(args.gate, args.as_of)
+            # GX with duckdb-engine leaves DuckDB type objects that nanobind lists, harmlessly but at length, at
+            # interpreter teardown; a finished gate has nothing left to clean up, so leave without it.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
     except _BadInput as exc:
         parser.exit(2, f"python -m tailor {args.command}: error: {exc}\n")
     return 2
