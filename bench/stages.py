@@ -193,7 +193,11 @@ def dbt(ctx: Context) -> StageResult:
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     path = run_dir / "warehouse.duckdb"
-    shutil.copyfile(source, path)  # the builds write into it: a fresh copy per run
+    if shutil.disk_usage(run_dir).free > 3 * source.stat().st_size:
+        shutil.copyfile(source, path)  # the builds write into it: a fresh copy per run
+    else:  # no room for a copy (L: 32 GB of raw.*): build on the cached file itself; the next run replicates again
+        (source.parent / "built.json").unlink()
+        shutil.move(source, path)
     warehouse = Warehouse(path)
     with warehouse.reader() as con:
         raw_rows = sum(con.execute(f"select count(*) from raw.{name}").fetchone()[0] for (name,) in con.execute(  # noqa: S608
