@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -193,10 +194,13 @@ def dbt(ctx: Context) -> StageResult:
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     path = run_dir / "warehouse.duckdb"
-    if shutil.disk_usage(run_dir).free > 3 * source.stat().st_size:
+    marker = source.parent / "built.json"
+    in_place = shutil.disk_usage(run_dir).free <= 3 * source.stat().st_size
+    if not in_place:
         shutil.copyfile(source, path)  # the builds write into it: a fresh copy per run
     else:  # no room for a copy (L: 32 GB of raw.*): build on the cached file itself; the next run replicates again
-        (source.parent / "built.json").unlink()
+        marker_text = marker.read_text()
+        marker.unlink()
         shutil.move(source, path)
     warehouse = Warehouse(path)
     with warehouse.reader() as con:
@@ -204,7 +208,14 @@ def dbt(ctx: Context) -> StageResult:
             "select table_name from information_schema.tables where table_schema = 'raw' "
             "and table_name not like '\\_%' escape '\\'").fetchall())
 
-    full = transform.build(now, duckdb_path=path, state_dir=run_dir / "dbt", full_refresh=True, quiet=True)
+    try:
+        full = transform.build(now, duckdb_path=path, state_dir=run_dir / "dbt", full_refresh=True, quiet=True)
+    except Exception:
+        if in_place:  # a build writes only its own schemas, so raw.* is still the cached one: put it back for a rerun
+            _drop_all_but_raw(warehouse)
+            shutil.move(path, source)
+            marker.write_text(marker_text)
+        raise
     hour_lake = Lake.from_url(str(hour))
     loaded = load_batches(warehouse, hour_lake)
     new_rows = loaded.rows_inserted
@@ -224,11 +235,21 @@ def dbt(ctx: Context) -> StageResult:
         "new_hour_record_versions": new_rows,
         "raw_from": f"the S world extracted over HTTP{f', replicated x {factor}' if factor > 1 else ''}",
         "nodes": ", ".join(f"{count} {kind}s" for kind, count in nodes.items()),
+        "dbt_threads": os.environ.get("TAILOR_DBT_THREADS", "4 (the profile's default)"),
         "slowest_full": _slowest(full.nodes),
         "slowest_incremental": _slowest(incremental.nodes),
         "mart_rows": sum(marts.values()),
         "rows_per_mart": "; ".join(f"{name} {count:,}" for name, count in marts.items()),
     })
+
+
+def _drop_all_but_raw(warehouse) -> None:
+    with warehouse.writer() as con:
+        for (schema,) in con.execute("select schema_name from information_schema.schemata "
+                                     "where catalog_name = current_database() and schema_name not in ('raw', 'main')"
+                                     ).fetchall():
+            con.execute(f'drop schema "{schema}" cascade')
+        con.execute("checkpoint")
 
 
 def _slowest(nodes, count: int = 5) -> str:
