@@ -11,7 +11,15 @@
       json_array_length(column, path)      the number of elements of the array at path (0 when absent or not an array)
       json_nested_array_length(column, path, inner_path)
                                            the total number of elements of the arrays at inner_path inside each element
-                                           of the array at path (e.g. refund line items over all refunds); 0 when none -#}
+                                           of the array at path (e.g. refund line items over all refunds); 0 when none
+
+    Many fields of one document at the cost of one parse. Each json_text parses its document again on DuckDB, which
+    made one call per field the bulk of a full build; the base models of the largest tables (events, orders, order
+    lines) therefore take their fields in one list, 1.3-3.7x faster, while the smaller ones keep the plainer form:
+      json_texts(column, fields)           the text at each path of `fields` (a mapping column name -> path), in
+                                           one list (DuckDB) or text array (Postgres), in the mapping's order
+      json_texts_columns(texts, fields)    select-list items taking each field out of that list, named as in
+                                           `fields` (both lists index from 1) -#}
 
 {% macro json_text(column, path) -%}
     {{ return(adapter.dispatch('json_text', 'tailor')(column, path)) }}
@@ -134,6 +142,33 @@
             end
         ) as outer_element (value)
     ), 0) as integer)
+{%- endmacro %}
+
+
+{% macro json_texts(column, fields) -%}
+    {{ return(adapter.dispatch('json_texts', 'tailor')(column, fields)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_texts(column, fields) -%}
+    json_extract_string({{ column }}, [
+        {%- for path in fields.values() %}
+        '{{ tailor._duckdb_json_path(path) }}'{{ ',' if not loop.last }}
+        {%- endfor %}
+    ])
+{%- endmacro %}
+
+{% macro postgres__json_texts(column, fields) -%}
+    array[
+        {%- for path in fields.values() %}
+        ({{ column }} #>> {{ tailor._postgres_json_path(path) }}){{ ',' if not loop.last }}
+        {%- endfor %}
+    ]::text []
+{%- endmacro %}
+
+{% macro json_texts_columns(texts, fields) -%}
+    {%- for name in fields %}
+    {{ texts }}[{{ loop.index }}] as {{ name }}{{ ',' if not loop.last }}
+    {%- endfor %}
 {%- endmacro %}
 
 

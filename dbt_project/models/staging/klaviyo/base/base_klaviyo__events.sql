@@ -1,38 +1,68 @@
 -- One row per raw Klaviyo event (events are immutable: one version each), its payload parsed into typed columns
 -- once. Incremental, append-only, independent of as_of: a run parses only the events loaded since (macros/base.sql).
+{% set payload_paths = {
+    'klaviyo_profile_id': ['relationships', 'profile', 'data', 'id'],
+    'metric_name': ['included', 0, 'attributes', 'name'],
+    'occurred_at_text': ['attributes', 'datetime'],
+    'campaign_name': ['attributes', 'event_properties', 'Campaign Name'],
+    'subject': ['attributes', 'event_properties', 'Subject'],
+    'message_id': ['attributes', 'event_properties', '$message'],
+    'product_legacy_id': ['attributes', 'event_properties', 'ProductID'],
+    'product_name': ['attributes', 'event_properties', 'ProductName'],
+    'product_category': ['attributes', 'event_properties', 'Categories', 0],
+    'brand': ['attributes', 'event_properties', 'Brand'],
+    'price_text': ['attributes', 'event_properties', 'Price'],
+    'value_text': ['attributes', 'event_properties', '$value'],
+} -%}
+
 with
 
 versions as (
     {{ tailor.raw_versions_to_parse(source('klaviyo', 'events'), 'event_id') }}
 ),
 
-parsed as (
+extracted as (
     select
-        versions.record_id as event_id,
+        versions.record_id,
         versions.updated_at,
         versions.is_deleted,
-        {{ tailor.json_text('versions.payload', ['relationships', 'profile', 'data', 'id']) }} as klaviyo_profile_id,
-        {{ tailor.json_text('versions.payload', ['included', 0, 'attributes', 'name']) }} as metric_name,
-        coalesce(
-            {{ tailor.to_timestamp_tz(tailor.json_text('versions.payload', ['attributes', 'datetime'])) }},
-            versions.updated_at
-        ) as occurred_at,
-        {{ tailor.json_text('versions.payload', ['attributes', 'event_properties', 'Campaign Name']) }}
-            as campaign_name,
-        {{ tailor.json_text('versions.payload', ['attributes', 'event_properties', 'Subject']) }} as subject,
-        {{ tailor.json_text('versions.payload', ['attributes', 'event_properties', '$message']) }} as message_id,
-        nullif({{ tailor.json_text('versions.payload', ['attributes', 'event_properties', 'ProductID']) }}, '')
-            as product_legacy_id,
-        {{ tailor.json_text('versions.payload', ['attributes', 'event_properties', 'ProductName']) }} as product_name,
-        {{ tailor.json_text('versions.payload', ['attributes', 'event_properties', 'Categories', 0]) }}
-            as product_category,
-        {{ tailor.json_text('versions.payload', ['attributes', 'event_properties', 'Brand']) }} as brand,
-        {{ tailor.to_money(tailor.json_text('versions.payload', ['attributes', 'event_properties', 'Price'])) }}
-            as price_amount,
-        {{ tailor.to_money(tailor.json_text('versions.payload', ['attributes', 'event_properties', '$value'])) }}
-            as value_amount,
-        versions.batch_id
+        versions.batch_id,
+        {{ tailor.json_texts('versions.payload', payload_paths) }} as payload_texts
     from versions
+),
+
+payload_fields as (
+    select
+        extracted.record_id,
+        extracted.updated_at,
+        extracted.is_deleted,
+        extracted.batch_id,
+        {{ tailor.json_texts_columns('extracted.payload_texts', payload_paths) }}
+    from extracted
+),
+
+parsed as (
+    select
+        payload_fields.record_id as event_id,
+        payload_fields.updated_at,
+        payload_fields.is_deleted,
+        payload_fields.klaviyo_profile_id,
+        payload_fields.metric_name,
+        coalesce(
+            {{ tailor.to_timestamp_tz('payload_fields.occurred_at_text') }},
+            payload_fields.updated_at
+        ) as occurred_at,
+        payload_fields.campaign_name,
+        payload_fields.subject,
+        payload_fields.message_id,
+        nullif(payload_fields.product_legacy_id, '') as product_legacy_id,
+        payload_fields.product_name,
+        payload_fields.product_category,
+        payload_fields.brand,
+        {{ tailor.to_money('payload_fields.price_text') }} as price_amount,
+        {{ tailor.to_money('payload_fields.value_text') }} as value_amount,
+        payload_fields.batch_id
+    from payload_fields
 ),
 
 final as (

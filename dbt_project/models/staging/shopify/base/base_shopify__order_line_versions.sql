@@ -1,6 +1,22 @@
 -- One row per line item of each raw Shopify order version, parsed once. Incremental, append-only, independent of
 -- as_of: a run parses the line items of the order versions (base_shopify__order_versions with line_count > 0) whose
 -- lines are not here yet (macros/base.sql).
+{% set line_paths = {
+    'order_line_id': ['id'],
+    'product_id': ['product', 'id'],
+    'variant_id': ['variant', 'id'],
+    'sku': ['sku'],
+    'product_title': ['title'],
+    'variant_title': ['variantTitle'],
+    'vendor': ['vendor'],
+    'quantity_text': ['quantity'],
+    'original_unit_price_text': ['originalUnitPriceSet', 'shopMoney', 'amount'],
+    'unit_price_text': ['discountedUnitPriceSet', 'shopMoney', 'amount'],
+    'discount_text': ['totalDiscountSet', 'shopMoney', 'amount'],
+    'line_amount_text': ['discountedTotalSet', 'shopMoney', 'amount'],
+    'line_currency_code': ['discountedTotalSet', 'shopMoney', 'currencyCode'],
+} -%}
+
 with
 
 versions as (
@@ -10,43 +26,67 @@ versions as (
     ) }}
 ),
 
-line_items as (
+order_versions as (
     select
         versions.record_id as order_id,
         versions.updated_at as order_updated_at,
         versions.order_version_id,
+        -- per order, before the lines multiply the rows
         {{ tailor.json_text('versions.payload', ['currencyCode']) }} as order_currency_code,
-        line_item.value as line
+        versions.payload
     from versions
-    {{ tailor.json_array_join('versions.payload', ['lineItems'], 'line_item') }}
+),
+
+line_items as (
+    select
+        order_versions.order_id,
+        order_versions.order_updated_at,
+        order_versions.order_version_id,
+        order_versions.order_currency_code,
+        line_item.value as line
+    from order_versions
+    {{ tailor.json_array_join('order_versions.payload', ['lineItems'], 'line_item') }}
+),
+
+extracted as (
+    select
+        line_items.order_id,
+        line_items.order_updated_at,
+        line_items.order_version_id,
+        line_items.order_currency_code,
+        {{ tailor.json_texts('line_items.line', line_paths) }} as line_texts
+    from line_items
+),
+
+line_fields as (
+    select
+        extracted.order_id,
+        extracted.order_updated_at,
+        extracted.order_version_id,
+        extracted.order_currency_code,
+        {{ tailor.json_texts_columns('extracted.line_texts', line_paths) }}
+    from extracted
 ),
 
 final as (
     select
-        {{ tailor.json_text('line_items.line', ['id']) }} as order_line_id,
-        line_items.order_id,
-        line_items.order_updated_at,
-        line_items.order_version_id,
-        {{ tailor.json_text('line_items.line', ['product', 'id']) }} as product_id,
-        {{ tailor.json_text('line_items.line', ['variant', 'id']) }} as variant_id,
-        {{ tailor.json_text('line_items.line', ['sku']) }} as sku,
-        {{ tailor.json_text('line_items.line', ['title']) }} as product_title,
-        {{ tailor.json_text('line_items.line', ['variantTitle']) }} as variant_title,
-        {{ tailor.json_text('line_items.line', ['vendor']) }} as vendor,
-        cast({{ tailor.json_text('line_items.line', ['quantity']) }} as integer) as quantity,
-        {{ tailor.to_money(tailor.json_text('line_items.line', ['originalUnitPriceSet', 'shopMoney', 'amount'])) }}
-            as original_unit_price_amount,
-        {{ tailor.to_money(tailor.json_text('line_items.line', ['discountedUnitPriceSet', 'shopMoney', 'amount'])) }}
-            as unit_price_amount,
-        {{ tailor.to_money(tailor.json_text('line_items.line', ['totalDiscountSet', 'shopMoney', 'amount'])) }}
-            as discount_amount,
-        {{ tailor.to_money(tailor.json_text('line_items.line', ['discountedTotalSet', 'shopMoney', 'amount'])) }}
-            as line_amount,
-        coalesce(
-            {{ tailor.json_text('line_items.line', ['discountedTotalSet', 'shopMoney', 'currencyCode']) }},
-            line_items.order_currency_code
-        ) as currency_code
-    from line_items
+        line_fields.order_line_id,
+        line_fields.order_id,
+        line_fields.order_updated_at,
+        line_fields.order_version_id,
+        line_fields.product_id,
+        line_fields.variant_id,
+        line_fields.sku,
+        line_fields.product_title,
+        line_fields.variant_title,
+        line_fields.vendor,
+        cast(line_fields.quantity_text as integer) as quantity,
+        {{ tailor.to_money('line_fields.original_unit_price_text') }} as original_unit_price_amount,
+        {{ tailor.to_money('line_fields.unit_price_text') }} as unit_price_amount,
+        {{ tailor.to_money('line_fields.discount_text') }} as discount_amount,
+        {{ tailor.to_money('line_fields.line_amount_text') }} as line_amount,
+        coalesce(line_fields.line_currency_code, line_fields.order_currency_code) as currency_code
+    from line_fields
 )
 
 select * from final

@@ -1,56 +1,89 @@
 -- One row per raw Shopify order version (deletions included), its payload parsed into typed columns once, with the
 -- number of line items and refund line items it nests (the order line and refund line base tables parse a version's
 -- items only when it has some). Incremental, append-only, independent of as_of (macros/base.sql).
+{% set payload_paths = {
+    'order_number': ['name'],
+    'shopify_customer_id': ['customer', 'id'],
+    'email': ['email'],
+    'created_at_text': ['createdAt'],
+    'processed_at_text': ['processedAt'],
+    'cancelled_at_text': ['cancelledAt'],
+    'cancel_reason': ['cancelReason'],
+    'is_test_text': ['test'],
+    'financial_status': ['displayFinancialStatus'],
+    'fulfillment_status': ['displayFulfillmentStatus'],
+    'total_currency_code': ['totalPriceSet', 'shopMoney', 'currencyCode'],
+    'currency_code': ['currencyCode'],
+    'subtotal_text': ['subtotalPriceSet', 'shopMoney', 'amount'],
+    'discounts_text': ['totalDiscountsSet', 'shopMoney', 'amount'],
+    'shipping_text': ['totalShippingPriceSet', 'shopMoney', 'amount'],
+    'tax_text': ['totalTaxSet', 'shopMoney', 'amount'],
+    'total_text': ['totalPriceSet', 'shopMoney', 'amount'],
+    'refunded_text': ['totalRefundedSet', 'shopMoney', 'amount'],
+    'current_total_text': ['currentTotalPriceSet', 'shopMoney', 'amount'],
+} -%}
+
 with
 
 versions as (
     {{ tailor.raw_versions_to_parse(source('shopify', 'orders'), 'order_id') }}
 ),
 
-parsed as (
+extracted as (
     select
-        versions.record_id as order_id,
+        versions.record_id,
         versions.updated_at,
-        {{ tailor.version_id('versions.record_id', 'versions.updated_at') }} as order_version_id,
         versions.is_deleted,
-        {{ tailor.json_text('versions.payload', ['name']) }} as order_number,
-        {{ tailor.json_text('versions.payload', ['customer', 'id']) }} as shopify_customer_id,
-        {{ tailor.json_text('versions.payload', ['email']) }} as email,
-        {{ tailor.to_timestamp_tz(tailor.json_text('versions.payload', ['createdAt'])) }} as created_at,
-        {{ tailor.to_timestamp_tz(
-            "coalesce(" ~ tailor.json_text('versions.payload', ['processedAt']) ~ ", "
-            ~ tailor.json_text('versions.payload', ['createdAt']) ~ ")"
-        ) }} as processed_at,
-        {{ tailor.to_timestamp_tz(tailor.json_text('versions.payload', ['cancelledAt'])) }} as cancelled_at,
-        lower({{ tailor.json_text('versions.payload', ['cancelReason']) }}) as cancel_reason,
-        coalesce(cast({{ tailor.json_text('versions.payload', ['test']) }} as boolean), false) as is_test,
-        lower({{ tailor.json_text('versions.payload', ['displayFinancialStatus']) }}) as financial_status,
-        lower({{ tailor.json_text('versions.payload', ['displayFulfillmentStatus']) }}) as fulfillment_status,
-        coalesce(
-            {{ tailor.json_text('versions.payload', ['totalPriceSet', 'shopMoney', 'currencyCode']) }},
-            {{ tailor.json_text('versions.payload', ['currencyCode']) }}
-        ) as currency_code,
-        {{ tailor.to_money(tailor.json_text('versions.payload', ['subtotalPriceSet', 'shopMoney', 'amount'])) }}
-            as subtotal_amount,
-        {{ tailor.to_money(tailor.json_text('versions.payload', ['totalDiscountsSet', 'shopMoney', 'amount'])) }}
-            as discounts_amount,
-        {{ tailor.to_money(tailor.json_text('versions.payload', ['totalShippingPriceSet', 'shopMoney', 'amount'])) }}
-            as shipping_amount,
-        {{ tailor.to_money(tailor.json_text('versions.payload', ['totalTaxSet', 'shopMoney', 'amount'])) }}
-            as tax_amount,
-        {{ tailor.to_money(tailor.json_text('versions.payload', ['totalPriceSet', 'shopMoney', 'amount'])) }}
-            as total_amount,
-        coalesce(
-            {{ tailor.to_money(tailor.json_text('versions.payload', ['totalRefundedSet', 'shopMoney', 'amount'])) }},
-            0
-        ) as refunded_amount,
-        {{ tailor.to_money(tailor.json_text('versions.payload', ['currentTotalPriceSet', 'shopMoney', 'amount'])) }}
-            as current_total_amount,
+        versions.batch_id,
+        {{ tailor.json_texts('versions.payload', payload_paths) }} as payload_texts,
         {{ tailor.json_array_length('versions.payload', ['lineItems']) }} as line_count,
         {{ tailor.json_nested_array_length('versions.payload', ['refunds'], ['refundLineItems']) }}
-            as refund_line_count,
-        versions.batch_id
+            as refund_line_count
     from versions
+),
+
+payload_fields as (
+    select
+        extracted.record_id,
+        extracted.updated_at,
+        extracted.is_deleted,
+        extracted.batch_id,
+        extracted.line_count,
+        extracted.refund_line_count,
+        {{ tailor.json_texts_columns('extracted.payload_texts', payload_paths) }}
+    from extracted
+),
+
+parsed as (
+    select
+        payload_fields.record_id as order_id,
+        payload_fields.updated_at,
+        {{ tailor.version_id('payload_fields.record_id', 'payload_fields.updated_at') }} as order_version_id,
+        payload_fields.is_deleted,
+        payload_fields.order_number,
+        payload_fields.shopify_customer_id,
+        payload_fields.email,
+        {{ tailor.to_timestamp_tz('payload_fields.created_at_text') }} as created_at,
+        {{ tailor.to_timestamp_tz(
+            'coalesce(payload_fields.processed_at_text, payload_fields.created_at_text)'
+        ) }} as processed_at,
+        {{ tailor.to_timestamp_tz('payload_fields.cancelled_at_text') }} as cancelled_at,
+        lower(payload_fields.cancel_reason) as cancel_reason,
+        coalesce(cast(payload_fields.is_test_text as boolean), false) as is_test,
+        lower(payload_fields.financial_status) as financial_status,
+        lower(payload_fields.fulfillment_status) as fulfillment_status,
+        coalesce(payload_fields.total_currency_code, payload_fields.currency_code) as currency_code,
+        {{ tailor.to_money('payload_fields.subtotal_text') }} as subtotal_amount,
+        {{ tailor.to_money('payload_fields.discounts_text') }} as discounts_amount,
+        {{ tailor.to_money('payload_fields.shipping_text') }} as shipping_amount,
+        {{ tailor.to_money('payload_fields.tax_text') }} as tax_amount,
+        {{ tailor.to_money('payload_fields.total_text') }} as total_amount,
+        coalesce({{ tailor.to_money('payload_fields.refunded_text') }}, 0) as refunded_amount,
+        {{ tailor.to_money('payload_fields.current_total_text') }} as current_total_amount,
+        payload_fields.line_count,
+        payload_fields.refund_line_count,
+        payload_fields.batch_id
+    from payload_fields
 ),
 
 final as (
