@@ -77,8 +77,9 @@ event_counts as (
 
     select
         customer_id,
-        {%- for name, event_type in email_counts.items() %}
-        {%- for days in email_windows %}
+        {%- for counts, windows in [(email_counts, email_windows), (onsite_counts, onsite_windows)] %}
+        {%- for name, event_type in counts.items() %}
+        {%- for days in windows %}
         sum(
             case
                 when event_type = '{{ event_type }}'
@@ -87,16 +88,6 @@ event_counts as (
             end
         ) as {{ name }}_{{ days }}d,
         {%- endfor %}
-        {%- endfor %}
-        {%- for name, event_type in onsite_counts.items() %}
-        {%- for days in onsite_windows %}
-        sum(
-            case
-                when event_type = '{{ event_type }}'
-                    and occurred_at > {{ tailor.add_days(tailor.as_of(), -days) }} then 1
-                else 0
-            end
-        ) as {{ name }}_{{ days }}d,
         {%- endfor %}
         {%- endfor %}
         count(*) as events_90d
