@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator import catalog
-from simulator.world import (
+from simulator.model import (
     ACCOUNT,
     DAY,
     EMAIL_EXACT,
@@ -33,8 +33,8 @@ from simulator.world import (
     Products,
     Profiles,
     Versions,
-    World,
     WorldConfig,
+    WorldParts,
     parse_time,
 )
 
@@ -60,7 +60,7 @@ def timeline(config: WorldConfig) -> tuple[int, int, int]:
     return now - config.history_days * DAY, now, now + config.future_days * DAY
 
 
-def generate(config: WorldConfig) -> World:
+def generate(config: WorldConfig) -> WorldParts:
     if config.customers < 1:
         raise ValueError("customers must be at least 1")
     products = generate_products(config)
@@ -379,7 +379,7 @@ def build_orders_from_lines(config: WorldConfig, rng, persons: Persons, products
 
 # ---- the marketing side, synthesized from commerce ------------------------------------------------
 def complete_world(config: WorldConfig, products: Products, persons: Persons, orders: Orders,
-                   report: dict | None = None) -> World:
+                   report: dict | None = None) -> WorldParts:
     start, _, end = timeline(config)
     customers = _accounts(config, persons, orders)
     contacts = _contacts(config, persons)
@@ -392,8 +392,8 @@ def complete_world(config: WorldConfig, products: Products, persons: Persons, or
     products.versions = product_versions(config, products, ties.get("products", []))
     contacts.versions = _contact_versions(config, contacts, orders, persons, ties.get("contacts", []))
     profiles.versions = _profile_versions(config, profiles, ties.get("profiles", []))
-    return World(config, products, persons, orders, customers, contacts, profiles, events, campaign_times,
-                 start, end, report)
+    return WorldParts(config, products, persons, orders, customers, contacts, profiles, events, campaign_times,
+                      start, end, report)
 
 
 def _accounts(config: WorldConfig, persons: Persons, orders: Orders) -> Customers:

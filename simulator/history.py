@@ -32,7 +32,7 @@ from simulator.generate import (
     complete_world,
     rng_for,
 )
-from simulator.world import (
+from simulator.model import (
     ACCOUNT,
     DAY,
     DEFAULT_NOW,
@@ -43,8 +43,8 @@ from simulator.world import (
     Orders,
     Persons,
     Products,
-    World,
     WorldConfig,
+    WorldParts,
     iso,
     parse_time,
 )
@@ -122,13 +122,14 @@ class Transactions:
         return len(self.time)
 
 
-def world_from_transactions(path: str | Path, config: WorldConfig) -> World:
-    """The world of a shop's real history: its customers, products and orders from the file at path.
+def load_world_parts(path: str | Path, config: WorldConfig) -> WorldParts:
+    """The parts of a shop's real-history world (World.from_transactions): its customers, products and orders
+    from the file at path.
 
     The timeline is fitted to the data: it starts on the day of the first order and "now" is the day after
     the last one, unless config.now was set to something other than the default.
     """
-    return build_world(load_transactions(path), config)
+    return build_world_parts(load_transactions(path), config)
 
 
 # ---- reading and validating the file -----------------------------------------------------------------
@@ -311,7 +312,7 @@ def _value_counts(values: pa.ChunkedArray, mask: np.ndarray) -> dict[str, int]:
 
 
 # ---- building the world --------------------------------------------------------------------------------
-def build_world(tx: Transactions, config: WorldConfig) -> World:
+def build_world_parts(tx: Transactions, config: WorldConfig) -> WorldParts:
     """Persons, products and orders from the usable rows; the rest is synthesized by complete_world."""
     row = np.arange(tx.n)
     customer_code, customers = _codes(tx.customer)

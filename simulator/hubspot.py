@@ -427,7 +427,7 @@ class HubSpotSurface:
         archived = params.get("archived", "false").lower() == "true"
         properties = tuple(p for value in params.getlist("properties") for p in value.split(",") if p) \
             or DEFAULT_PROPERTIES
-        t = self.state.now()
+        t = self.state.read_time("hubspot")
         key = request_key("GET", request.url.path, request.url.query)
         view = self.list_view(t, archived)
         follow_up = after is not None
@@ -455,7 +455,7 @@ class HubSpotSurface:
         properties = tuple(p for value in params.getlist("properties") for p in value.split(",") if p) \
             or DEFAULT_PROPERTIES
         archived = params.get("archived", "false").lower() == "true"
-        t = self.state.now()
+        t = self.state.read_time("hubspot")
         k = -1
         if contact_id.isdigit():
             i = int(np.searchsorted(self._sorted_ids, int(contact_id)))
@@ -484,7 +484,7 @@ class HubSpotSurface:
             return self.validation_error(
                 f"Search results are limited to {SEARCH_RESULT_CAP} total results for any given query; "
                 f"paging past the {SEARCH_RESULT_CAP}th result (after={search.after}) is not supported.")
-        t = self.state.now()
+        t = self.state.read_time("hubspot")
         view = self.search_view(t, search)
         faults, dice = self.state.faults, self.state.dice
         follow_up = search.after > 0

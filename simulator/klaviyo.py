@@ -735,7 +735,7 @@ class KlaviyoSurface:
             raise _invalid(f"'{sort}' is not a supported sort for profiles by the simulator; use one of "
                            f"{', '.join(s + ', -' + s for s in PROFILE_SORTS)}.", "sort")
         conditions = parse_filter(params.get("filter", ""), PROFILE_FILTERS, PROFILE_UNSIMULATED)
-        t = self.state.now()
+        t = self.state.read_time("klaviyo")
         view = self.profiles_selection(t, sort, conditions)
         cursor_key = self.cursor_key(params.get("page[cursor]"), "profiles", sort, len(view.levels))
         start = view.position_after(cursor_key) if cursor_key else 0
@@ -763,7 +763,7 @@ class KlaviyoSurface:
             fields, with_subscriptions = self.profile_options(request)
         except ApiError as exc:
             return self.error(exc, guard)
-        t = self.state.now()
+        t = self.state.read_time("klaviyo")
         row = self.profile_row(profile_id, t)
         if row < 0:
             return self.error(ApiError(404, "not_found", "Not found.", f"A profile with id {profile_id} does not exist."),
@@ -844,7 +844,7 @@ class KlaviyoSurface:
             raise _invalid("include supports metric and profile in the simulator.", "include")
         fields = {kind: self.fields(request, kind) for kind in ("event", "metric", "profile")}
         conditions = parse_filter(params.get("filter", ""), EVENT_FILTERS, EVENT_UNSIMULATED)
-        t = self.state.now()
+        t = self.state.read_time("klaviyo")
         candidates = self.event_set(t, conditions)
         direction = "desc" if descending else "asc"
         cursor_key = self.cursor_key(params.get("page[cursor]"), "events", direction, 2)

@@ -5,7 +5,15 @@ Vendor surfaces (simulator.shopify, simulator.hubspot, simulator.klaviyo) each p
   router(state) -> fastapi.APIRouter          their endpoints (auth, limits, paging, data-level faults)
   fault_response(status, retry_after) -> Response   a 429/5xx shaped as that vendor shapes it
   unauthorized_response() -> Response         that vendor's 401
-The transport-level faults (429, 5xx, slow, truncated, revoked token) are injected here, once for all.
+The transport-level faults (429, 5xx, slow, truncated, revoked token) are injected here, once for all; a
+`silent` vendor is one whose reads see the world before its first record (SimState.read_time).
+
+Control API (never faulted, no token):
+  GET  /_simulator/health    seed, size, clock_mode (live | pinned), world_now (the anchor), clock, start, end,
+                             rate limits, faults (fields and spec)
+  GET  /_simulator/summary   records existing at the clock, per entity
+  POST /_simulator/clock     {"now": ISO} or {"advance_seconds": N}; a live clock keeps advancing from there
+  POST /_simulator/faults    {"faults": SPEC}, SPEC as for --faults; 400 with the reason on a bad one
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from types import ModuleType
 
 import uvicorn
@@ -23,6 +32,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
+from simulator.faults import FaultSpecError, parse_faults
 from simulator.paging import request_key
 from simulator.state import SimState
 from simulator.world import ENTITIES, iso, parse_time
@@ -115,8 +125,13 @@ class ClockChange(BaseModel):
     advance_seconds: int | None = None
 
 
+class FaultsChange(BaseModel):
+    faults: str
+
+
 def create_app(state: SimState) -> FastAPI:
     vendors = load_vendors()
+    state.files_dir.mkdir(parents=True, exist_ok=True)
     app = FastAPI(title="Tailor vendor simulator", docs_url="/_simulator/docs", openapi_url="/_simulator/openapi.json")
     for vendor in vendors:
         app.include_router(vendor.router(state))
@@ -124,9 +139,11 @@ def create_app(state: SimState) -> FastAPI:
     @app.get("/_simulator/health")
     def health() -> dict:
         cfg = state.world.config
-        return {"status": "ok", "seed": cfg.seed, "customers": cfg.customers, "world_now": iso(state.world.now),
-                "clock": iso(state.now()), "start": iso(state.world.start), "end": iso(state.world.end),
-                "rate_limits": state.rate_limits, "faults": state.faults.__dict__}
+        faults = state.faults
+        return {"status": "ok", "seed": cfg.seed, "customers": cfg.customers, "clock_mode": state.clock_mode,
+                "world_now": iso(state.world.now), "clock": iso(state.now()), "start": iso(state.world.start),
+                "end": iso(state.world.end), "rate_limits": state.rate_limits, "faults": faults.as_json(),
+                "faults_spec": faults.spec()}
 
     @app.post("/_simulator/clock")
     def set_clock(change: ClockChange) -> dict:
@@ -137,7 +154,22 @@ def create_app(state: SimState) -> FastAPI:
         except ValueError as exc:
             raise HTTPException(400, f"'now' is not an ISO-8601 time: {exc}") from None
         state.set_now(target)
-        return {"clock": iso(target)}
+        return {"clock": iso(target), "clock_mode": state.clock_mode}
+
+    @app.post("/_simulator/faults")
+    def set_faults(change: FaultsChange) -> dict:
+        try:
+            faults = parse_faults(change.faults)
+        except FaultSpecError as exc:
+            raise HTTPException(400, f"faults: {exc}") from None
+        body: dict = {}
+        built = state.world.config.tie_burst_size
+        if faults.tie_burst_size not in (0, built):
+            body["note"] = (f"ties={faults.tie_burst_size} not applied: ties are made when the world is built "
+                            f"(this world has ties={built})")
+        faults = replace(faults, tie_burst_size=built)  # the world's, whatever the spec says
+        state.faults = faults
+        return {"faults": faults.as_json(), "faults_spec": faults.spec(), **body}
 
     @app.get("/_simulator/summary")
     def summary() -> dict:
@@ -169,8 +201,10 @@ class RunningServer:
         self.server, self.thread, self.url, self.state = server, thread, url, state
 
     def stop(self) -> None:
+        """Stop serving and remove the state's temporary files (bulk results)."""
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.state.close()
 
 
 def start_in_thread(state: SimState, host: str = "127.0.0.1", port: int = 0) -> RunningServer:

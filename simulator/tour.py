@@ -87,7 +87,11 @@ def tour(url: str, tokens: dict = TOKENS) -> None:
     with httpx.Client(base_url=url, timeout=30) as client:
         health = client.get("/_simulator/health").raise_for_status().json()
         summary = client.get("/_simulator/summary").raise_for_status().json()
-        print(f"simulator at {url}: seed {health['seed']}, {health['customers']:,} people, clock {health['clock']}")
+        mode = f" ({health['clock_mode']})" if "clock_mode" in health else ""
+        print(f"simulator at {url}: seed {health['seed']}, {health['customers']:,} people, clock "
+              f"{health['clock']}{mode}")
+        if health.get("faults_spec", "none") != "none":
+            print(f"  faults: {health['faults_spec']}")
         for entity, count in summary["records"].items():
             print(f"  {entity:>10}: {count:>10,} records existing at the clock")
         query = ("{ customers(first: 2, sortKey: UPDATED_AT, reverse: true) { nodes { id displayName "

@@ -25,6 +25,7 @@ from graphql import GraphQLSyntaxError, get_operation_ast, parse, validate
 from simulator.shopify import errors, listing
 from simulator.shopify.executor import Executor, Plan
 from simulator.shopify.objects import Conn, FieldError
+from simulator.shopify.schema import SCHEMA
 
 MAX_RUNNING = 5
 MAX_CONNECTIONS = 5
@@ -64,6 +65,9 @@ def _invalid(message: str) -> dict:
 
 
 class BulkOperations:
+    """The bulk operations of one shop. `runtime` is its ShopifyRuntime (duck-typed: this module sits below
+    runtime.py in the import graph): it provides state, context(t, bulk=True), lookup() and filtered()."""
+
     def __init__(self, runtime):
         self.runtime = runtime
         self.min_seconds = 1.0
@@ -80,8 +84,6 @@ class BulkOperations:
 
     # ---- mutations ------------------------------------------------------------------------------------
     def run_query(self, ctx, text: str, group_objects: bool) -> tuple[BulkOperation | None, list[dict]]:
-        from simulator.shopify.runtime import SCHEMA
-
         try:
             document = parse(text)
         except GraphQLSyntaxError as exc:
@@ -111,7 +113,7 @@ class BulkOperations:
                 return None, [{"field": None, "message": "Bulk operations limit reached. Please try again later.",
                                "code": "LIMIT_REACHED"}]
             number = len(self._ops) + 1
-            op = self._ops[number] = BulkOperation(number, text, ctx.t, group_objects)
+            op = self._ops[number] = BulkOperation(number, text, ctx.now, group_objects)
         thread = threading.Thread(target=self._run, args=(op, executor, root, ctx.t), daemon=True,
                                   name=f"shopify-bulk-{number}")
         ctx.after_response.append(thread.start)  # the mutation answers with status CREATED, as Shopify's does
@@ -153,8 +155,6 @@ class BulkOperations:
 
     # ---- the background run ---------------------------------------------------------------------------
     def _run(self, op: BulkOperation, executor: Executor, root: Plan, t: int) -> None:
-        from simulator.shopify.runtime import Ctx
-
         state = self.runtime.state
         started = time.monotonic()
         final = state.files_dir / f"shopify-bulk-{op.number}.jsonl"
@@ -164,7 +164,7 @@ class BulkOperations:
             if op.status == "CREATED":
                 op.status = "RUNNING"
         try:
-            ctx = Ctx(self.runtime, t, bulk=True)
+            ctx = self.runtime.context(t, bulk=True)
             conn = root.resolver(None, root.args, ctx)
             writer = _LineWriter(executor, ctx, op)
             with open(main_path, "w", encoding="utf-8") as main, open(side_path, "w", encoding="utf-8") as side:

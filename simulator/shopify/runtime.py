@@ -11,13 +11,11 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 from graphql import (
     GraphQLError,
     GraphQLSyntaxError,
-    build_schema,
     execute_sync,
     get_operation_ast,
     parse,
@@ -29,6 +27,7 @@ from simulator import catalog
 from simulator.paging import ViewCache
 from simulator.ratelimit import LeakyBucket
 from simulator.shopify import errors, listing, objects, search
+from simulator.shopify.bulk import BulkOperations
 from simulator.shopify.executor import Executor, PlanError
 from simulator.shopify.objects import (
     Conn,
@@ -39,6 +38,7 @@ from simulator.shopify.objects import (
     ProductRec,
     VariantRec,
 )
+from simulator.shopify.schema import SCHEMA
 from simulator.shopify.states import BulkStates
 from simulator.world import NEVER
 
@@ -50,8 +50,6 @@ BUCKET_SIZE = 2000.0
 RESTORE_RATE = 100.0
 MAX_QUERY_COST = 1000
 
-SCHEMA = build_schema((Path(__file__).with_name("schema.graphql")).read_text())
-objects.register_connections(list(SCHEMA.type_map))
 
 RECORDS = {"customers": CustomerRec, "orders": OrderRec, "products": ProductRec}
 TEXT_ALIASES = {
@@ -68,11 +66,12 @@ EVENT_RETENTION_DAYS = 365  # "Event data is retained for 1 year" (events query 
 class Ctx:
     """Per-request (or per-bulk-operation) execution context: the clock value and record caches."""
 
-    def __init__(self, runtime: ShopifyRuntime, t: int, bulk: bool = False):
+    def __init__(self, runtime: ShopifyRuntime, t: int, bulk: bool = False, now: int | None = None):
         self.runtime = runtime
         self.state = runtime.state
         self.world = runtime.state.world
-        self.t = t
+        self.t = t  # the time the world is read at (SimState.read_time: before everything for a silent shop)
+        self.now = t if now is None else now  # the clock, for what the request stamps (a bulk operation's times)
         self.bulk = bulk
         self.errors: list[dict] = []
         self.search: list[dict] = []
@@ -193,8 +192,6 @@ def search_fields(view: listing.Listing) -> dict[str, search.FieldSpec]:
 
 class ShopifyRuntime:
     def __init__(self, state):
-        from simulator.shopify.bulk import BulkOperations
-
         self.state = state
         self.bucket = LeakyBucket(BUCKET_SIZE, RESTORE_RATE)
         self.listings = ViewCache(size=16)  # listings per (entity, clock, sort), checked against the world's index
@@ -203,6 +200,10 @@ class ShopifyRuntime:
         self._id_maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._deletions: dict[str, np.ndarray] | None = None
         self._documents: OrderedDict[str, tuple] = OrderedDict()
+
+    def context(self, t: int, bulk: bool = False, now: int | None = None) -> Ctx:
+        """An execution context reading the world at t (bulk operations make theirs here)."""
+        return Ctx(self, t, bulk=bulk, now=now)
 
     # ---- listings ---------------------------------------------------------------------------------------
     def entity_listing(self, entity: str, t: int, sort_key: str) -> listing.Listing:
@@ -412,7 +413,8 @@ class ShopifyRuntime:
             return self._introspection(document, coerced, operation_name)
 
         executor = Executor(SCHEMA, document, operation, coerced)
-        ctx = Ctx(self, self.state.now())
+        now = self.state.now()
+        ctx = self.context(self.state.read_time("shopify", now), now=now)
         try:
             plans = executor.root_plans()
             requested = executor.requested_cost(plans)

@@ -7,13 +7,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from simulator.world import World, WorldConfig
+from simulator.cli import live_anchor
+from simulator.world import DAY, World, WorldConfig, iso, parse_time
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,21 +95,81 @@ def test_world_command_writes_the_world(tmp_path):
     assert emails[:5] == [world.person_email(p) for p in range(5)]
 
 
-def test_serve_answers_over_http():
+@contextmanager
+def serving(*args: str) -> Iterator[tuple[str, dict, list[str]]]:
+    """Run `serve` on a free port: yields (url, its first health, a list that holds its stdout lines once it
+    has been stopped)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "simulator", "serve", "--port", str(port), "--customers", "200",
-                             "--seed", "9"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "serve", "--port", str(port), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/_simulator/health", timeout=1).json()
+                health = httpx.get(f"{url}/_simulator/health", timeout=1).json()
                 break
             except httpx.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"simulator did not start: {proc.stderr.read() if proc.poll() is not None else ''}")
                 time.sleep(0.2)
-        assert health["seed"] == 9 and health["customers"] == 200 and health["rate_limits"] is True
+        yield url, health, out
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        stdout, _ = proc.communicate(timeout=10)
+        out.extend(stdout.splitlines())
+
+
+def test_serve_without_now_is_live_and_says_how_to_rebuild_its_world():
+    before = time.time()
+    with serving("--customers", "200", "--seed", "9") as (url, health, out):
+        after = time.time()
+        time.sleep(1.1)
+        later = httpx.get(f"{url}/_simulator/health", timeout=5).json()
+    assert health["seed"] == 9 and health["customers"] == 200 and health["rate_limits"] is True
+    assert health["clock_mode"] == "live"
+    anchor = health["world_now"]
+    assert anchor in (live_anchor(before), live_anchor(after))
+    assert int(before) - 1 <= parse_time(health["clock"]) <= int(time.time())
+    assert parse_time(later["clock"]) > parse_time(health["clock"])
+    assert health["end"] == iso(parse_time(anchor) + 365 * DAY)
+    assert health["start"] == iso(parse_time(anchor) - 730 * DAY)
+    assert any(f"--seed 9 --customers 200 --now {anchor} --live" in line for line in out), out
+
+
+def test_serve_with_now_is_pinned():
+    with serving("--customers", "200", "--now", "2026-03-04T05:06:07Z") as (url, health, out):
+        time.sleep(1.1)
+        later = httpx.get(f"{url}/_simulator/health", timeout=5).json()
+    assert health["clock_mode"] == "pinned" and health["clock"] == later["clock"] == "2026-03-04T05:06:07Z"
+    assert health["world_now"] == "2026-03-04T05:06:07Z" and health["end"] == "2026-04-03T05:06:07Z"
+    assert any("clock pinned at 2026-03-04T05:06:07Z" in line for line in out), out
+
+
+def test_serve_live_over_a_given_anchor_from_a_given_clock():
+    with serving("--customers", "200", "--now", "2026-03-04T05:00:00Z", "--live", "--clock-start",
+                 "2026-05-01T00:00:00Z", "--future-days", "90", "--faults", "silent=klaviyo") as (url, health, out):
+        pass
+    assert health["clock_mode"] == "live" and health["world_now"] == "2026-03-04T05:00:00Z"
+    assert 0 <= parse_time(health["clock"]) - parse_time("2026-05-01T00:00:00Z") < 60
+    assert health["end"] == "2026-06-02T05:00:00Z"
+    assert health["faults"]["silent"] == ["klaviyo"] and health["faults_spec"] == "silent=klaviyo"
+    assert any("--future-days 90 --now 2026-03-04T05:00:00Z --live" in line for line in out), out
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (("--now", "2026-11-01T00:00:00Z", "--clock-start", "2026-11-02T00:00:00Z"), ("--clock-start", "live")),
+    (("--clock-start", "tomorrow"), ("--clock-start", "'tomorrow'")),
+    (("--future-days", "-1"), ("--future-days", "-1")),
+    (("--now", "2020-01-01T00:00:00Z", "--live"), ("live clock", "outside the world's timeline")),
+    (("--clock-start", "2001-01-01T00:00:00Z"), ("2001-01-01T00:00:00Z", "outside the world's timeline")),
+    (("--faults", "silent=myspace"), ("--faults", "unknown vendor 'myspace'")),
+])
+def test_bad_clock_and_fault_combinations(args, fragments):
+    assert_usage_error(run_cli("serve", "--port", str(free_port()), *args), *fragments)
+
+
+def test_live_anchor_is_the_wall_clock_floored_to_the_hour():
+    assert live_anchor(parse_time("2026-12-02T16:59:59Z") + 0.9) == "2026-12-02T16:00:00Z"
+    assert live_anchor(parse_time("2026-12-02T17:00:00Z")) == "2026-12-02T17:00:00Z"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from simulator import catalog
-from simulator.history import REJECT_REASONS, SYNTHETIC_EMAIL_DOMAIN, TransactionsFileError, world_from_transactions
+from simulator.history import REJECT_REASONS, SYNTHETIC_EMAIL_DOMAIN, TransactionsFileError
 from simulator.server import VENDOR_MODULES
 from simulator.world import ACCOUNT, DAY, NEVER, World, WorldConfig, parse_time
 
@@ -25,7 +25,7 @@ HEADER = "customer,order_id,ordered_at,product_id,product_title,quantity,unit_pr
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    return world_from_transactions(SMALL, WorldConfig(seed=7))
+    return World.from_transactions(SMALL, WorldConfig(seed=7))
 
 
 def _country(code: str) -> int:
@@ -137,7 +137,7 @@ def test_timeline_fits_the_data(world):
 
 
 def test_an_explicit_now_is_kept_and_later_orders_lie_ahead():
-    world = world_from_transactions(SMALL, WorldConfig(now="2011-02-01T00:00:00Z"))
+    world = World.from_transactions(SMALL, WorldConfig(now="2011-02-01T00:00:00Z"))
     assert world.now == parse_time("2011-02-01T00:00:00Z")
     assert world.start <= world.orders.created_at[0] and world.end > world.orders.created_at[-1]
     assert world.summary()["orders"] == 4
@@ -160,7 +160,7 @@ def test_records_are_served_as_of_a_time(world):
 
 
 def test_same_file_and_seed_give_the_same_world(world):
-    again = world_from_transactions(SMALL, WorldConfig(seed=7))
+    again = World.from_transactions(SMALL, WorldConfig(seed=7))
     for name in ("persons", "products", "orders", "customers", "contacts", "profiles", "events"):
         mine, theirs = getattr(world, name), getattr(again, name)
         for f in dataclasses.fields(mine):
@@ -171,7 +171,7 @@ def test_same_file_and_seed_give_the_same_world(world):
                 assert np.array_equal(a, b), (name, f.name)
             else:
                 assert a == b, (name, f.name)
-    other = world_from_transactions(SMALL, WorldConfig(seed=8))
+    other = World.from_transactions(SMALL, WorldConfig(seed=8))
     assert np.array_equal(other.orders.total_cents, world.orders.total_cents)  # the file's facts stay
     assert not np.array_equal(other.persons.engagement, world.persons.engagement)  # the synthesized ones move
 
@@ -194,13 +194,13 @@ def test_files_that_cannot_be_loaded_are_named_with_their_problem(tmp_path, cont
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(TransactionsFileError, match=problem) as raised:
-        world_from_transactions(path, WorldConfig())
+        World.from_transactions(path, WorldConfig())
     assert str(path) in str(raised.value)
 
 
 def test_a_directory_is_not_a_file(tmp_path):
     with pytest.raises(TransactionsFileError, match="not a file"):
-        world_from_transactions(tmp_path, WorldConfig())
+        World.from_transactions(tmp_path, WorldConfig())
 
 
 def test_latin1_semicolons_day_first_dates_and_clashing_ids(tmp_path):
@@ -212,7 +212,7 @@ def test_latin1_semicolons_day_first_dates_and_clashing_ids(tmp_path):
         "7;3;2010-12-02;P2;Mug;1;5",
     ]
     path.write_bytes("\n".join(rows).encode("latin-1"))
-    world = world_from_transactions(path, WorldConfig())
+    world = World.from_transactions(path, WorldConfig())
     assert world.report["rows_used"] == 3
     assert world.products.title[0] == "Tea Towel \xa3"
     assert world.orders.created_at.tolist() == [parse_time(t) for t in (
