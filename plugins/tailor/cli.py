@@ -27,9 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="run the pipeline on the embedded defaults against the local simulator")
     extract = sub.add_parser(
         "extract", help="land the records of a window as batches in the lake (no warehouse writes)",
-        description="Land every record version updated in [start, end) (widened by TAILOR_LOOKBACK_MINUTES) "
-                    "as one batch per source and entity. Without --start/--end: from each entity's watermark "
-                    "to now. Times are ISO 8601 (2026-11-01, 2026-11-01T06:00:00Z); without a zone they are UTC.")
+        description="Land every record version updated in a window as one batch per source and entity. Without "
+                    "--start/--end, a manual run: from each entity's watermark (minus TAILOR_LOOKBACK_MINUTES; "
+                    "before the first load, from the beginning) to now. With them: exactly [start, end), widened by "
+                    "the lookback. Times are ISO 8601 (2026-11-01, 2026-11-01T06:00:00Z); without a zone they are "
+                    "UTC.")
     extract.add_argument("--source", choices=(*SOURCES, "all"), default="all")
     extract.add_argument("--start", help="interval start, ISO 8601")
     extract.add_argument("--end", help="interval end (exclusive), ISO 8601")
@@ -43,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--select", action="append", help="dbt node selection (repeatable), e.g. marts or +customers")
     build.add_argument("--exclude", action="append", help="dbt nodes to leave out (repeatable)")
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
-    build.add_argument("--target", choices=("duckdb", "postgres"),
-                       help="profile target (default: TAILOR_DBT_TARGET, else duckdb)")
+    build.add_argument("--target", choices=("duckdb", "dev", "postgres"),
+                       help="profile target (default: TAILOR_DBT_TARGET, else duckdb; dev: the raw snapshot into "
+                            "its own file)")
     build.add_argument("--quiet", action="store_true", help="only dbt's errors and the summary, not every node")
     gate = sub.add_parser(
         "gate", help="validate a quality gate (a GX suite in expectations/) inside DuckDB as of a time",
@@ -52,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
                     "expectation fails, with the suite, expectation, table, column, count and sample values.")
     gate.add_argument("gate", help="the gate: raw or marts (expectations/<gate>.yml)")
     gate.add_argument("--as-of", help="the time to validate as of, ISO 8601 (default: now)")
+    snapshot = sub.add_parser(
+        "snapshot", help="publish the raw snapshot that `dbt build --target dev` reads (a read-only copy of raw.*)",
+        description="Copy every table of raw.* into TAILOR_RAW_SNAPSHOT_PATH (default: "
+                    "TAILOR_DATA_DIR/snapshots/raw_snapshot.duckdb) in one atomic file swap: dev builds reading the "
+                    "old snapshot keep reading it. The hourly DAG does this after each passed raw gate. Only the rows "
+                    "loaded since the previous snapshot are copied from the warehouse, which is held read-only for "
+                    "as long as that takes.")
+    snapshot.add_argument("--full", action="store_true",
+                          help="copy raw.* whole instead of adding what was loaded since the previous snapshot")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from tailor import demo
@@ -65,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             return _load()
         if args.command == "build":
             return _build(args)
+        if args.command == "snapshot":
+            return _snapshot(args)
         if args.command == "gate":
             from tailor.quality import cli_main
 
@@ -133,7 +147,7 @@ def _reporter(label: str, every: float = 5.0) -> Callable:
 
 def _extract(args: argparse.Namespace) -> int:
     from tailor import connections, pipeline, settings
-    from tailor.sources import ENTITIES, Progress
+    from tailor.sources import ENTITIES, Progress, Window
     from tailor.warehouse import Warehouse
 
     if (args.start is None) != (args.end is None):
@@ -165,7 +179,12 @@ def _extract(args: argparse.Namespace) -> int:
         raise _BadInput(f"--entity {args.entity!r}: no source has it")
     plans = {source: (_extractor(source), entities) for source, entities in wanted.items()}
 
-    windows = {(source, entity): pipeline.next_window(warehouse, source, entity, start, end, now, lookback)
+    def window_for(source: str, entity: str) -> Window:
+        if start is not None and end is not None:  # an operator's exact window: re-read it, no catch-up
+            return Window(start, end).widened(lookback)
+        return pipeline.next_window(warehouse, source, entity, None, None, now, lookback)
+
+    windows = {(source, entity): window_for(source, entity)
                for source, (_, entities) in plans.items() for entity in entities}
     landed: list = []
     failures: list[str] = []
@@ -278,4 +297,24 @@ def _build(args: argparse.Namespace) -> int:
         _say(f"build: error: {exc}")
         return 1
     _say(f"build: {result.summary()}")
+    return 0
+
+
+# --- snapshot --------------------------------------------------------------------------------------------------
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from tailor.snapshot import SnapshotError, publish_raw_snapshot
+    from tailor.warehouse import WarehouseLockTimeout
+
+    logging.getLogger("tailor.snapshot").setLevel(logging.WARNING)  # its summary line is printed below
+    try:
+        result = publish_raw_snapshot(full=args.full)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    except (SnapshotError, WarehouseLockTimeout) as exc:
+        _say(f"snapshot: error: {exc}")
+        return 1
+    _say(f"snapshot: {result.summary()}")
+    _say("next: cd dbt_project && dbt build --target dev")
     return 0

@@ -29,6 +29,20 @@ def duckdb_path() -> Path:
     return Path(override).resolve() if override else data_dir() / "warehouse.duckdb"
 
 
+def raw_snapshot_path() -> Path:
+    """The read-only copy of raw.* that `dbt build --target dev` reads, published after each passed raw gate
+    (TAILOR_RAW_SNAPSHOT_PATH, default <data dir>/snapshots/raw_snapshot.duckdb)."""
+    override = os.environ.get("TAILOR_RAW_SNAPSHOT_PATH", "").strip()
+    return Path(override).resolve() if override else data_dir() / "snapshots" / "raw_snapshot.duckdb"
+
+
+def dev_duckdb_path() -> Path:
+    """The dbt `dev` target's own DuckDB file, where a hand-run `dbt build --target dev` writes its models
+    (TAILOR_DEV_DUCKDB_PATH, default <data dir>/dev.duckdb)."""
+    override = os.environ.get("TAILOR_DEV_DUCKDB_PATH", "").strip()
+    return Path(override).resolve() if override else data_dir() / "dev.duckdb"
+
+
 def duckdb_lock_timeout() -> float:
     """Seconds a connection waits for another process's DuckDB lock before giving up (TAILOR_DUCKDB_LOCK_TIMEOUT).
 

@@ -2,6 +2,7 @@
 
     result = build(as_of=datetime(2026, 11, 1, tzinfo=UTC))            # dbt build, every model and test
     build(as_of=..., select=["marts"], full_refresh=True, target="postgres")
+    build(as_of=..., target="dev")      # on the raw snapshot, into TAILOR_DEV_DUCKDB_PATH: never waits for the loads
 
 The as-of time reaches every model as the `as_of` var (ISO 8601, UTC): staging keeps, per record, the latest
 version at or before it, so a build for a past time reproduces what Tailor would have built then. Without one, dbt
@@ -12,6 +13,10 @@ clean and the project folder can be read-only. On the DuckDB target, the warehou
 everywhere (tailor.settings.duckdb_path()); another process holding its lock (a load, another build) is waited for
 with backoff up to TAILOR_DUCKDB_LOCK_TIMEOUT, as tailor.warehouse does, never reported as a failure. A build that
 fails for any other reason raises BuildFailed naming each failed node and dbt's message for it.
+
+The dev target reads the raw snapshot (tailor.snapshot; TAILOR_RAW_SNAPSHOT_PATH), attached read-only, and writes
+its own file (TAILOR_DEV_DUCKDB_PATH), so it neither waits for the warehouse nor holds it; without a snapshot it
+raises BuildFailed saying how to publish one.
 """
 
 from __future__ import annotations
@@ -30,13 +35,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tailor import settings
-from tailor.warehouse import Warehouse, WarehouseLockTimeout
+from tailor.warehouse import IN_USE, Warehouse, WarehouseLockTimeout
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("duckdb", "postgres")
+TARGETS = ("duckdb", "postgres", "dev")
+_LOCAL_TARGETS = ("duckdb", "dev")  # a DuckDB file of this machine, which one process at a time may write
 _FAILED = {"error", "fail", "runtime error"}
-_LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock", IN_USE)  # DuckDB's words, and tailor.dbt_guard's
 _IN_PROCESS = threading.Lock()
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -107,8 +113,10 @@ def build(as_of: datetime | str | None = None, *, select: Sequence[str] | str | 
           lock_timeout: float | None = None) -> BuildResult:
     """`dbt build` the project as of `as_of` (aware datetime or ISO 8601; naive means UTC; None: dbt's run start).
 
-    target: a profile target ("duckdb" or "postgres"; default TAILOR_DBT_TARGET, else duckdb). duckdb_path: the
-    warehouse file (default tailor.settings.duckdb_path()). env: extra environment variables the profile reads for
+    target: a profile target ("duckdb", "postgres" or "dev"; default TAILOR_DBT_TARGET, else duckdb). duckdb_path:
+    the warehouse file (default tailor.settings.duckdb_path()); on the dev target, the dev file (default
+    tailor.settings.dev_duckdb_path()), which reads the raw snapshot tailor.settings.raw_snapshot_path() (override it
+    with env={"TAILOR_RAW_SNAPSHOT_PATH": ...}). env: extra environment variables the profile reads for
     this build only (e.g. TAILOR_PG_DBNAME). vars: more dbt vars (as_of is set from `as_of`). state_dir: where dbt
     writes target/ and logs/ (default <data dir>/dbt).
     Raises BuildFailed when a node fails, WarehouseLockTimeout when the DuckDB file stayed locked too long.
@@ -117,7 +125,8 @@ def build(as_of: datetime | str | None = None, *, select: Sequence[str] | str | 
     chosen = target or os.environ.get("TAILOR_DBT_TARGET", "").strip() or "duckdb"
     if chosen not in TARGETS:
         raise ValueError(f"target {chosen!r} is not one of {', '.join(TARGETS)}")
-    warehouse = Warehouse(duckdb_path, lock_timeout=lock_timeout)
+    dev = chosen == "dev"
+    warehouse = Warehouse(duckdb_path or (settings.dev_duckdb_path() if dev else None), lock_timeout=lock_timeout)
     run_vars = dict(vars or {})
     if moment is not None:
         run_vars["as_of"] = _iso(moment)
@@ -134,7 +143,12 @@ def build(as_of: datetime | str | None = None, *, select: Sequence[str] | str | 
         args.append("--full-refresh")
     if quiet:
         args.append("--quiet")
-    run_env = {**(env or {}), "TAILOR_DUCKDB_PATH": str(warehouse.path), "TAILOR_DBT_TARGET": chosen}
+    if dev:
+        snapshot = Path((env or {}).get("TAILOR_RAW_SNAPSHOT_PATH") or settings.raw_snapshot_path()).resolve()
+        run_env = {**(env or {}), "TAILOR_DEV_DUCKDB_PATH": str(warehouse.path),
+                   "TAILOR_RAW_SNAPSHOT_PATH": str(snapshot), "TAILOR_DBT_TARGET": chosen}
+    else:
+        run_env = {**(env or {}), "TAILOR_DUCKDB_PATH": str(warehouse.path), "TAILOR_DBT_TARGET": chosen}
 
     from dbt.cli.main import dbtRunner  # heavy: imported only when a build runs, before the lock is looked at
 
@@ -142,9 +156,13 @@ def build(as_of: datetime | str | None = None, *, select: Sequence[str] | str | 
     attempt = 0
     while True:
         attempt += 1
-        if chosen == "duckdb":
-            if not warehouse.exists():
-                raise BuildFailed(f"no warehouse at {warehouse.path}: load raw.* first (python -m tailor load)")
+        if chosen == "duckdb" and not warehouse.exists():
+            raise BuildFailed(f"no warehouse at {warehouse.path}: load raw.* first (python -m tailor load)")
+        if dev and not snapshot.exists():
+            from tailor.snapshot import MISSING_SNAPSHOT
+
+            raise BuildFailed(MISSING_SNAPSHOT.format(path=snapshot))
+        if chosen in _LOCAL_TARGETS:
             with warehouse.writer():  # waits, with backoff, while another process writes the file
                 pass
         with _IN_PROCESS, _environment(run_env):  # dbt keeps global state: one invocation at a time per process
@@ -154,7 +172,7 @@ def build(as_of: datetime | str | None = None, *, select: Sequence[str] | str | 
             finally:
                 _release_duckdb()
             ran = time.monotonic() - invoked
-        lock_error = _lock_conflict(error, nodes) if chosen == "duckdb" else None
+        lock_error = _lock_conflict(error, nodes) if chosen in _LOCAL_TARGETS else None
         if lock_error is None:
             break
         waited = time.monotonic() - started
@@ -239,6 +257,10 @@ def _release_duckdb() -> None:
         env = DuckDBConnectionManager._ENV
         if env is not None:
             env.close()
+            for plugin in (getattr(env, "_plugins", None) or {}).values():
+                release = getattr(plugin, "release", None)  # tailor.dbt_guard's connection, if a connect failed
+                if release is not None:
+                    release()
         DuckDBConnectionManager.close_all_connections()
 
 
@@ -247,8 +269,9 @@ def _lock_conflict(error: BaseException | None, nodes: list[NodeResult]) -> str 
     messages = [str(error)] if error is not None else []
     messages += [node.message for node in nodes if node.failed]
     for message in messages:
-        if any(marker in message for marker in _LOCK_MARKERS):
-            return message.strip().splitlines()[0]
+        for line in message.strip().splitlines():
+            if any(marker in line for marker in _LOCK_MARKERS):
+                return line.strip()
     return None
 
 

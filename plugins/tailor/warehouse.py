@@ -10,12 +10,17 @@ Also here: the raw layer's tables and the one transaction that loads a landed ba
                            batch_id, extracted_at; one row per record version, unique on (record_id, updated_at)
     raw._batches           what each loaded batch held (batch_id, checksum) and how many rows it added
     raw._watermarks        per (source, entity): the end of the last committed window; never moves backwards
+
+And the DuckDB side of two things that keep people off the production file: copying raw.* into the raw snapshot
+(Warehouse.copy_raw_into; tailor.snapshot publishes it) and opening a file for dbt without a traceback when another
+process holds it (connect_for_dbt, used by the dbt-duckdb plugin tailor.dbt_guard).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -96,6 +101,19 @@ class WarehouseLockTimeout(RuntimeError):
     """Another process held the DuckDB file for longer than the lock timeout."""
 
 
+# How a lock conflict reads when it is not waited for (connect_for_dbt; tailor.transform looks for it in dbt's error).
+IN_USE = "is in use by another process"
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the DuckDB file right now (from the calls that do not wait: connect_for_dbt)."""
+
+    def __init__(self, message: str, path: Path, holder: str):
+        super().__init__(message)
+        self.path = path
+        self.holder = holder
+
+
 def _is_lock_conflict(exc: BaseException) -> bool:
     message = str(exc)
     return isinstance(exc, duckdb.IOException) and ("Could not set lock" in message or "Conflicting lock" in message)
@@ -172,6 +190,39 @@ class Warehouse:
         finally:
             con.close()
 
+    def copy_raw_into(self, target: str | Path, *, incremental: bool = True) -> RawCopy:
+        """Make the DuckDB file `target` hold every table of raw.* as it is now (schema raw, same names and columns).
+
+        The warehouse is held read-only (a shared lock: the loads wait, other readers do not) only while rows are
+        copied, and no writer can commit meanwhile, so every table is copied as of one moment. With incremental and
+        `target` holding an earlier copy of this warehouse (the previous snapshot, copied), only what is new is
+        written: raw.* is append-only, so a record table's new rows are those past the copy's row count (rowid order
+        is insertion order). That is checked, not assumed: the copy's raw._batches must all be in the warehouse's,
+        its last row must be the warehouse's row at that position, and the counts must agree afterwards; anything
+        else (a reloaded raw layer, another warehouse's copy, changed columns) copies the whole raw layer into an
+        emptied `target` instead. The control tables (raw._batches, _watermarks, _quarantine; small, and the gate
+        replaces quarantine rows) are always copied whole. `target` is written here only: give a temp file.
+        """
+        target = Path(target).resolve()
+        with self.reader() as con:
+            held = time.monotonic()
+            con.execute(f"attach '{_sql_text(str(target))}' as {_COPY_ALIAS} (read_write)")
+            try:
+                # Every table's rows as of one moment, read in insertion order (rowid): that is what makes a later
+                # append-only copy of this one line up with the warehouse row for row.
+                con.execute("set preserve_insertion_order = true")
+                result = _copy_raw(con, incremental)
+                if result is None:  # the earlier copy cannot be brought up to date: start from an empty file
+                    con.execute(f"detach {_COPY_ALIAS}")
+                    _remove_database_file(target)
+                    con.execute(f"attach '{_sql_text(str(target))}' as {_COPY_ALIAS} (read_write)")
+                    result = _copy_raw(con, incremental=False)
+            finally:
+                with suppress(duckdb.Error):
+                    con.execute(f"detach {_COPY_ALIAS}")  # checkpoints the copy: no WAL file is left next to it
+            return RawCopy(tables=result[0], appended=result[1], rewritten=result[2], rows_written=result[3],
+                           lock_seconds=time.monotonic() - held)
+
     def sqlalchemy_engine(self, read_only: bool = False):
         """A SQLAlchemy engine (duckdb-engine's dialect) whose one connection is opened here, lock retry included.
 
@@ -211,6 +262,145 @@ class Warehouse:
                 return con.execute(sql).fetchall()
             except duckdb.CatalogException:  # nothing loaded yet
                 return []
+
+
+# --- the raw snapshot ---------------------------------------------------------------------------------------
+
+_COPY_ALIAS = "_tailor_raw_copy"
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class RawCopy:
+    """What Warehouse.copy_raw_into did."""
+
+    tables: dict[str, int]  # raw table -> rows it holds in the copy
+    appended: list[str]  # record tables brought up to date by appending their new rows only
+    rewritten: list[str]  # tables copied whole (control tables always; record tables on a first or full copy)
+    rows_written: int  # rows written into the copy this time
+    lock_seconds: float  # how long the warehouse was held (read-only: loads waited meanwhile, readers did not)
+
+
+def _sql_text(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _remove_database_file(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def _raw_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[str, list[tuple[str, str]]]:
+    """Table -> its (column, type) list, for every table in schema raw of `catalog`."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table, column, kind in con.execute(
+            "select table_name, column_name, data_type from information_schema.columns "
+            "where table_catalog = ? and table_schema = 'raw' and table_name in (select table_name "
+            "from information_schema.tables where table_catalog = ? and table_schema = 'raw' "
+            "and table_type = 'BASE TABLE') order by table_name, ordinal_position", [catalog, catalog]).fetchall():
+        if not _TABLE_NAME.match(table):
+            raise ValueError(f"raw.{table} is not a plain lowercase table name: it cannot be copied safely")
+        tables.setdefault(table, []).append((column, kind))
+    return tables
+
+
+def _copy_raw(con: duckdb.DuckDBPyConnection, incremental: bool
+              ) -> tuple[dict[str, int], list[str], list[str], int] | None:
+    """Copy raw.* of the connection's database into the attached copy (schema raw). None when incremental and the
+    copy's content is not an earlier state of this warehouse's raw.* (nothing was written then)."""
+    (home,) = con.execute("select current_database()").fetchone()
+    source = _raw_tables(con, home)
+    copy = _raw_tables(con, _COPY_ALIAS)
+    here, there = f'"{home}".raw', f"{_COPY_ALIAS}.raw"
+
+    def count(schema: str, table: str) -> int:
+        return con.execute(f'select count(*) from {schema}."{table}"').fetchone()[0]  # noqa: S608 (checked names)
+
+    plan: dict[str, int] = {}  # record table -> the copy's row count, its new rows start there
+    if incremental and copy:
+        if "_batches" not in copy or "_batches" not in source:
+            return None
+        # every batch the copy holds must be one of this warehouse's: else it is another raw layer's copy
+        foreign = (f"select count(*) from {there}._batches as c anti join {here}._batches as w "  # noqa: S608
+                   "on c.batch_id = w.batch_id and c.checksum = w.checksum")
+        if con.execute(foreign).fetchone()[0]:
+            return None
+        for table, columns in source.items():
+            if table.startswith("_"):
+                continue
+            if table not in copy:
+                plan[table] = 0
+                continue
+            old = count(there, table)
+            if copy[table] != columns or old > count(here, table):
+                return None
+            if old and (con.execute(f'select * from {here}."{table}" where rowid = ?', [old - 1]).fetchall()  # noqa: S608
+                        != con.execute(f'select * from {there}."{table}" where rowid = ?', [old - 1]).fetchall()):  # noqa: S608
+                return None
+            plan[table] = old
+    con.execute(f"create schema if not exists {there}")
+    appended, rewritten, written = [], [], 0
+    for table in copy.keys() - source.keys():
+        con.execute(f'drop table {there}."{table}"')
+    for table in source:
+        if table in plan:
+            start = plan[table]
+            if table not in copy:
+                con.execute(f'create table {there}."{table}" as select * from {here}."{table}" limit 0')  # noqa: S608
+            new = con.execute(f'insert into {there}."{table}" select * from {here}."{table}" where rowid >= ?',  # noqa: S608
+                              [start]).fetchone()[0]
+            if count(there, table) != count(here, table):  # rows missing in between: the copy is no prefix
+                return None  # nothing is lost: the caller starts over from an empty file
+            appended.append(table)
+        else:
+            new = con.execute(f'create or replace table {there}."{table}" as select * from {here}."{table}"'  # noqa: S608
+                              ).fetchone()[0]
+            rewritten.append(table)
+        written += new
+    tables = {table: count(there, table) for table in source}
+    return tables, appended, rewritten, written
+
+
+# --- dbt's connection ------------------------------------------------------------------------------------------
+
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def lock_holder(exc: BaseException) -> str:
+    """Who holds a DuckDB file, from a lock conflict's message: 'PID 123: python -m tailor load' (its command line,
+    when this machine can read it), else what DuckDB said."""
+    match = _HOLDER.search(str(exc))
+    if match is None:
+        return "another process"
+    pid = int(match["pid"])
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        command = ""
+    command = " ".join(command.split()) or match["program"]
+    if len(command) > 160:
+        command = command[:157] + "..."
+    return f"PID {pid}: {command}"
+
+
+def connect_for_dbt(path: str, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file dbt is about to open, read-write with dbt's own connect config, without waiting.
+
+    Returned open, it keeps the database loaded in this process, so the dbt-duckdb connection opened right after
+    with the same path and config joins it instead of taking the file lock a second time (no other process can take
+    it in between). Close it once dbt's connection is open. Raises WarehouseBusy, one line naming the file and the
+    process that holds it, when another process has the file.
+    """
+    if path != ":memory:":
+        Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(path, read_only=False, config=dict(config or {}))
+    except duckdb.IOException as exc:
+        if not _is_lock_conflict(exc):
+            raise
+        where = Path(path).resolve()
+        holder = lock_holder(exc)
+        raise WarehouseBusy(f"{where} {IN_USE} ({holder})", where, holder) from None
 
 
 def ensure_raw(con: duckdb.DuckDBPyConnection, source: str, entity: str) -> str:
