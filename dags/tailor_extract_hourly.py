@@ -1,7 +1,7 @@
 """
 ### Tailor: hourly extract and load
 
-Every hour, for the hour that just ended (plus a lookback overlap for late-arriving updates):
+Every hour, for every source and entity, from where the last load stopped up to the end of the hour that just ended:
 
 - **extract**, per source and entity, in parallel: page the vendor API into one landing batch in the lake
   (`lake/raw/<source>/<entity>/<window_start>/<batch_id>.jsonl.gz`). Network only; no DuckDB connection.
@@ -12,10 +12,24 @@ Every hour, for the hour that just ended (plus a lookback overlap for late-arriv
   change) with a message naming each one; bad rows within the allowed share are quarantined in `raw._quarantine`.
   Results go to `quality.gate_results`, Data Docs to `<TAILOR_DATA_DIR>/quality/docs/index.html` (path in the log).
   Only a passed gate emits the asset `tailor_raw`, which the DAGs that read raw.* are scheduled on.
+- **raw_snapshot**, after a passed gate, in the `duckdb` pool: publish raw.* as a read-only DuckDB file
+  (`<TAILOR_DATA_DIR>/snapshots/raw_snapshot.duckdb`, an atomic swap; only rows loaded since the last snapshot are
+  copied). Data engineers build on it with `dbt build --target dev` without touching the warehouse.
 
-A manual run (empty data interval) extracts [last watermark, now). Backfills (UI or `POST /api/v2/backfills`)
-re-run past hours with their own intervals. Credentials come from the Connections `shopify_default`,
-`hubspot_default` and `klaviyo_default` (with none defined, the local simulator); an S3 lake uses `aws_default`.
+**Every run catches up.** The window of a run is `[min(interval start, watermark) - lookback, interval end)`, per
+source and entity, whatever started the run:
+
+| run | data interval | what it extracts |
+|---|---|---|
+| the first run of a fresh install (scheduled, manual or a backfill) | any | the whole history the API has, up to its interval end (Shopify through a bulk operation) |
+| scheduled, the hour after the last one | the hour | that hour plus the lookback (`TAILOR_LOOKBACK_MINUTES`, late updates) |
+| scheduled after downtime (paused DAG, stopped scheduler) | the last hour | everything since the watermark: the gap is filled |
+| triggered from the UI (a logical date) | the hour before it | from the watermark up to the interval end |
+| triggered without a logical date (API, CLI) | empty | from the watermark to the run's start |
+| a backfill of past hours (UI or `POST /api/v2/backfills`) | each hour | that hour again (watermarks never move backwards) |
+
+Credentials come from the Connections `shopify_default`, `hubspot_default` and `klaviyo_default` (with none
+defined, the local simulator); an S3 lake uses `aws_default`.
 """
 
 from __future__ import annotations
@@ -69,6 +83,14 @@ def raw_gate(data_interval_start=None, data_interval_end=None, dag_run=None) -> 
             "quarantined": len(report.quarantines), "docs": report.docs}
 
 
+@task(pool=DUCKDB_POOL)
+def raw_snapshot() -> dict:
+    """Publish raw.* as the read-only snapshot `dbt build --target dev` reads (only after a passed gate)."""
+    from tailor.snapshot import publish_raw_snapshot
+
+    return publish_raw_snapshot().as_dict()
+
+
 @dag(
     dag_id="tailor_extract_hourly",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
@@ -95,7 +117,7 @@ def tailor_extract_hourly():
                 load.override(task_id=f"load_{entity}")(batch)
 
         sources.append(per_source())
-    sources >> raw_gate()
+    sources >> raw_gate() >> raw_snapshot()
 
 
 tailor_extract_hourly()

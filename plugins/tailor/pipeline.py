@@ -4,10 +4,12 @@
     ref = extract_window(extractor, entity, window, lake)       # network only: no DuckDB connection is held
     load_batches(warehouse, lake, [ref])                          # one DuckDB transaction per batch
 
-Time rules (ARCHITECTURE.md, Time): an extract covers the half-open window [start, end) of the run's data
-interval, widened backwards by a lookback overlap for late-arriving updates. Where the interval is empty (a manual
-run) the window is [last watermark - lookback, now); with no watermark yet, everything the API has. Watermarks
-move in the load's transaction, so only after it commits, and never backwards.
+Time rules: every run catches up. An extract covers the half-open window [start, end) where end is the run's data
+interval end (now, for a run whose interval is empty) and start is the earlier of the interval start and the
+entity's watermark, widened backwards by a lookback overlap for late-arriving updates. So a fresh install's first
+run, whatever started it, lands the whole history the API has; a run after downtime fills the gap; a backfill of a
+past interval re-reads that interval. Watermarks move in the load's transaction, so only after it commits, and
+never backwards.
 """
 
 from __future__ import annotations
@@ -30,22 +32,29 @@ BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 def next_window(warehouse: Warehouse, source: str, entity: str, interval_start: datetime | None,
                 interval_end: datetime | None, now: datetime | None, lookback: timedelta) -> Window:
-    """The window to extract for one run.
+    """The window one run extracts for (source, entity): [min(interval start, watermark) - lookback, interval end).
 
-    A data interval [interval_start, interval_end) that is not empty gives that interval widened by `lookback`.
-    An empty one (a manual run: both None, or equal) gives [watermark - lookback, now), reading the watermark of
-    (source, entity) from the warehouse; before the first load, [1970-01-01, now).
+    A run with an empty data interval (manual runs: both None, or equal) ends at `now`, the time it runs as of.
+    Before the first load of (source, entity) there is no watermark: the window starts at 1970-01-01, everything
+    the API has. A watermark later than the interval (a backfill of a past hour) leaves the interval as it is.
     """
     if lookback < timedelta(0):
         raise ValueError(f"lookback {lookback} is negative")
+    for name, value in (("interval start", interval_start), ("interval end", interval_end), ("now", now)):
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{name} {value.isoformat()} has no timezone: give a UTC time")
     if interval_start is not None and interval_end is not None and interval_start != interval_end:
-        return Window(interval_start, interval_end).widened(lookback)
-    if now is None:
+        if interval_end < interval_start:
+            raise ValueError(f"data interval end {interval_end} is before its start {interval_start}")
+        start, end = interval_start, interval_end
+    elif now is None:
         raise ValueError("a run without a data interval needs `now`, the time it runs as of")
+    else:
+        start = end = now
     mark = warehouse.watermark(source, entity)
     if mark is None:
-        return Window(min(BEGINNING, now), now)
-    return Window(min(mark - lookback, now), now)
+        return Window(min(BEGINNING, end), end)
+    return Window(max(BEGINNING, min(start, mark) - lookback), end)
 
 
 def extract_window(extractor: Extractor, entity: str, window: Window, lake: Lake,
@@ -56,6 +65,11 @@ def extract_window(extractor: Extractor, entity: str, window: Window, lake: Lake
     Pass the window from next_window (already widened) with no lookback, or a bare interval with one. The
     extraction pages straight into the batch's temp file; the batch appears in the lake only once complete.
     Re-running the same window replaces the batch (same batch id). Holds no DuckDB connection.
+
+    An empty extraction is checked with the source's cheap probe (Extractor.newest): if the source's most recently
+    updated record before the window's end lies inside the window, the records were lost on the way and
+    tailor.sources.http.SourceSilent is raised, before the batch is landed (so nothing loads and the watermark
+    stays). An empty window the source confirms is a quiet one and lands as an empty batch.
     """
     if entity not in extractor.entities:
         raise ValueError(f"{extractor.source} has no entity {entity!r}: choose one of {', '.join(extractor.entities)}")
@@ -63,10 +77,31 @@ def extract_window(extractor: Extractor, entity: str, window: Window, lake: Lake
     progress = progress if progress is not None else Progress()
     extracted_at = extracted_at or datetime.now(UTC)  # metadata (when we looked), not a business date
     records = _counted(extractor.extract(entity, target, progress), progress)
+    records = _confirmed_if_empty(records, extractor, entity, target)
     ref = lake.write_batch(extractor.source, entity, target, records, extracted_at)
     if progress.report is not None:
         progress.report(progress)
     return ref
+
+
+def _confirmed_if_empty(records: Iterable[RecordVersion], extractor: Extractor, entity: str,
+                        window: Window) -> Iterator[RecordVersion]:
+    """Pass records through; after none at all, raise SourceSilent if the source's newest record before the window's
+    end is inside the window. Raising from here makes write_batch land nothing."""
+    empty = True
+    for record in records:
+        empty = False
+        yield record
+    probe = getattr(extractor, "newest", None)
+    if not empty or probe is None:  # an extractor without the probe (a test double) is taken at its word
+        return
+    newest = probe(entity, window.end)
+    if newest is not None and window.start <= newest < window.end:
+        from tailor.sources.http import SourceSilent
+
+        raise SourceSilent(extractor.source, entity, window, newest)
+    log.info("%s/%s: nothing in [%s, %s); the source's newest record before its end is from %s", extractor.source,
+             entity, window.start.isoformat(), window.end.isoformat(), newest.isoformat() if newest else "never")
 
 
 def _counted(records: Iterable[RecordVersion], progress: Progress, every: float = 2.0) -> Iterator[RecordVersion]:

@@ -4,7 +4,7 @@ run through dag.test() lands exactly the simulator's records of that hour in raw
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -56,10 +56,13 @@ def test_dag_parses_with_its_policies(parsed):
 
 def test_one_extract_and_one_pooled_load_per_source_entity(parsed):
     expected = {f"{s}.{verb}_{e}" for s, es in ENTITIES.items() for e in es for verb in ("extract", "load")}
-    assert set(parsed["tasks"]) == expected | {"raw_gate"}
-    # the raw gate is the last task: after every load, in the duckdb pool (tests/dags/test_raw_gate.py runs it)
+    assert set(parsed["tasks"]) == expected | {"raw_gate", "raw_snapshot"}
+    # the raw gate: after every load, in the duckdb pool (tests/dags/test_raw_gate.py runs it); the snapshot for
+    # dbt's dev target only after it passed
     assert parsed["tasks"]["raw_gate"]["pool"] == "duckdb"
     assert parsed["tasks"]["raw_gate"]["upstream"] == sorted(t for t in expected if ".load_" in t)
+    assert parsed["tasks"]["raw_snapshot"]["pool"] == "duckdb"
+    assert parsed["tasks"]["raw_snapshot"]["upstream"] == ["raw_gate"]
     for source, entities in ENTITIES.items():
         for entity in entities:
             load = parsed["tasks"][f"{source}.load_{entity}"]
@@ -93,7 +96,7 @@ print("parsed")
     assert not (tmp_path / "data").exists()
 
 
-def test_an_hourly_run_lands_exactly_that_hour(airflow_env, simulator, tmp_path):
+def test_the_first_hourly_run_lands_the_whole_history_and_publishes_the_snapshot(airflow_env, simulator, tmp_path):
     sim = simulator(customers=1_500, seed=21, rate_limits=False)
     world = sim.state.world
     logical = datetime.fromtimestamp(world.now, UTC)  # dag.test(logical_date=X) runs the interval [X - 1h, X)
@@ -108,18 +111,22 @@ print("STATE", run.state)
     result = run_in_airflow(airflow_env, code, {"TAILOR_DATA_DIR": str(data), "TAILOR_SIMULATOR_URL": sim.url,
                                                 "TAILOR_LOOKBACK_MINUTES": "10"})
     assert "STATE success" in result.stdout, (result.stdout[-3000:], result.stderr[-5000:])
-    start = int((logical - timedelta(hours=1, minutes=10)).timestamp())
     end = int(logical.timestamp())
     warehouse = Warehouse(data / "warehouse.duckdb")
+    snapshot = Warehouse(data / "snapshots" / "raw_snapshot.duckdb")
     totals = 0
-    with warehouse.reader() as con:
+    with warehouse.reader() as con, snapshot.reader() as snap:
         for source, entities in ENTITIES.items():
             for entity in entities:
-                truth = world.truth_versions(entity, world.now, start, end)
+                # a fresh install: the first run catches up everything before its interval's end
+                truth = world.truth_versions(entity, world.now, None, end)
                 rows = con.execute(
                     f"select record_id, strftime(updated_at at time zone 'UTC', '%Y-%m-%dT%H:%M:%SZ') "
                     f"from {raw_table(source, entity)} where not is_deleted").fetchall()
                 assert set(rows) == truth, f"{source} {entity}"
                 assert len(rows) == len(set(rows))
+                table = raw_table(source, entity)
+                assert snap.execute(f"select count(*) from {table}").fetchone() == \
+                    con.execute(f"select count(*) from {table}").fetchone()
                 totals += len(rows)
-    assert totals > 0
+    assert totals > 1_000

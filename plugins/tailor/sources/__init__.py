@@ -74,6 +74,13 @@ class Extractor(Protocol):
         """Every version of `entity` with updated_at in `window` that the API shows now."""
         ...
 
+    def newest(self, entity: str, before: datetime) -> datetime | None:
+        """The updated_at of the entity's most recently updated record with updated_at < `before`, as the API shows
+        it now (None: no such record). One cheap request (a page of one, sorted newest first); deletions are not
+        looked at. pipeline.extract_window asks it when a window came back empty, to tell a quiet source from one
+        that had records in the window and did not deliver them."""
+        ...
+
 
 # The one registry of sources: module and class of each extractor, and the entities it extracts.
 EXTRACTORS = {

@@ -14,11 +14,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from tailor.sources import Credentials, Progress
+from tailor.sources import Credentials, Progress, Window
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,24 @@ class VendorError(SourceError):
 
 class RetryBudgetExhausted(SourceError):
     """Transient failures (5xx, timeouts, throttling, broken bodies) went on past the retry budget."""
+
+
+class SourceSilent(SourceError):
+    """An extract came back empty while the source itself shows a record updated inside the window: records were
+    lost between the API and the batch (a filter or permission scope that broke silently, a misread page).
+    Raised before anything is landed, so nothing is loaded and the watermark stays; a re-run reads the window again."""
+
+    def __init__(self, source: str, entity: str, window: Window, newest: datetime):
+        self.source, self.entity, self.window, self.newest = source, entity, window, newest
+        super().__init__(
+            f"{source}/{entity}: the extract of [{_iso(window.start)}, {_iso(window.end)}) returned no records, but "
+            f"{source}'s most recently updated {entity} record before {_iso(window.end)} was updated at "
+            f"{_iso(newest)}, inside that window: records were lost on the way. Nothing was landed and the "
+            "watermark has not moved.")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class _Transient(Exception):

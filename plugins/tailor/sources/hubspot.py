@@ -186,6 +186,26 @@ class HubSpotExtractor:
             search.close()
             listing.close()
 
+    def newest(self, entity: str, before: datetime) -> datetime | None:
+        """lastmodifieddate of the contact modified last before `before`: one search, `lastmodifieddate LT before`
+        sorted DESCENDING, limit 1 (archived contacts are not searched). `before` is cut to the millisecond as
+        extract() cuts a window's end."""
+        if entity not in self.entities:
+            raise ValueError(f"hubspot has no entity {entity!r}: choose one of {', '.join(self.entities)}")
+        client = self._client(self.pacer.for_search(), Progress())
+        try:
+            page, _ = client.request_json("POST", SEARCH_PATH, json_body={
+                "filterGroups": [{"filters": [
+                    {"propertyName": "lastmodifieddate", "operator": "LT", "value": str(to_ms(before))}]}],
+                "sorts": [{"propertyName": "lastmodifieddate", "direction": "DESCENDING"}],
+                "properties": ["lastmodifieddate"], "limit": 1})
+        finally:
+            self.requests_sent += client.requests_sent
+            client.close()
+        if not isinstance(page, dict) or not isinstance(page.get("results"), list):
+            raise SourceError(f"HubSpot ({self.credentials.conn_id}): search answered without a results list")
+        return _dt(self._ms(page["results"][0])) if page["results"] else None
+
     def _client(self, pacer: Pacer, progress: Progress) -> HttpClient:
         return HttpClient(self.credentials, "HubSpot", {"Authorization": f"Bearer {self.credentials.token}"},
                           policy=self.policy, pacer=pacer, progress=progress, sleep=self.sleep,

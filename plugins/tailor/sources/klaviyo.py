@@ -133,9 +133,7 @@ class KlaviyoExtractor:
             raise ValueError(f"klaviyo has no entity {entity!r}: choose one of {', '.join(self.entities)}")
         progress = progress or Progress()
         path = PROFILES_PATH if entity == "profiles" else EVENTS_PATH
-        client = HttpClient(self.credentials, "Klaviyo", {"Authorization": f"Klaviyo-API-Key {self.credentials.token}"},
-                            policy=self.policy, pacer=self.pacers[path], progress=progress, sleep=self.sleep,
-                            default_headers={"revision": self.revision, "Accept": "application/vnd.api+json"})
+        client = self._client(path, progress)
         try:
             if entity == "profiles":
                 params = {
@@ -156,6 +154,38 @@ class KlaviyoExtractor:
         finally:
             self.requests_sent += client.requests_sent
             client.close()
+
+    def newest(self, entity: str, before: datetime) -> datetime | None:
+        """The newest `updated` (profiles) or `datetime` (events) before `before`: one page of one, sorted
+        descending (`sort=-updated` / `sort=-datetime`) with a less-than filter and only that field."""
+        if entity not in self.entities:
+            raise ValueError(f"klaviyo has no entity {entity!r}: choose one of {', '.join(self.entities)}")
+        path, kind, field = ((PROFILES_PATH, "profile", "updated") if entity == "profiles"
+                             else (EVENTS_PATH, "event", "datetime"))
+        client = self._client(path, Progress())
+        try:
+            body, _ = client.request_json("GET", path, params={
+                "filter": f"less-than({field},{filter_time(before)})", "sort": f"-{field}", "page[size]": "1",
+                f"fields[{kind}]": field})
+        finally:
+            self.requests_sent += client.requests_sent
+            client.close()
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise SourceError(f"Klaviyo ({self.credentials.conn_id}): GET {path} answered without a data list")
+        if not body["data"]:
+            return None
+        resource = body["data"][0]
+        raw = (resource.get("attributes") or {}).get(field)
+        try:
+            return parse_time(raw)
+        except ValueError:
+            raise SourceError(f"Klaviyo ({self.credentials.conn_id}): {kind} {resource.get('id')} has no readable "
+                              f"{field} ({raw!r})") from None
+
+    def _client(self, path: str, progress: Progress) -> HttpClient:
+        return HttpClient(self.credentials, "Klaviyo", {"Authorization": f"Klaviyo-API-Key {self.credentials.token}"},
+                          policy=self.policy, pacer=self.pacers[path], progress=progress, sleep=self.sleep,
+                          default_headers={"revision": self.revision, "Accept": "application/vnd.api+json"})
 
     # ---- paging ----------------------------------------------------------------------------------------------
     def _collection(self, client: HttpClient, path: str, params: dict[str, str], window: Window,

@@ -393,6 +393,26 @@ class ShopifyExtractor:
                  _search_time(window.end), len(seen), progress.pages, time.monotonic() - started,
                  self.throttled_responses)
 
+    def newest(self, entity: str, before: datetime) -> datetime | None:
+        """updatedAt of the entity's record updated last before `before`: `<root>(first: 1, sortKey: UPDATED_AT,
+        reverse: true, query: "updated_at:<'<before>'")` with the timestamp quoted, as extract() bounds a window."""
+        if entity not in self.specs:
+            raise ValueError(f"shopify has no entity {entity!r}: choose one of {', '.join(self.entities)}")
+        spec = self.specs[entity]
+        query = (f"query TailorNewest($query: String) {{ {spec.root}(first: 1, sortKey: UPDATED_AT, reverse: true, "
+                 f"query: $query) {{ nodes {{ id updatedAt }} }} }}")
+        with _Session(self, Progress()) as session:
+            data = session.graphql(f"newest:{entity}", query, {"query": f"updated_at:<'{_search_time(before)}'"})
+        nodes = (data.get(spec.root) or {}).get("nodes") or []
+        if not nodes:
+            return None
+        stamp = nodes[0].get("updatedAt")
+        try:
+            return _parse_time(stamp)
+        except (AttributeError, TypeError, ValueError):
+            raise SourceError(f"Shopify ({self.credentials.conn_id}) answered {spec.root} with an unreadable "
+                              f"updatedAt ({stamp!r})") from None
+
     # ---- shared accounting ------------------------------------------------------------------------------------
     def largest_requested_cost(self) -> float:
         """The largest requestedQueryCost seen: Shopify admits a query only while its bucket holds that much."""
