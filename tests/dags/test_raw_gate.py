@@ -26,20 +26,19 @@ print("RESULT", json.dumps({{"state": str(run.state), "tasks": states, "asset_ev
 """
 
 
-def test_a_volume_collapse_fails_the_run_at_the_gate(airflow_env, simulator, tmp_path):
+def test_a_broken_key_fails_the_run_at_the_gate(airflow_env, simulator, tmp_path):
     sim = simulator(customers=1_500, seed=21, rate_limits=False)
     logical = datetime.fromtimestamp(sim.state.world.now, UTC)  # the run covers [logical - 1h, logical)
     data = tmp_path / "data"
     warehouse = Warehouse(data / "warehouse.duckdb")
-    # Recent hourly batches of orders held 5,000 records each (the same 70-minute windows the run extracts, with its
-    # 10-minute lookback): this hour's handful of orders is a collapse of more than 90%.
+    # raw.shopify_orders already holds one record version twice (a load gone wrong outside Tailor's loader): the
+    # run's loads go through, and the gate, which checks keys over the time its batches cover, must stop the run.
+    twice = logical - timedelta(minutes=30)
     with warehouse.writer() as con:
         ensure_raw_tables(con)
-        for hours_back in range(1, 6):
-            end = logical - timedelta(hours=hours_back)
-            start = end - timedelta(hours=1, minutes=10)
-            con.execute("insert into raw._batches values (?, 'shopify', 'orders', ?, ?, 'preloaded', 5000, ?, ?, ?, 5000)",
-                        [f"preloaded{hours_back}", start, end, f"sha256:{hours_back}", end, end])
+        for copy in range(2):
+            con.execute("insert into raw.shopify_orders values ('gid://shopify/Order/1', ?, '{}', false, ?, ?)",
+                        [twice, f"preloaded{copy}", twice])
     code = RUN.format(dag_file=str(DAG_FILE), logical=logical.isoformat())
     result = run_in_airflow(airflow_env, code, {"TAILOR_DATA_DIR": str(data), "TAILOR_SIMULATOR_URL": sim.url,
                                                 "TAILOR_LOOKBACK_MINUTES": "10"})
@@ -49,19 +48,21 @@ def test_a_volume_collapse_fails_the_run_at_the_gate(airflow_env, simulator, tmp
 
     assert outcome["state"] == "failed"
     assert outcome["tasks"]["raw_gate"] == "failed"
+    assert outcome["tasks"]["raw_snapshot"] != "success"  # dev builds never see ungated data
     loads = {task: state for task, state in outcome["tasks"].items() if ".load_" in task}
     assert loads and set(loads.values()) == {"success"}, loads  # the gate ran after every load, and only then
     assert outcome["asset_events"] == 0  # tailor_raw is not emitted: nothing downstream is scheduled
 
     log = result.stdout + result.stderr
     assert "gate raw failed as of" in log
-    assert "raw._batches column volume_drop" in log and "'shopify/orders'" in log
+    assert "column copies" in log and "gid://shopify/Order/1" in log
 
     with warehouse.reader() as con:
-        kept = con.execute("select count(*) from raw._batches where batch_id not like 'preloaded%'").fetchone()[0]
+        kept = con.execute("select count(*) from raw._batches").fetchone()[0]
         failed = con.execute("select asset, column_name, unexpected_count, sample_values from quality.gate_results "
                              "where status = 'failed'").fetchall()
     assert kept == 6  # the loads committed their batches before the gate failed
-    assert failed and failed[0][:3] == ("extract_volume", "volume_drop", 1)
-    assert "shopify/orders" in failed[0][3]
+    assert failed and failed[0][:3] == ("record_keys", "copies", 1)
+    assert "gid://shopify/Order/1" in failed[0][3]
     assert (data / "quality" / "docs" / "index.html").exists()
+    assert not (data / "snapshots" / "raw_snapshot.duckdb").exists()

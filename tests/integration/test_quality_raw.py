@@ -251,41 +251,105 @@ def test_future_timestamps_fail(shop: Shop):
     assert "1 unexpected of 5 rows" in message and "2026-11-01T04:00:00Z" in message
 
 
-def _hourly_history(shop: Shop, entity: str, hours: int, per_hour: int) -> datetime:
-    """`hours` hourly batches of `per_hour` orders after the full load; returns the end of the last one."""
-    start = shop.now
-    for hour in range(hours):
-        begin = start + hour * HOUR
-        records = shop.versions(entity, per_hour, begin, step=timedelta(seconds=30))
-        records = [RecordVersion(f"{r.record_id}-{hour}", r.updated_at, r.payload) for r in records]
-        shop.land("shopify", entity, records, begin, begin + HOUR)
-    return start + hours * HOUR
+# --- volume: judged against what recent history makes likely (expectations/raw.yml, "Volume") -----------------
 
 
-def test_an_empty_extract_after_batches_with_data_fails(shop: Shop):
-    end = _hourly_history(shop, "orders", 4, per_hour=20)
-    shop.land("shopify", "orders", [], end, end + HOUR)
-    message = shop.failure(end + HOUR)
-    assert "raw._batches column empty_extract" in message and "'shopify/orders'" in message
+def _history(shop: Shop, entity: str, per_hour: int, days: int = 7, burst: int = 0) -> datetime:
+    """`days` of orders (or another Shopify entity) at `per_hour` an hour, evenly spread and landed as one batch
+    starting at the loaded world's now (so the baseline is this history alone); `burst` more at one second on the
+    first day (a campaign send). Returns the history's end."""
+    start, end = shop.now, shop.now + days * 24 * HOUR
+    records = shop.versions(entity, days * 24 * per_hour, start, step=HOUR / per_hour)
+    records += [RecordVersion(f"{r.record_id}-burst", start + 5 * HOUR, r.payload)
+                for r in shop.versions(entity, burst, start + 5 * HOUR, step=timedelta(0))]
+    shop.land("shopify", entity, records, start, end)
+    _keep_fresh(shop, end)
+    return end
 
 
-def test_a_90_percent_volume_drop_fails(shop: Shop):
-    end = _hourly_history(shop, "orders", 4, per_hour=40)
-    few = shop.versions("orders", 3, end, step=timedelta(minutes=5))
-    shop.land("shopify", "orders", [RecordVersion(f"{r.record_id}-few", r.updated_at, r.payload) for r in few],
-              end, end + HOUR)
-    message = shop.failure(end + HOUR)
+def _keep_fresh(shop: Shop, end: datetime) -> None:
+    """HubSpot and Klaviyo loaded up to `end` too (an empty hour each), so that only volume is under test."""
+    for source, entity in (("hubspot", "contacts"), ("klaviyo", "profiles")):
+        shop.land(source, entity, [], end - HOUR, end)
+
+
+def _window(shop: Shop, entity: str, start: datetime, hours: float, count: int, tag: str) -> datetime:
+    """Land the window [start, start + hours) holding `count` records; returns its end."""
+    end = start + hours * HOUR
+    records = shop.versions(entity, count, start, step=(end - start) / max(count, 1))
+    shop.land("shopify", entity, [RecordVersion(f"{r.record_id}-{tag}", r.updated_at, r.payload) for r in records],
+              start, end)
+    return end
+
+
+def test_an_empty_window_where_records_were_expected_fails(shop: Shop):
+    end = _window(shop, "orders", _history(shop, "orders", per_hour=20), 1, 0, "empty")
+    message = shop.failure(end)
+    assert "raw._batches column silence" in message
+    assert ("'shopify/orders': 'no records in the last 1.00 h (1 empty window(s)) where 20.0 were expected: "
+            "P = 2.1e-09'") in message
+    assert "volume_drop" not in message
+
+
+def test_a_quiet_hour_of_a_slow_stream_passes_and_silent_hours_add_up(shop: Shop):
+    """At 2 records an hour an empty hour is ordinary (P = exp(-2) = 0.14); the empty hours that follow are judged
+    together, and the 5th fails: P = exp(-10) < 0.0001 (the header's bound: k > ln(1 / alpha) / 2 = 4.6)."""
+    end = _history(shop, "orders", per_hour=2)
+    for hour in range(1, 5):
+        end = _window(shop, "orders", end, 1, 0, f"quiet{hour}")
+        assert shop.gate(end).success, f"silent hour {hour} failed"
+    end = _window(shop, "orders", end, 1, 0, "quiet5")
+    message = shop.failure(end)
+    assert "'shopify/orders': 'no records in the last 5.00 h (5 empty window(s)) where 10.0 were expected" in message
+
+
+def test_a_volume_drop_fails(shop: Shop):
+    end = _window(shop, "orders", _history(shop, "orders", per_hour=20), 1, 2, "few")
+    message = shop.failure(end)
     assert "raw._batches column volume_drop" in message
-    assert "'shopify/orders': 0.925" in message  # 3 records against a median of 40
-    assert "empty_extract" not in message
+    assert "'shopify/orders': '2 records in the latest 1.00 h window where 20.0 were expected: P = 4.6e-07'" in message
+    assert "silence" not in message
 
 
 def test_an_ordinary_dip_passes(shop: Shop):
-    end = _hourly_history(shop, "orders", 4, per_hour=40)
-    some = shop.versions("orders", 10, end, step=timedelta(minutes=5))  # 75% fewer: quiet, not broken
-    shop.land("shopify", "orders", [RecordVersion(f"{r.record_id}-some", r.updated_at, r.payload) for r in some],
-              end, end + HOUR)
-    assert shop.gate(end + HOUR).success
+    end = _window(shop, "orders", _history(shop, "orders", per_hour=20), 1, 12, "some")  # P(X <= 12) = 0.04
+    assert shop.gate(end).success
+
+
+def test_a_window_is_judged_by_its_length(shop: Shop):
+    """After downtime a window spans hours: 6 hours at 2/h expect 12 records."""
+    end = _history(shop, "orders", per_hour=2)
+    assert shop.gate(_window(shop, "orders", end, 6, 7, "long")).success  # P(X <= 7 | 12) = 0.09
+    message = shop.failure(_window(shop, "orders", end, 6, 0, "long"))  # the same window landed again, empty
+    assert "'shopify/orders': 'no records in the last 6.00 h (1 empty window(s)) where 12.0 were expected" in message
+
+
+def test_a_campaign_burst_neither_fails_quiet_hours_nor_blinds_the_check(shop: Shop):
+    """2 orders an hour plus 600 in one second at 05:00 a week ago. That hour is capped to the baseline's 95th
+    percentile of hourly counts, so the same hour of the day today expects 2.5 records, not ~38, and the dispersion
+    stays 1 (uncapped, the burst would make it ~370 and hide a silent stream for weeks)."""
+    end = _history(shop, "orders", per_hour=2, burst=600)
+    assert end.hour == 0
+    end = _window(shop, "orders", end, 4.75, 10, "before")
+    end = _window(shop, "orders", end, 1.25, 0, "burst-hour")  # 04:45-06:00: the burst's hour of the day, empty
+    report = shop.gate(end)
+    assert report.success, [o.describe() for o in report.failures]
+    message = shop.failure(_window(shop, "orders", end, 4, 0, "after"))  # still nothing by 10:00
+    assert "'shopify/orders': 'no records in the last 5.25 h (2 empty window(s)) where 10.5 were expected" in message
+
+
+def test_clustered_records_are_judged_by_their_clusters(shop: Shop):
+    """10 orders at once every 5 hours (2/h on average, dispersion ~8): 9 hours without one is nothing unusual,
+    though independent records at 2/h would make it improbable (exp(-18))."""
+    start = shop.now
+    records = [RecordVersion(f"{r.record_id}-c{i}", r.updated_at, r.payload)
+               for i in range(7 * 24 // 5)
+               for r in shop.versions("orders", 10, start + i * 5 * HOUR + 10 * timedelta(minutes=1),
+                                      step=timedelta(seconds=1))]
+    end = start + 7 * 24 * HOUR
+    shop.land("shopify", "orders", records, start, end)
+    _keep_fresh(shop, end)
+    assert shop.gate(_window(shop, "orders", end, 9, 0, "gap")).success
 
 
 # --- quarantine ----------------------------------------------------------------------------------------------------

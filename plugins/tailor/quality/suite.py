@@ -4,7 +4,7 @@ A suite file (expectations/raw.yml documents the format at its top):
 
     suite: raw
     description: ...
-    params: {future_limit: as_of + 15 minutes, max_volume_drop: 0.9}   # {name} in SQL, {$PARAMETER: name} in kwargs
+    params: {future_limit: as_of + 15 minutes, alpha: 0.0001}          # {name} in SQL, {$PARAMETER: name} in kwargs
     setup: |                                                            # DuckDB SQL run first (temp tables/views)
       create temp table gate_scope as ...
     assets:
