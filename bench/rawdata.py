@@ -46,7 +46,7 @@ def base_inputs(bench_dir: Path, seed: int) -> tuple[Path, Path, datetime]:
 def warehouse_at_size(bench_dir: Path, size: str, seed: int) -> tuple[Path, Path, int, datetime]:
     """(a warehouse holding raw.* at `size`, the next hour's lake, the replication factor, the world's clock); the
     hour's batches are S-sized: replicate them after loading with replicate_raw(path, factor, their batch ids)."""
-    from bench.run import SIZES
+    from bench.context import SIZES
 
     base, hour, now = base_inputs(bench_dir, seed)
     factor = max(1, SIZES[size] // SIZES[BASE_SIZE])
@@ -67,8 +67,8 @@ def _make_base(seed: int, root_dir: str) -> None:
 
     import httpx
 
-    from bench.run import SIZES
-    from bench.stages import served
+    from bench.context import SIZES
+    from bench.serving import served
     from simulator.state import TOKENS
     from simulator.world import World, WorldConfig
     from tailor.lake import Lake

@@ -14,29 +14,11 @@ import resource
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 
+from bench.context import SIZES, Context
 from tailor import settings
-
-SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
-
-
-@dataclass
-class StageResult:
-    rows: int  # the unit the stage works through (records generated, served, loaded...)
-    unit: str = "rows"
-    details: dict = field(default_factory=dict)  # stage-specific figures (ratios, counts)
-    seconds: float | None = None  # the timed part, when the stage first sets up untimed (e.g. builds a world)
-
-
-@dataclass
-class Context:
-    size: str
-    customers: int
-    seed: int
-    work_dir: Path
 
 
 def _run_child(stage_name: str, ctx: Context, queue) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from bench.run import Context, StageResult
+from bench.context import Context, StageResult
+from bench.serving import served
 from simulator.world import World, WorldConfig
 
 
@@ -43,34 +42,6 @@ def export(ctx: Context) -> StageResult:
     manifest = write_world(world, ctx.work_dir / "world")
     return StageResult(rows=sum(manifest["counts"].values()), unit="rows", seconds=time.perf_counter() - started,
                        details={"out": str(ctx.work_dir / "world")})
-
-
-@contextmanager
-def served(world: World, rate_limits: bool) -> Iterator[str]:
-    """The simulator over `world` in its own forked process (sharing the world copy-on-write, so the client does
-    not compete with it for the GIL); yields its URL."""
-    import multiprocessing
-
-    from simulator.server import port_free, start_in_thread
-    from simulator.state import SimState
-
-    fork = multiprocessing.get_context("fork")
-    port = next(p for p in range(18_765, 18_865) if port_free("127.0.0.1", p))
-    ready = fork.Event()
-
-    def run_server() -> None:
-        start_in_thread(SimState(world=world, rate_limits=rate_limits), port=port)
-        ready.set()
-        fork.Event().wait()  # serve until terminated
-
-    server = fork.Process(target=run_server, daemon=True)
-    server.start()
-    try:
-        if not ready.wait(120):
-            raise RuntimeError("the simulator did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
 
 
 def serve(ctx: Context) -> StageResult:
