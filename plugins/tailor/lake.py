@@ -148,7 +148,8 @@ class _Store(Protocol):
     def local_copy(self, key: str) -> Any: ...  # context manager -> a local path holding the object, or None
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's entry to disk (a folder: so that a rename into it survives a crash)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -199,7 +200,7 @@ class _LocalStore:
     def publish(self, tmp: Path, key: str) -> None:
         final = self.root / key
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_path(final.parent)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         with self.staged_file(key) as tmp:
@@ -219,7 +220,7 @@ class _LocalStore:
         path = self.root / key
         if path.exists():
             path.unlink(missing_ok=True)
-            _fsync_dir(path.parent)
+            fsync_path(path.parent)
 
     def list_keys(self, prefix: str, suffix: str) -> list[str]:
         base = self.root / prefix

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tailor import settings
+from tailor.lake import fsync_path
 from tailor.warehouse import Warehouse, WarehouseLockTimeout
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,9 @@ def publish_raw_snapshot(warehouse: Warehouse | None = None, path: str | Path | 
             wal = temp.with_name(temp.name + ".wal")
             if wal.exists():  # everything must be in the file itself before it is published
                 raise SnapshotError(f"{temp} still has a write-ahead log after the copy: not published")
-            _fsync(temp)
+            fsync_path(temp)
             os.replace(temp, final)
-            _fsync(final.parent)
+            fsync_path(final.parent)
         finally:
             for leftover in (temp, temp.with_name(temp.name + ".wal")):
                 leftover.unlink(missing_ok=True)
@@ -143,11 +144,3 @@ def _sweep(final: Path) -> None:
     for stale in final.parent.glob(f".{final.name}.*.tmp*"):
         log.warning("removing %s, left by a snapshot publish that did not finish", stale)
         stale.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
