@@ -7,9 +7,9 @@ BIN := $(VENV)/bin
 SIZE ?= S
 export TAILOR_DATA_DIR ?= $(CURDIR)/data
 AIRFLOW_PORT ?= 8080
-# Airflow's metadata database. Creating backfills needs PostgreSQL or MySQL: SQLite refuses them under concurrent
-# access, e.g. make airflow AIRFLOW_DB=postgresql+psycopg2://postgres@127.0.0.1/airflow
-AIRFLOW_DB ?= sqlite:///$(CURDIR)/.airflow/airflow.db
+# Airflow's metadata database: AIRFLOW_DB if set (e.g. postgresql+psycopg2://postgres@127.0.0.1/airflow), else the
+# local PostgreSQL when one answers, else SQLite (backfills then run one DAG run at a time).
+export AIRFLOW_DB
 
 .PHONY: setup demo test lint bench airflow simulator clean
 
@@ -32,28 +32,15 @@ lint: setup
 bench: setup
 	$(BIN)/python -m bench --size $(SIZE)
 
-# The simulator alone, in the foreground (Ctrl-C stops it).
+# The local live shop alone, in the foreground (Ctrl-C stops it): the same shop on every start (its anchor is kept
+# under $(TAILOR_DATA_DIR)/simulator/); any other world: $(BIN)/python -m simulator serve --help
 simulator: setup
-	$(BIN)/python -m simulator serve
+	$(BIN)/python -m tailor.local_simulator
 
-# Airflow 3 standalone (scheduler, API server, DAG processor, triggerer) over the project's dags/ and plugins/.
-AIRFLOW_ENV = PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW_HOME=$(CURDIR)/.airflow \
-	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(AIRFLOW_DB) \
-	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
-	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(CURDIR)/.airflow/passwords.json \
-	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
-	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/
-
+# Airflow 3 standalone (scheduler, API server, DAG processor, triggerer) over the project's dags/ and plugins/;
+# state and logs under $(TAILOR_DATA_DIR)/airflow/<metadata database>/.
 airflow: setup
-	@mkdir -p .airflow dags
-	@test -f .airflow/passwords.json || echo '{"admin": "admin"}' > .airflow/passwords.json
-	@$(AIRFLOW_ENV) $(BIN)/airflow db migrate >/dev/null
-	@$(AIRFLOW_ENV) $(BIN)/airflow pools set duckdb 1 "DuckDB allows one writer: every task that writes it" >/dev/null
-	@echo "Airflow UI: http://127.0.0.1:$(AIRFLOW_PORT)  login: admin / admin"
-	$(AIRFLOW_ENV) $(BIN)/airflow standalone
+	$(BIN)/python -m tailor.airflow.local --port $(AIRFLOW_PORT)
 
 clean:
-	rm -rf $(TAILOR_DATA_DIR) .airflow .pytest_cache .ruff_cache
+	rm -rf $(TAILOR_DATA_DIR) .pytest_cache .ruff_cache

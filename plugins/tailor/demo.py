@@ -1,69 +1,18 @@
-"""`make demo`: run what Tailor has so far on the embedded defaults: extract from the local simulator, load DuckDB,
-gate raw.*, build the dbt project as of the simulator's clock, gate the marts, and show them.
+"""`make demo`: run what Tailor has so far on the embedded defaults: extract from the local live simulator, load
+DuckDB, gate raw.*, publish the raw snapshot, build the dbt project as of the extract's end, gate the marts, and
+show them.
 
-The simulator runs as its own process, exactly as a user would start it (`python -m simulator serve`); Tailor
-imports none of its code. A simulator already answering at TAILOR_SIMULATOR_URL is used as it is.
+The simulator (tailor.local_simulator) is a live shop whose anchor is kept under the data dir, so each run of the
+demo meets the same shop, further on: the first run lands its whole history, later runs what changed since.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from urllib.error import URLError
-from urllib.parse import urlparse
-from urllib.request import urlopen
 
-from tailor import settings
-
-DEMO_CUSTOMERS = 1_000
-DEMO_SEED = 42
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urlopen(f"{url}/_simulator/health", timeout=1) as response:
-            return response.status == 200
-    except (URLError, OSError):
-        return False
-
-
-def _simulator_clock(url: str) -> datetime:
-    """The simulator's clock: the time the world it serves is at (its /_simulator/health says)."""
-    with urlopen(f"{url}/_simulator/health", timeout=5) as response:
-        clock = json.load(response)["clock"]
-    return datetime.fromisoformat(clock.replace("Z", "+00:00")).astimezone(UTC)
-
-
-@contextmanager
-def simulator_process(url: str, customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED) -> Iterator[str]:
-    """Yield the URL of a running simulator, starting one (and stopping it afterwards) if none answers."""
-    if _healthy(url):
-        print(f"demo: using the simulator already running at {url}")
-        yield url
-        return
-    parsed = urlparse(url)
-    cmd = [sys.executable, "-m", "simulator", "serve", "--host", parsed.hostname or "127.0.0.1",
-           "--port", str(parsed.port or 8765), "--customers", str(customers), "--seed", str(seed)]
-    print(f"demo: starting the simulator: {' '.join(cmd[1:])}")
-    proc = subprocess.Popen(cmd, env=os.environ.copy())
-    try:
-        deadline = time.monotonic() + 120
-        while not _healthy(url):
-            if proc.poll() is not None:
-                raise SystemExit(f"demo: the simulator exited with code {proc.returncode}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"demo: the simulator did not answer at {url} within 120 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+from tailor import local_simulator, settings
 
 
 def _run_tailor(*args: str) -> int:
@@ -110,32 +59,46 @@ def _print_marts() -> None:
 
 
 def run() -> int:
-    url = settings.simulator_url()
-    with simulator_process(url) as running:
-        tour = subprocess.run([sys.executable, "-m", "simulator", "tour", "--url", running], check=False)
+    did: list[str] = []
+
+    def step(what: str, *args: str) -> int:
+        code = _run_tailor(*args)
+        did.append(f"{'ok  ' if code == 0 else 'FAIL'} {what}: python -m tailor {' '.join(args)}")
+        return code
+
+    def finish(code: int) -> int:
+        print("\ndemo: what it did:")
+        for line in did:
+            print(f"  {line}")
+        return code
+
+    with local_simulator.running(settings.simulator_url(), say=lambda line: print(f"demo: {line}", flush=True)) as url:
+        did.append(f"ok   started or reused the live simulator at {url}")
+        tour = subprocess.run([sys.executable, "-m", "simulator", "tour", "--url", url], check=False)
         if tour.returncode != 0:
-            return tour.returncode
-        # a manual run: from each entity's watermark (none yet: all history) to now, then load what landed
-        for step in (("extract", "--source", "all"), ("load",)):
-            code = _run_tailor(*step)
-            if code != 0:
-                return code
-        # The data describes the world up to the simulator's clock (its "now"), which need not be today: build as
-        # of it, or as of now if the clock is ahead (the extract stopped at now). RFM recency, engagement windows
-        # and churn are then measured from the data's own present.
-        as_of = min(_simulator_clock(running), datetime.now(UTC))
+            return finish(tour.returncode)
+        # A manual run: from each entity's watermark (none yet: the whole history) to now, then load what landed.
+        if step("extracted every source since its watermark", "extract", "--source", "all") != 0:
+            return finish(1)
+        if step("loaded the landed batches into raw.*", "load") != 0:
+            return finish(1)
+        # The data describes the shop up to the simulator's clock: build as of it (or now, if the clock is ahead:
+        # the extract stopped at now), so recency, engagement windows and churn are measured from the data's present.
+        as_of = min(local_simulator.clock(url), datetime.now(UTC))
     _print_raw_counts()
     # the raw gate checks the loads just made: as of now, the end of the window they covered
-    code = _run_tailor("gate", "raw", "--as-of", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    if code != 0:
-        return code
+    if step("passed the raw gate", "gate", "raw", "--as-of", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")) != 0:
+        return finish(1)
+    if step("published the raw snapshot for dbt's dev target", "snapshot") != 0:
+        return finish(1)
     stamp = as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
-    for step in (("build", "--as-of", stamp, "--quiet"), ("gate", "marts", "--as-of", stamp)):
-        code = _run_tailor(*step)
-        if code != 0:
-            return code
+    if step(f"built the dbt project as of {stamp}", "build", "--as-of", stamp, "--quiet") != 0:
+        return finish(1)
+    if step("passed the marts gate", "gate", "marts", "--as-of", stamp) != 0:
+        return finish(1)
     _print_marts()
+    finish(0)
     print("\ndemo: next: the models (segments, churn, recommendations, send times) and the per-customer feed export.\n"
-          "demo: Run `make demo` again: it extracts only what changed since the watermarks and rebuilds the marts.\n"
-          "demo: Explore the project yourself: cd dbt_project && ../.venv/bin/dbt build  (docs: dbt docs generate)")
+          "demo: The shop keeps trading: run `make demo` again to extract only what changed since the watermarks.\n"
+          "demo: Explore the project yourself beside the schedule: cd dbt_project && ../.venv/bin/dbt build --target dev")
     return 0
