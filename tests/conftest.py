@@ -24,18 +24,17 @@ def world_for(config: WorldConfig) -> World:
 @pytest.fixture
 def simulator() -> Iterator[Callable[..., RunningServer]]:
     """Start simulators: simulator(customers=500, seed=7, faults='none', rate_limits=False) -> RunningServer.
-    live=True: the clock follows the wall clock from now (give the world's anchor as now=ISO, and future_days).
 
     RunningServer.url is the base URL; .state.world is the ground truth. Stopped after the test.
     """
     started: list[RunningServer] = []
 
-    def start(faults: str = "none", rate_limits: bool = True, live: bool = False, **config) -> RunningServer:
+    def start(faults: str = "none", rate_limits: bool = True, **config) -> RunningServer:
         plan = parse_faults(faults)
         config.setdefault("customers", 500)
         config.setdefault("tie_burst_size", plan.tie_burst_size)
         world = world_for(WorldConfig(**config))
-        handle = start_in_thread(SimState(world=world, faults=plan, rate_limits=rate_limits, live=live))
+        handle = start_in_thread(SimState(world=world, faults=plan, rate_limits=rate_limits))
         started.append(handle)
         return handle
 

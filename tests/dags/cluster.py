@@ -28,6 +28,20 @@ DAG_ID = "tailor_extract_hourly"
 SHIFTED_CLOCK = Path(__file__).with_name("shifted_clock")
 
 
+def wait_until(what: str, check, timeout: float, every: float, alive, diagnostics):
+    """Poll `check` until it returns something truthy (returned); `alive` asserts the processes still run, and a
+    timeout fails the test with `diagnostics()`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive()
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{diagnostics()}")
+        time.sleep(every)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,15 +99,7 @@ class Cluster:
             self.procs.pop(name, None)
 
     def wait(self, what: str, check, timeout: float = 300, every: float = 2):
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_alive()
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}\n{self.diagnostics()}")
-            time.sleep(every)
+        return wait_until(what, check, timeout, every, alive=self.check_alive, diagnostics=self.diagnostics)
 
     def client(self) -> httpx.Client:
         """An API v2 client logged in as admin (waits for the API server and the DAG to be parsed)."""

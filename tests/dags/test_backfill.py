@@ -27,7 +27,7 @@ from simulator.cli import LIVE_FUTURE_DAYS
 from simulator.world import World, WorldConfig, parse_time
 from tailor import local_simulator
 from tailor.airflow import local
-from tests.dags.cluster import DAG_ID, free_port, hour_floor, raw_versions
+from tests.dags.cluster import DAG_ID, free_port, hour_floor, raw_versions, wait_until
 from tests.dags.conftest import ROOT
 from tests.postgres import drop_database, require_postgres
 
@@ -70,15 +70,11 @@ class MakeAirflow:
         return httpx.Client(base_url=f"{self.url}/api/v2", timeout=30, headers={"Authorization": f"Bearer {token}"})
 
     def wait(self, what: str, check, timeout: float, every: float = 5):
-        deadline = time.monotonic() + timeout
-        while True:
+        def alive() -> None:
             assert self.proc.poll() is None, f"make airflow exited:\n{self.stderr.read_text()[-3000:]}"
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}\n{self.stderr.read_text()[-5000:]}")
-            time.sleep(every)
+
+        return wait_until(what, check, timeout, every, alive=alive,
+                          diagnostics=lambda: self.stderr.read_text()[-5000:])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -91,7 +87,7 @@ class MakeAirflow:
 
 
 @pytest.fixture
-def make_airflow(tmp_path, monkeypatch):
+def make_airflow(tmp_path):
     require_postgres()
     drop_database(DATABASE)
     port, sim_port = free_port(), free_port()
