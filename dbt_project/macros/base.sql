@@ -3,7 +3,8 @@
     removed) and unique on (record_id, updated_at), so a version parsed once never needs parsing again.
 
     raw_versions_to_parse(relation, key_column): the raw versions (record_id, updated_at, payload, is_deleted,
-    batch_id) a base model over `relation` still has to parse: on a full build every version; on an incremental run
+    batch_id, extracted_at) a base model over `relation` still has to parse: on a full build every version; on an
+    incremental run
     those whose (record_id, updated_at) is not in the model's table yet (key_column is the table's name for
     record_id). Exact whatever the batches were: the anti-join is on the version key, not on batch_id (a batch id is
     a hash of source, entity and window, so a window landed again keeps its id and may add versions to it, and a
@@ -17,7 +18,8 @@
         raw_versions.updated_at,
         raw_versions.payload,
         raw_versions.is_deleted,
-        raw_versions.batch_id
+        raw_versions.batch_id,
+        raw_versions.extracted_at
     from {{ relation }} as raw_versions
     {%- if is_incremental() %}
     where

@@ -1,6 +1,8 @@
-{#- A customer's email consent state (subscribed | unsubscribed | never_subscribed | bounced | spam_complaint):
-    the Klaviyo profile's consent when the person has a profile (the ESP is the system of record for email
-    consent), else the Shopify account's marketing state mapped onto the same set, else never_subscribed. -#}
+{#- A customer's email consent state (subscribed | unsubscribed | never_subscribed | bounced | spam_complaint |
+    unknown): the Klaviyo profile's consent when the person has a profile (the ESP is the system of record for email
+    consent), else the Shopify account's marketing state mapped onto the same set, else never_subscribed. unknown:
+    the record's loaded versions are all later than as_of and its consent changed after as_of (staging), so its
+    state at as_of cannot be known; never marketable. -#}
 {% macro email_consent_state(klaviyo_consent, shopify_marketing_state) -%}
     coalesce(
         {{ klaviyo_consent }},
@@ -11,6 +13,7 @@
             when 'invalid' then 'bounced'
             when 'not_subscribed' then 'never_subscribed'
             when 'pending' then 'never_subscribed'
+            when 'unknown' then 'unknown'
         end,
         'never_subscribed'
     )

@@ -1,39 +1,87 @@
--- The marts' order figures equal raw Shopify orders as of as_of to the cent: per order (gross, refunded, net =
--- total - refunded or 0 when cancelled), the orders mart has exactly the raw non-test orders, every order has a
--- customer, and customers.net_revenue_amount / order_count add up to the orders mart.
+-- The marts' order figures equal raw Shopify orders as of as_of to the cent, read straight from raw.* by the
+-- two-time rule (macros/as_of.sql): per order, returns (refund line subtotals) and money refunded count only refunds
+-- made by as_of, an order is cancelled only when cancelled by as_of, and net sales = subtotal after discounts -
+-- returns (0 when cancelled); the orders mart has exactly the raw non-test orders placed by as_of, every order has
+-- a customer, and customers.net_sales_amount / order_count add up to the orders mart.
 with
 
 raw_orders as (
     select
         versions.record_id as order_id,
-        cast({{ tailor.json_text('versions.payload', ['totalPriceSet', 'shopMoney', 'amount']) }} as numeric(18, 2))
-            as gross_amount,
+        versions.payload,
+        {{ tailor.to_money(tailor.json_text('versions.payload', ['subtotalPriceSet', 'shopMoney', 'amount'])) }}
+            as subtotal_amount,
+        {{ tailor.to_money(tailor.json_text('versions.payload', ['totalPriceSet', 'shopMoney', 'amount'])) }}
+            as total_amount,
         coalesce(
-            {{ tailor.to_money(tailor.json_text('versions.payload', ['totalRefundedSet', 'shopMoney', 'amount'])) }},
-            0
-        ) as refunded_amount,
-        {{ tailor.json_text('versions.payload', ['cancelledAt']) }} is not null as is_cancelled
-    from ({{ tailor.latest_version_as_of(source('shopify', 'orders')) }}) as versions
+            {{ tailor.to_timestamp_tz(tailor.json_text('versions.payload', ['cancelledAt'])) }}
+            <= {{ tailor.as_of() }},
+            false
+        ) as is_cancelled
+    from ({{ tailor.raw_state_as_of(
+        source('shopify', 'orders'),
+        'coalesce(' ~ tailor.json_text('versions.payload', ['processedAt']) ~ ', '
+        ~ tailor.json_text('versions.payload', ['createdAt']) ~ ')'
+    ) }}) as versions
     where coalesce(cast({{ tailor.json_text('versions.payload', ['test']) }} as boolean), false) = false
+),
+
+raw_refunds as (
+    select
+        raw_orders.order_id,
+        refund.value as refund
+    from raw_orders
+    {{ tailor.json_array_join('raw_orders.payload', ['refunds'], 'refund') }}
+    where {{ tailor.to_timestamp_tz(tailor.json_text('refund.value', ['createdAt'])) }} <= {{ tailor.as_of() }}
+),
+
+refunded as (
+    select
+        raw_refunds.order_id,
+        sum({{ tailor.to_money(tailor.json_text('raw_refunds.refund', ['totalRefundedSet', 'shopMoney', 'amount'])) }})
+            as refunded_amount
+    from raw_refunds
+    group by raw_refunds.order_id
+),
+
+returned as (
+    select
+        raw_refunds.order_id,
+        sum({{ tailor.to_money(tailor.json_text('refund_line.value', ['subtotalSet', 'shopMoney', 'amount'])) }})
+            as returns_amount
+    from raw_refunds
+    {{ tailor.json_array_join('raw_refunds.refund', ['refundLineItems'], 'refund_line') }}
+    group by raw_refunds.order_id
 ),
 
 raw_net as (
     select
         raw_orders.order_id,
-        raw_orders.gross_amount,
-        raw_orders.refunded_amount,
-        case when raw_orders.is_cancelled then 0 else raw_orders.gross_amount - raw_orders.refunded_amount end
-            as net_revenue_amount
+        coalesce(refunded.refunded_amount, 0) as refunded_amount,
+        coalesce(returned.returns_amount, 0) as returns_amount,
+        case
+            when raw_orders.is_cancelled then 0
+            else raw_orders.subtotal_amount - coalesce(returned.returns_amount, 0)
+        end as net_sales_amount,
+        case
+            when raw_orders.is_cancelled then 0
+            else raw_orders.total_amount - coalesce(refunded.refunded_amount, 0)
+        end as current_total_amount
     from raw_orders
+    left join refunded
+        on raw_orders.order_id = refunded.order_id
+    left join returned
+        on raw_orders.order_id = returned.order_id
 ),
 
 mart_orders as (
     select
         order_id,
         customer_id,
-        gross_amount,
         refunded_amount,
-        net_revenue_amount,
+        returns_amount,
+        net_sales_amount,
+        current_total_amount,
         is_cancelled
     from {{ ref('orders') }}
 ),
@@ -42,8 +90,8 @@ per_order as (
     select
         coalesce(raw_net.order_id, mart_orders.order_id) as check_key,
         'order' as check_name,
-        raw_net.net_revenue_amount as expected_amount,
-        mart_orders.net_revenue_amount as actual_amount
+        raw_net.net_sales_amount as expected_amount,
+        mart_orders.net_sales_amount as actual_amount
     from raw_net
     full outer join mart_orders
         on raw_net.order_id = mart_orders.order_id
@@ -51,17 +99,18 @@ per_order as (
         raw_net.order_id is null
         or mart_orders.order_id is null
         or mart_orders.customer_id is null
-        or raw_net.gross_amount <> mart_orders.gross_amount
         or raw_net.refunded_amount <> mart_orders.refunded_amount
-        or raw_net.net_revenue_amount <> mart_orders.net_revenue_amount
+        or raw_net.returns_amount <> mart_orders.returns_amount
+        or raw_net.net_sales_amount <> mart_orders.net_sales_amount
+        or raw_net.current_total_amount <> mart_orders.current_total_amount
 ),
 
 totals as (
     select
         'all' as check_key,
-        'customers net revenue = orders net revenue' as check_name,
-        (select sum(raw_net.net_revenue_amount) from raw_net) as expected_amount,
-        (select sum(customers.net_revenue_amount) from {{ ref('customers') }} as customers) as actual_amount
+        'customers net sales = orders net sales' as check_name,
+        (select sum(raw_net.net_sales_amount) from raw_net) as expected_amount,
+        (select sum(customers.net_sales_amount) from {{ ref('customers') }} as customers) as actual_amount
 
     union all
 

@@ -1,5 +1,6 @@
--- Every Shopify customer, HubSpot contact and Klaviyo profile existing at as_of (read straight from raw.*) maps to
--- exactly one customer_id in the crosswalk, and the crosswalk holds no record that does not exist at as_of.
+-- Every Shopify customer, HubSpot contact and Klaviyo profile existing at as_of (read straight from raw.* by the
+-- two-time rule, macros/as_of.sql) maps to exactly one customer_id in the crosswalk, and the crosswalk holds no
+-- record that does not exist at as_of.
 -- Every non-test order's guest email is covered through orders.customer_id (see assert_core_order_totals_*).
 with
 
@@ -7,22 +8,32 @@ raw_records as (
     select
         'shopify_customer' as source,
         versions.record_id as source_record_id
-    from ({{ tailor.latest_version_as_of(source('shopify', 'customers')) }}) as versions
+    from ({{ tailor.raw_state_as_of(
+        source('shopify', 'customers'), tailor.json_text('versions.payload', ['createdAt'])
+    ) }}) as versions
 
     union all
 
     select
         'hubspot_contact' as source,
         versions.record_id as source_record_id
-    from ({{ tailor.latest_version_as_of(source('hubspot', 'contacts')) }}) as versions
-    where coalesce(cast({{ tailor.json_text('versions.payload', ['archived']) }} as boolean), false) = false
+    from ({{ tailor.raw_state_as_of(
+        source('hubspot', 'contacts'),
+        'coalesce(' ~ tailor.json_text('versions.payload', ['createdAt']) ~ ', '
+        ~ tailor.json_text('versions.payload', ['properties', 'createdate']) ~ ')'
+    ) }}) as versions
+    -- archived by as_of; an archived version later than as_of says nothing of as_of
+    where versions.is_after_as_of
+        or coalesce(cast({{ tailor.json_text('versions.payload', ['archived']) }} as boolean), false) = false
 
     union all
 
     select
         'klaviyo_profile' as source,
         versions.record_id as source_record_id
-    from ({{ tailor.latest_version_as_of(source('klaviyo', 'profiles')) }}) as versions
+    from ({{ tailor.raw_state_as_of(
+        source('klaviyo', 'profiles'), tailor.json_text('versions.payload', ['attributes', 'created'])
+    ) }}) as versions
 ),
 
 mapped as (

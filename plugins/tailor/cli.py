@@ -39,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("load", help="load every landed batch not loaded yet into raw.* (one transaction per batch)")
     build = sub.add_parser(
         "build", help="dbt build the project (staging, marts and their tests) as of a time",
-        description="Run `dbt build` on dbt_project/ as of --as-of (default: now): every model sees, per record, the "
-                    "latest version at or before it. dbt's target/ and logs/ go under TAILOR_DATA_DIR/dbt.")
+        description="Run `dbt build` on dbt_project/ as of --as-of (default: now): every model sees, per record, its "
+                    "state at that time (the latest version at or before it, else its earliest later version reduced "
+                    "to it). dbt's target/ and logs/ go under TAILOR_DATA_DIR/dbt.")
     build.add_argument("--as-of", help="the time to build as of, ISO 8601 (default: now)")
+    build.add_argument("--known-at", help="use only the versions loaded by this time, ISO 8601, to reproduce a past "
+                                          "run exactly (default: everything loaded)")
     build.add_argument("--select", action="append", help="dbt node selection (repeatable), e.g. marts or +customers")
     build.add_argument("--exclude", action="append", help="dbt nodes to leave out (repeatable)")
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
@@ -287,10 +290,12 @@ def _build(args: argparse.Namespace) -> int:
 
     # the CLI is where an ad-hoc build's "now" comes from
     as_of = _parse_time("--as-of", args.as_of) if args.as_of else datetime.now(UTC)
-    _say(f"build: dbt build as of {_stamp(as_of)}{' (full refresh)' if args.full_refresh else ''}")
+    known_at = _parse_time("--known-at", args.known_at) if args.known_at else None
+    _say(f"build: dbt build as of {_stamp(as_of)}{f' with what was loaded by {_stamp(known_at)}' if known_at else ''}"
+         f"{' (full refresh)' if args.full_refresh else ''}")
     try:
-        result = transform.build(as_of, select=args.select, exclude=args.exclude, full_refresh=args.full_refresh,
-                                 target=args.target, quiet=args.quiet)
+        result = transform.build(as_of, known_at=known_at, select=args.select, exclude=args.exclude,
+                                 full_refresh=args.full_refresh, target=args.target, quiet=args.quiet)
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
     except (transform.BuildFailed, WarehouseLockTimeout) as exc:

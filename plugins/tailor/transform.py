@@ -106,12 +106,16 @@ class BuildFailed(RuntimeError):
         self.failures = list(failures)
 
 
-def build(as_of: datetime | str | None = None, *, select: Sequence[str] | str | None = None,
+def build(as_of: datetime | str | None = None, *, known_at: datetime | str | None = None,
+          select: Sequence[str] | str | None = None,
           exclude: Sequence[str] | str | None = None, full_refresh: bool = False, target: str | None = None,
           vars: Mapping[str, object] | None = None, duckdb_path: str | Path | None = None,
           env: Mapping[str, str] | None = None, state_dir: str | Path | None = None, quiet: bool = False,
           lock_timeout: float | None = None) -> BuildResult:
     """`dbt build` the project as of `as_of` (aware datetime or ISO 8601; naive means UTC; None: dbt's run start).
+
+    known_at: use only the record versions loaded by then (raw._batches.loaded_at), to reproduce a past run exactly as
+    it was, including what had not arrived yet (default: everything loaded).
 
     target: a profile target ("duckdb", "postgres" or "dev"; default TAILOR_DBT_TARGET, else duckdb). duckdb_path:
     the warehouse file (default tailor.settings.duckdb_path()); on the dev target, the dev file (default
@@ -130,6 +134,8 @@ def build(as_of: datetime | str | None = None, *, select: Sequence[str] | str | 
     run_vars = dict(vars or {})
     if moment is not None:
         run_vars["as_of"] = _iso(moment)
+    if known_at is not None:
+        run_vars["known_at"] = _iso(parse_as_of(known_at, "known-at"))
     state = Path(state_dir) if state_dir is not None else dbt_state_dir()
     args = ["build", "--project-dir", str(settings.dbt_project_dir()), "--profiles-dir", str(settings.dbt_project_dir()),
             "--target", chosen, "--target-path", str(state / "target"), "--log-path", str(state / "logs")]
@@ -190,14 +196,14 @@ def build(as_of: datetime | str | None = None, *, select: Sequence[str] | str | 
                        attempts=attempt, waited_seconds=time.monotonic() - started - ran)
 
 
-def parse_as_of(value: datetime | str) -> datetime:
-    """An as-of time as an aware UTC datetime: ISO 8601 text or a datetime; without a zone it is UTC."""
+def parse_as_of(value: datetime | str, name: str = "as-of") -> datetime:
+    """An as-of (or known-at) time as an aware UTC datetime: ISO 8601 text or a datetime; without a zone it is UTC."""
     if isinstance(value, str):
         text = value.strip()
         try:
             value = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"as-of {text!r} is not an ISO 8601 date or time (e.g. 2026-11-01T00:00:00Z)") from None
+            raise ValueError(f"{name} {text!r} is not an ISO 8601 date or time (e.g. 2026-11-01T00:00:00Z)") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -403,11 +403,16 @@ def connect_for_dbt(path: str, config: dict | None = None) -> duckdb.DuckDBPyCon
         raise WarehouseBusy(f"{where} {IN_USE} ({holder})", where, holder) from None
 
 
+def ensure_control_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw schema and its control tables (raw._batches, raw._watermarks, raw._quarantine) if missing."""
+    con.execute(_CONTROL_DDL)
+    con.execute(QUARANTINE_DDL)
+
+
 def ensure_raw(con: duckdb.DuckDBPyConnection, source: str, entity: str) -> str:
     """Create the raw schema, its control tables and raw.<source>_<entity> if missing; return the table name."""
     table = raw_table(source, entity)
-    con.execute(_CONTROL_DDL)
-    con.execute(QUARANTINE_DDL)
+    ensure_control_tables(con)
     con.execute(_RAW_DDL.format(table=table))
     return table
 

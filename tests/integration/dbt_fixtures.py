@@ -1,11 +1,13 @@
 """Fixtures for the dbt tests: one simulator world extracted over real HTTP and loaded into raw.* once per test
-session, then copied into a fresh DuckDB file for each build.
+session (twice: by several runs, and by one), then copied into a fresh DuckDB file for each build.
 
     from tests.integration import dbt_fixtures
     dbt_world = dbt_fixtures.dbt_world  # registers the fixture in the test module
 
-dbt_world: the loaded raw.* (copy it before building on it); built_now: the project built on a copy as of the world's
-clock. Both are made once per process however many modules import them.
+dbt_world: the loaded raw.* of extract-and-load runs at several clock times (copy it before building on it);
+one_extract_world: the same world extracted once, at its clock (a new install: every record in its latest version
+only); built_now: the project built on a copy of dbt_world as of the world's clock. build_as_of(world, as_of) builds
+either world as of any time. Worlds and builds are made once per process however many modules ask for them.
 
 The world is small (DBT_CUSTOMERS) so that the dbt tests stay within a few minutes on two cores.
 """
@@ -35,8 +37,9 @@ from tests.conftest import world_for
 
 DBT_CUSTOMERS = 600
 DBT_SEED = 404
-# Tailor "ran" this many days before the world's clock too, so raw.* holds the versions of then (see extract_and_load).
-EARLIER_RUNS_DAYS = (120,)
+# dbt_world: Tailor "ran" this many days before the world's clock too, so raw.* holds the versions of then (see
+# extract_and_load); test_dbt_point_in_time builds as of each of them.
+EARLIER_RUNS_DAYS = (120, 31, 7)
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,18 @@ class DbtWorld:
         shutil.copyfile(self.raw_path, path)
         return path
 
+    def days_before_now(self, days: int) -> datetime:
+        return self.now - timedelta(days=days)
 
-_CACHE: dict[tuple[int, int], DbtWorld] = {}
+    def earlier_run(self, days: int) -> datetime:
+        """The earlier extract-and-load run `days` before the clock (one of EARLIER_RUNS_DAYS)."""
+        run = self.days_before_now(days)
+        assert run in self.earlier_runs, f"no extract ran {days} days before the clock: {self.earlier_runs}"
+        return run
+
+
+# (customers, seed, days before the clock of the earlier runs) -> the loaded world
+_WORLDS: dict[tuple[int, int, tuple[int, ...]], DbtWorld] = {}
 _LOCK = threading.Lock()
 
 
@@ -96,21 +109,35 @@ def extract_and_load(world: World, warehouse: Warehouse, lake_dir: Path, runs: l
         server.stop()
 
 
-def dbt_world_for(customers: int = DBT_CUSTOMERS, seed: int = DBT_SEED) -> DbtWorld:
-    """The loaded world for (customers, seed), built once per process."""
-    key = (customers, seed)
+def loaded_world(customers: int, seed: int, earlier_runs_days: tuple[int, ...]) -> DbtWorld:
+    """The world for (customers, seed) extracted and loaded by runs at `earlier_runs_days` before its clock and at
+    its clock, once per process."""
+    days_before = tuple(sorted(earlier_runs_days, reverse=True))  # the earliest run first
+    key = (customers, seed, days_before)
     with _LOCK:
-        if key not in _CACHE:
+        if key not in _WORLDS:
             root = Path(tempfile.mkdtemp(prefix="tailor-dbt-world-"))
             atexit.register(shutil.rmtree, root, ignore_errors=True)
             world = world_for(WorldConfig(customers=customers, seed=seed))
             raw_path = root / "world.duckdb"  # not raw.duckdb: its catalog name would clash with schema raw
             now = datetime.fromtimestamp(world.now, UTC)
-            runs = [now - timedelta(days=days) for days in EARLIER_RUNS_DAYS] + [now]
+            runs = [now - timedelta(days=days) for days in days_before] + [now]
             extract_and_load(world, Warehouse(raw_path, lock_timeout=60), root / "lake", runs)
             shutil.rmtree(root / "lake", ignore_errors=True)
-            _CACHE[key] = DbtWorld(world=world, raw_path=raw_path, now=now, earlier_runs=tuple(runs[:-1]))
-        return _CACHE[key]
+            _WORLDS[key] = DbtWorld(world=world, raw_path=raw_path, now=now, earlier_runs=tuple(runs[:-1]))
+        return _WORLDS[key]
+
+
+def dbt_world_for(customers: int = DBT_CUSTOMERS, seed: int = DBT_SEED) -> DbtWorld:
+    """The world extracted at EARLIER_RUNS_DAYS before its clock and at its clock: raw.* holds each record's version
+    at each of those times (the versions as they happened, at those times' granularity)."""
+    return loaded_world(customers, seed, EARLIER_RUNS_DAYS)
+
+
+def one_extract_world_for(customers: int = DBT_CUSTOMERS, seed: int = DBT_SEED) -> DbtWorld:
+    """The same world extracted once, at its clock, as a new install does: raw.* holds each record's latest version
+    only, so a record changed since a past time T has no version at or before T."""
+    return loaded_world(customers, seed, ())
 
 
 @dataclass(frozen=True)
@@ -121,26 +148,60 @@ class Built:
     state_dir: Path
     as_of: datetime
     result: BuildResult
+    select: str | None = None  # None: every model, test and seed; else only those models and their parents, no tests
 
 
-_BUILT_NOW: dict[tuple[int, int], Built] = {}
+# dbt's exclusion of every data and unit test: a build of selected models only
+NO_TESTS = "resource_type:test resource_type:unit_test"
+
+# (a loaded world's raw.* file, as_of, select) -> the project built on a copy of it as of as_of
+_BUILDS: dict[tuple[Path, datetime, str | None], Built] = {}
+_BUILDS_LOCK = threading.Lock()
+
+
+def build_as_of(world: DbtWorld, as_of: datetime, select: str | None = None) -> Built:
+    """The project built on a fresh copy of the world's raw.* (the same as a full refresh) as of `as_of`, once per
+    process per (world, as_of, select). Read it, never build on it again: other tests share it.
+
+    select (dbt's selection syntax, e.g. "+orders +customers": parents included): only those models, and no tests,
+    several times quicker than the whole project and its tests; a whole build made earlier serves it as well.
+    """
+    whole, selected = (world.raw_path, as_of, None), (world.raw_path, as_of, select)
+    with _BUILDS_LOCK:
+        known = _BUILDS.get(whole) or _BUILDS.get(selected)
+        if known is None:
+            root = Path(tempfile.mkdtemp(prefix=f"as-of-{as_of.astimezone(UTC):%Y%m%dT%H%M%S}-",
+                                         dir=world.raw_path.parent))  # removed with the world's directory
+            path = world.copy(root / "warehouse.duckdb")
+            result = build(as_of, duckdb_path=path, state_dir=root / "dbt", quiet=True, select=select,
+                           exclude=NO_TESTS if select else None)
+            known = _BUILDS[selected] = Built(path=path, state_dir=root / "dbt", as_of=as_of, result=result,
+                                              select=select)
+        return known
+
+
+def share_build(world: DbtWorld, built: Built) -> None:
+    """Let build_as_of(world, built.as_of) answer with `built`, a whole build made elsewhere: a warehouse file holding
+    exactly the world's raw.*, last built with --full-refresh as of built.as_of (so the same as a fresh build), that
+    nobody builds on again and that lasts the session. Does nothing when such a build is already known."""
+    assert built.select is None, "only a build of the whole project can stand for any build"
+    with _BUILDS_LOCK:
+        _BUILDS.setdefault((world.raw_path, built.as_of, None), built)
 
 
 def build_now(world: DbtWorld) -> Built:
     """The project built (a fresh file: the same as a full refresh) as of the world's clock, once per process."""
-    key = (world.world.config.customers, world.world.config.seed)
-    with _LOCK:
-        if key not in _BUILT_NOW:
-            root = world.raw_path.parent / "now"
-            path = world.copy(root / "warehouse.duckdb")
-            result = build(world.now, duckdb_path=path, state_dir=root / "dbt", quiet=True)
-            _BUILT_NOW[key] = Built(path=path, state_dir=root / "dbt", as_of=world.now, result=result)
-        return _BUILT_NOW[key]
+    return build_as_of(world, world.now)
 
 
 @pytest.fixture(scope="session")
 def dbt_world() -> DbtWorld:
     return dbt_world_for()
+
+
+@pytest.fixture(scope="session")
+def one_extract_world() -> DbtWorld:
+    return one_extract_world_for()
 
 
 @pytest.fixture(scope="session")

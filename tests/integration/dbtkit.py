@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import psycopg2
 from psycopg2 import sql
 
-from simulator.world import CONSENT_NAMES
+from simulator.world import CONSENT_NAMES, DAY
 from tailor.warehouse import Warehouse
 from tests.postgres import checked_identifier, pg_settings, recreate_database
 
@@ -39,6 +40,9 @@ _PG_TYPES = {
 # The control tables' keys, as in tailor.warehouse.
 _PRIMARY_KEYS = {"_batches": ("batch_id", "checksum"), "_watermarks": ("source", "entity")}
 _NULL = r"\N"
+# dbt_project.yml's vars
+CHURN_HORIZON_DAYS = 90
+RFM_WINDOW_DAYS = 365
 
 
 def copy_raw_to_postgres(duckdb_path: Path, dbname: str) -> dict[str, int]:
@@ -192,27 +196,124 @@ def persons_known_at(world, t: int) -> set[int]:
     return {int(p) for p in known}
 
 
-def order_truth(world, t: int) -> dict[str, tuple[int, bool, Decimal]]:
-    """Order GID -> (person, cancelled at t, net revenue at t: total - refunds by t, 0 when cancelled)."""
+@dataclass(frozen=True)
+class OrderTruth:
+    """An order as the world has it at t, in marts.orders' terms (money in the shop's currency, to the cent): Shopify's
+    net sales are gross sales (the lines' subtotal) - discounts - returns (the refunded lines' subtotal after their
+    discount, of the refunds made by t), no shipping, no tax; 0 when the order was cancelled by t."""
+
+    person: int
+    ordered_at: int  # epoch seconds
+    is_cancelled: bool
+    gross_sales_amount: Decimal
+    discounts_amount: Decimal
+    returns_amount: Decimal
+    net_sales_amount: Decimal
+    shipping_amount: Decimal
+    tax_amount: Decimal
+    total_amount: Decimal  # as placed, shipping and tax included
+    refunded_amount: Decimal  # money refunded by t (the simulator refunds a line's net: no tax, no shipping)
+    current_total_amount: Decimal  # 0 when cancelled, else total - refunded
+
+
+# marts.orders' columns that OrderTruth holds (same names), compared order by order
+ORDER_FIGURES = ("ordered_at", "is_cancelled", "gross_sales_amount", "discounts_amount", "returns_amount",
+                 "net_sales_amount", "shipping_amount", "tax_amount", "total_amount", "refunded_amount",
+                 "current_total_amount")
+
+
+def _money(cents: int) -> Decimal:
+    return Decimal(int(cents)) / 100
+
+
+def order_truth(world, t: int) -> dict[str, OrderTruth]:
+    """Order GID -> the order at t, for every order placed (created) by t."""
     orders = world.orders
     truth = {}
     for o in np.flatnonzero(orders.created_at <= t):
         cancelled = bool(orders.cancelled_at[o] <= t)
         refunded = int(orders.refunded_cents[o]) if orders.refund_at[o] <= t else 0
-        net = 0 if cancelled else int(orders.total_cents[o]) - refunded
-        truth[world.record_id("orders", int(o))] = (int(orders.person[o]), cancelled, Decimal(net) / 100)
+        subtotal, discount, total = int(orders.subtotal_cents[o]), int(orders.discount_cents[o]), int(orders.total_cents[o])
+        truth[world.record_id("orders", int(o))] = OrderTruth(
+            person=int(orders.person[o]), ordered_at=int(orders.created_at[o]), is_cancelled=cancelled,
+            gross_sales_amount=_money(subtotal), discounts_amount=_money(discount), returns_amount=_money(refunded),
+            net_sales_amount=_money(0 if cancelled else subtotal - discount - refunded),
+            shipping_amount=_money(orders.shipping_cents[o]), tax_amount=_money(orders.tax_cents[o]),
+            total_amount=_money(total), refunded_amount=_money(refunded),
+            current_total_amount=_money(0 if cancelled else total - refunded))
     return truth
 
 
 def person_orders_truth(world, t: int) -> dict[int, tuple[int, Decimal]]:
-    """Person -> (orders placed by t and not cancelled by t, their net revenue at t)."""
+    """Person -> (orders placed by t and not cancelled by t, their net sales at t)."""
     totals: dict[int, tuple[int, Decimal]] = {}
-    for person, cancelled, net in order_truth(world, t).values():
-        if cancelled:
+    for order in order_truth(world, t).values():
+        if order.is_cancelled:
             continue
-        count, revenue = totals.get(person, (0, Decimal("0.00")))
-        totals[person] = (count + 1, revenue + net)
+        count, net_sales = totals.get(order.person, (0, Decimal("0.00")))
+        totals[order.person] = (count + 1, net_sales + order.net_sales_amount)
     return totals
+
+
+@dataclass(frozen=True)
+class CustomerOrdersTruth:
+    """A customer's non-cancelled orders at t, in marts.customers' terms."""
+
+    order_count: int
+    last_order_at: int | None  # epoch seconds
+    net_sales_amount: Decimal
+
+
+@dataclass(frozen=True)
+class RfmTruth:
+    """A customer's non-cancelled orders in the RFM window (t - window, t], in marts.customer_rfm's terms."""
+
+    last_order_at: int
+    recency_days: int  # whole days of 24 hours from last_order_at to t, rounded down (tailor.whole_days_between)
+    frequency: int
+    monetary_amount: Decimal  # their net sales at t
+
+
+def customer_orders_truth(orders: dict[str, OrderTruth], customer_of_order: dict[str, str]) -> dict[str, CustomerOrdersTruth]:
+    """customer_id -> their orders' truth, the orders grouped by `customer_of_order` (the customer_id each order is
+    attributed to); only customers with a non-cancelled order."""
+    truth: dict[str, CustomerOrdersTruth] = {}
+    for order_id, order in orders.items():
+        if order.is_cancelled:
+            continue
+        customer_id = customer_of_order[order_id]
+        before = truth.get(customer_id, CustomerOrdersTruth(0, None, Decimal("0.00")))
+        truth[customer_id] = CustomerOrdersTruth(
+            order_count=before.order_count + 1,
+            last_order_at=max(before.last_order_at or order.ordered_at, order.ordered_at),
+            net_sales_amount=before.net_sales_amount + order.net_sales_amount)
+    return truth
+
+
+def rfm_truth(orders: dict[str, OrderTruth], customer_of_order: dict[str, str], t: int,
+              window_days: int = RFM_WINDOW_DAYS) -> dict[str, RfmTruth]:
+    """customer_id -> recency, frequency and monetary value at t of their non-cancelled orders placed in
+    (t - window_days, t] (the orders grouped as in customer_orders_truth); only customers with such an order."""
+    window_start = t - window_days * DAY
+    in_window = {order_id: order for order_id, order in orders.items() if window_start < order.ordered_at <= t}
+    return {customer_id: RfmTruth(last_order_at=summary.last_order_at, recency_days=(t - summary.last_order_at) // DAY,
+                                  frequency=summary.order_count, monetary_amount=summary.net_sales_amount)
+            for customer_id, summary in customer_orders_truth(in_window, customer_of_order).items()}
+
+
+def churn_truth(world, t: int, horizon_days: int = CHURN_HORIZON_DAYS) -> dict[int, bool]:
+    """Person -> churned at t, for every person with an order placed by t and not cancelled by t (churn_labels'
+    population): churned when they placed no order in (t, t + horizon] that was not cancelled by t + horizon."""
+    orders, end = world.orders, t + horizon_days * DAY
+    population: set[int] = set()
+    came_back: set[int] = set()
+    for o in range(orders.n):
+        person, created, cancelled = int(orders.person[o]), int(orders.created_at[o]), int(orders.cancelled_at[o])
+        if created <= t < cancelled:
+            population.add(person)
+        if t < created <= end < cancelled:
+            came_back.add(person)
+    return {person: person not in came_back for person in population}
 
 
 def versions_truth(world, entity: str, t: int) -> set[tuple[str, int]]:
@@ -257,30 +358,71 @@ def assert_staging_holds_latest_versions(con, world, t: int) -> None:
                                 f"{sorted(built - truth)[:3]}; {len(truth - built)} missing, e.g. {sorted(truth - built)[:3]}")
 
 
-def assert_orders_match_world(con, world, t: int) -> None:
-    """Orders (net of refunds, 0 when cancelled) and, per person, order count and net revenue, to the cent."""
+def assert_order_rows_match_world(con, world, t: int) -> dict[str, OrderTruth]:
+    """marts.orders holds exactly the orders placed by t, each with ORDER_FIGURES as the world has them at t (money
+    to the cent). Returns the world's orders at t."""
     truth = order_truth(world, t)
-    built = {order_id: (bool(cancelled), net) for order_id, cancelled, net in con.execute(
-        "select order_id, is_cancelled, net_revenue_amount from marts.orders").fetchall()}
-    assert set(built) == set(truth), (f"marts.orders: {len(set(built) - set(truth))} orders not in the world at t, "
-                                      f"{len(set(truth) - set(built))} of the world's missing")
-    wrong = [(order_id, built[order_id], truth[order_id][1:]) for order_id in truth
-             if built[order_id] != truth[order_id][1:]]
-    assert not wrong, f"{len(wrong)} orders differ (built, world): {wrong[:5]}"
+    columns = ", ".join(f"cast(epoch({name}) as bigint)" if name == "ordered_at" else name for name in ORDER_FIGURES)
+    rows = con.execute(f"select order_id, {columns} from marts.orders").fetchall()
+    built = {order_id: tuple(figures) for order_id, *figures in rows}
+    assert len(built) == len(rows), f"marts.orders: {len(rows)} rows, {len(built)} distinct order_id"
+    missing, extra = sorted(set(truth) - set(built)), sorted(set(built) - set(truth))
+    assert not missing and not extra, (f"marts.orders: {len(extra)} orders not placed by t, e.g. {extra[:3]}; "
+                                       f"{len(missing)} of the world's missing, e.g. {missing[:3]}")
+    wrong = []
+    for order_id, order in truth.items():
+        expected = tuple(getattr(order, name) for name in ORDER_FIGURES)
+        if built[order_id] != expected:
+            differing = {name: (got, want) for name, got, want in zip(ORDER_FIGURES, built[order_id], expected,
+                                                                      strict=True) if got != want}
+            wrong.append((order_id, differing))
+    assert not wrong, f"{len(wrong)} orders differ from the world at t ({{column: (built, world)}}): {wrong[:5]}"
+    return truth
 
+
+def assert_orders_match_world(con, world, t: int) -> None:
+    """Orders (net sales: after discounts and returns, 0 when cancelled) and, per person, order count and net sales,
+    to the cent."""
+    assert_order_rows_match_world(con, world, t)
     people = customer_of_person(con, world)
     per_person = person_orders_truth(world, t)
-    rows = {customer_id: (count or 0, revenue if revenue is not None else Decimal("0.00")) for customer_id, count, revenue
-            in con.execute("select customer_id, order_count, net_revenue_amount from marts.customers").fetchall()}
+    rows = {customer_id: (count or 0, net_sales if net_sales is not None else Decimal("0.00"))
+            for customer_id, count, net_sales
+            in con.execute("select customer_id, order_count, net_sales_amount from marts.customers").fetchall()}
     wrong = []
     for person, customer_ids in people.items():
         (customer_id,) = customer_ids
         expected = per_person.get(person, (0, Decimal("0.00")))
         if rows[customer_id] != expected:
             wrong.append((person, customer_id, rows[customer_id], expected))
-    assert not wrong, f"{len(wrong)} customers' (order_count, net_revenue_amount) differ from the world: {wrong[:5]}"
+    assert not wrong, f"{len(wrong)} customers' (order_count, net_sales_amount) differ from the world: {wrong[:5]}"
     built_total, true_total = sum(count for count, _ in rows.values()), sum(count for count, _ in per_person.values())
     assert built_total == true_total, f"customers' order_count adds up to {built_total}, the world's to {true_total}"
+
+
+def assert_churn_labels_match_world(con, world, as_of: datetime, horizon_days: int = CHURN_HORIZON_DAYS) -> int:
+    """marts.churn_labels as of `as_of`: one label per person of the population (churn_truth), is_churned as the
+    world's orders in (as_of, as_of + horizon] say, both classes present. Returns how many labels."""
+    truth = churn_truth(world, int(as_of.timestamp()), horizon_days)
+    people = customer_of_person(con, world)
+    person_of = {next(iter(ids)): person for person, ids in people.items()}
+    labels = {customer_id: (bool(churned), labelled_as_of, horizon) for customer_id, churned, labelled_as_of, horizon
+              in con.execute("select customer_id, is_churned, as_of_at, churn_horizon_days "
+                             "from marts.churn_labels").fetchall()}
+    assert labels, f"no churn label as of {as_of.isoformat()}"
+    assert {labelled_as_of for _, labelled_as_of, _ in labels.values()} == {as_of}
+    assert {horizon for _, _, horizon in labels.values()} == {horizon_days}
+    labelled = {person_of[customer_id] for customer_id in labels}
+    assert labelled == set(truth), (f"{len(labelled - set(truth))} labelled persons not in the population, e.g. "
+                                    f"{sorted(labelled - set(truth))[:5]}; {len(set(truth) - labelled)} unlabelled, "
+                                    f"e.g. {sorted(set(truth) - labelled)[:5]}")
+    wrong = [(person_of[customer_id], churned) for customer_id, (churned, _, _) in labels.items()
+             if churned != truth[person_of[customer_id]]]
+    assert not wrong, (f"{len(wrong)} labels (person, is_churned) differ from the world's orders in "
+                       f"(T, T + {horizon_days} days]: {wrong[:5]}")
+    churned = sum(churned for churned, _, _ in labels.values())
+    assert 0 < churned < len(labels), "both classes occur"
+    return len(labels)
 
 
 def assert_consent_matches_world(con, world, t: int) -> int:

@@ -9,11 +9,16 @@ One warehouse file goes through the life an hourly/daily Tailor has:
   3. a backfill: an incremental build as of T1 again (raw now holds versions after T1)
   4. a --full-refresh as of T1 -> its incremental models equal the backfill's, and its incremental marts the first
      build's (the base tables hold every raw version loaded, whatever as_of is: step 1's held fewer)
-The as-of checks then read the file after step 4 (a full refresh as of T1 over all the history).
+The as-of checks then read the file after step 4 (a full refresh as of T1 over all the history); it is also
+dbt_fixtures.build_as_of(dbt_world, T1) for the other modules (test_dbt_point_in_time), which then need not build it.
+
+And a reproduction (known_at): a run as of C - 31 days made when only T1's loads had committed, reproduced later on a
+copy of the warehouse built as of T2 over all the history, gives the marts that run made then.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,11 +31,11 @@ from tests.integration import dbt_fixtures
 from tests.integration.dbt_fixtures import Built, DbtWorld
 from tests.integration.dbtkit import (
     as_of_models,
+    assert_churn_labels_match_world,
     assert_consent_matches_world,
     assert_one_customer_per_person,
     assert_orders_match_world,
     assert_staging_holds_latest_versions,
-    customer_of_person,
     differences,
     incremental_models,
     incremental_snapshot,
@@ -41,7 +46,8 @@ from tests.integration.dbtkit import (
 dbt_world = dbt_fixtures.dbt_world
 built_now = dbt_fixtures.built_now
 
-HORIZON_DAYS = 90  # dbt_project.yml's churn_horizon_days
+T1_DAYS = 120  # T1: the earlier extract-and-load run this many days before the world's clock (EARLIER_RUNS_DAYS)
+KNOWN_AT_AS_OF_DAYS = 31  # a later run's as-of, reproduced with only T1's loads known
 
 # Columns that look past as_of by design (the churn label's future, and what tells whether it is observable yet).
 FUTURE_BY_DESIGN = {
@@ -68,7 +74,7 @@ def as_of_runs(dbt_world: DbtWorld, built_now: Built, tmp_path_factory: pytest.T
     root = tmp_path_factory.mktemp("as_of")
     state = root / "dbt"
     t2 = dbt_world.now
-    (t1,) = dbt_world.earlier_runs  # raw.* holds every record's version of then
+    t1 = dbt_world.earlier_run(T1_DAYS)  # raw.* holds every record's version of then
     path = dbt_world.copy(root / "warehouse.duckdb")
     warehouse = Warehouse(path, lock_timeout=60)
     with warehouse.writer() as con:  # 1. the warehouse as the loads up to T1 left it
@@ -97,9 +103,11 @@ def as_of_runs(dbt_world: DbtWorld, built_now: Built, tmp_path_factory: pytest.T
     build(t1, duckdb_path=path, state_dir=state, quiet=True)  # 3. a backfill
     with warehouse.reader() as con:
         backfill = incremental_snapshot(con, models, t1)
-    build(t1, duckdb_path=path, state_dir=state, full_refresh=True, quiet=True)  # 4.
+    result = build(t1, duckdb_path=path, state_dir=state, full_refresh=True, quiet=True)  # 4.
     with warehouse.reader() as con:
         full = incremental_snapshot(con, models, t1)
+    # raw.* is the world's again and the file is built no more: the same as a fresh build as of T1, for other modules
+    dbt_fixtures.share_build(dbt_world, Built(path=path, state_dir=state, as_of=t1, result=result))
     # step 1 read less of raw.* than step 4: the base tables (every version loaded) differ by design, the rest must not
     return AsOfRuns(path=path, t1=t1, t2=t2, incremental=models, forward=differences(fresh, forward),
                     backfill=differences(full, backfill), first=differences(as_of_models(full), as_of_models(first)))
@@ -127,6 +135,52 @@ def test_a_backfill_to_an_earlier_as_of_equals_a_full_refresh(as_of_runs: AsOfRu
 def test_versions_loaded_after_as_of_change_nothing(as_of_runs: AsOfRuns):
     # built as of T1 from raw holding only what existed by T1, or from raw holding two more years: the same marts
     assert not as_of_runs.first, "\n".join(as_of_runs.first)
+
+
+def test_known_at_reproduces_a_past_run_as_it_was(dbt_world: DbtWorld, built_now: Built, tmp_path: Path):
+    # A run as of T made when only T1's loads had committed (known_at), reproduced after three more runs' loads
+    # (versions up to the clock) and after a build as of the clock: the same marts as that run made then.
+    t1, t = dbt_world.earlier_run(T1_DAYS), dbt_world.earlier_run(KNOWN_AT_AS_OF_DAYS)
+    with Warehouse(dbt_world.raw_path).reader() as con:
+        (known_at,) = con.execute("select max(loaded_at) from raw._batches where window_end <= ?",
+                                  [t1 + timedelta(seconds=1)]).fetchone()
+
+    then = dbt_world.copy(tmp_path / "then" / "warehouse.duckdb")
+    with Warehouse(then).writer() as con:  # the warehouse as it was at known_at: later loads never happened
+        for table in raw_tables(con):
+            con.execute(f"delete from raw.{table} as r using raw._batches as b where r.batch_id = b.batch_id "
+                        "and r.extracted_at = b.extracted_at and b.loaded_at > ?", [known_at])
+        con.execute("delete from raw._batches where loaded_at > ?", [known_at])
+        con.execute("update raw._watermarks as w set watermark = (select max(b.window_end) from raw._batches as b "
+                    "where b.source = w.source and b.entity = w.entity)")
+    build(t, duckdb_path=then, state_dir=tmp_path / "then" / "dbt", quiet=True, select="+marts",
+          exclude=dbt_fixtures.NO_TESTS)
+
+    now = tmp_path / "now" / "warehouse.duckdb"
+    now.parent.mkdir()
+    shutil.copyfile(built_now.path, now)  # as of the clock over all the history: incremental marts hold later rows
+    build(t, known_at=known_at, duckdb_path=now, state_dir=tmp_path / "now" / "dbt", quiet=True, select="+marts",
+          exclude=dbt_fixtures.NO_TESTS)
+
+    with Warehouse(then).reader() as con:
+        expected = mart_tables(con, t)
+    with Warehouse(now).reader() as con:
+        reproduced = mart_tables(con, t)
+    # the later loads would have changed the marts (orders placed between T1 and T, for one)
+    everything = dbt_fixtures.build_as_of(dbt_world, t, select="+orders")
+    with Warehouse(everything.path).reader() as con:
+        (orders_by_t,) = con.execute("select count(*) from marts.orders").fetchone()
+    assert 0 < len(expected["orders"]) < orders_by_t
+    problems = differences(expected, reproduced)
+    assert not problems, "\n".join(problems)
+
+
+def mart_tables(con, as_of: datetime) -> dict[str, list[tuple]]:
+    """Every table in schema marts (customer_features: as_of's date only)."""
+    tables = [name for (name,) in con.execute("select table_name from information_schema.tables "
+                                              "where table_schema = 'marts' order by 1").fetchall()]
+    assert {"orders", "customers", "churn_labels", "order_lines", "email_events"} <= set(tables)
+    return incremental_snapshot(con, tables, as_of)
 
 
 def test_no_timestamp_anywhere_is_after_as_of(as_of_runs: AsOfRuns):
@@ -163,27 +217,5 @@ def test_the_past_state_is_the_worlds_state_at_as_of(dbt_world: DbtWorld, as_of_
 
 
 def test_churn_labels_are_the_orders_in_the_horizon(dbt_world: DbtWorld, as_of_runs: AsOfRuns):
-    world = dbt_world.world
-    t, end = int(as_of_runs.t1.timestamp()), int((as_of_runs.t1 + timedelta(days=HORIZON_DAYS)).timestamp())
-    orders = world.orders
-    population: set[int] = set()
-    came_back: set[int] = set()
-    for o in range(orders.n):
-        person, created, cancelled = int(orders.person[o]), int(orders.created_at[o]), int(orders.cancelled_at[o])
-        if created <= t < cancelled:
-            population.add(person)
-        if t < created <= end < cancelled:
-            came_back.add(person)
     with Warehouse(as_of_runs.path).reader() as con:
-        people = customer_of_person(con, world)
-        labels = {customer_id: (bool(churned), as_of, horizon) for customer_id, churned, as_of, horizon in con.execute(
-            "select customer_id, is_churned, as_of_at, churn_horizon_days from marts.churn_labels").fetchall()}
-    person_of = {next(iter(ids)): person for person, ids in people.items()}
-    assert {as_of for _, as_of, _ in labels.values()} == {as_of_runs.t1}
-    assert {horizon for _, _, horizon in labels.values()} == {HORIZON_DAYS}
-    assert {person_of[customer_id] for customer_id in labels} == population
-    wrong = [(person_of[customer_id], churned) for customer_id, (churned, _, _) in labels.items()
-             if churned != (person_of[customer_id] not in came_back)]
-    assert not wrong, f"{len(wrong)} labels differ from the world's orders in (T, T + {HORIZON_DAYS} days]: {wrong[:5]}"
-    churned = sum(churned for churned, _, _ in labels.values())
-    assert 0 < churned < len(labels)  # both classes occur
+        assert_churn_labels_match_world(con, dbt_world.world, as_of_runs.t1)

@@ -14,7 +14,7 @@ import pytest
 
 from simulator.world import parse_time
 from tailor.transform import BuildFailed, build
-from tailor.warehouse import Warehouse
+from tailor.warehouse import Warehouse, ensure_control_tables
 from tests.integration import dbt_fixtures
 from tests.integration.dbt_fixtures import Built, DbtWorld
 from tests.integration.dbtkit import (
@@ -53,7 +53,7 @@ def test_every_person_is_exactly_one_customer(dbt_world: DbtWorld, built_now: Bu
         assert_one_customer_per_person(con, dbt_world.world, dbt_world.world.now)
 
 
-def test_orders_and_net_revenue_per_customer_match_the_world_to_the_cent(dbt_world: DbtWorld, built_now: Built):
+def test_orders_and_net_sales_per_customer_match_the_world_to_the_cent(dbt_world: DbtWorld, built_now: Built):
     with Warehouse(built_now.path).reader() as con:
         assert_orders_match_world(con, dbt_world.world, dbt_world.world.now)
 
@@ -72,7 +72,7 @@ def test_staging_holds_each_live_record_in_its_latest_version(dbt_world: DbtWorl
 def test_a_failing_build_names_the_failed_nodes(tmp_path: Path):
     empty = tmp_path / "warehouse.duckdb"
     with Warehouse(empty).writer() as con:
-        con.execute("create schema raw")  # no raw tables: every model reading raw.* (the base layer) fails
+        ensure_control_tables(con)  # no record tables: every model reading raw.* (the base layer) fails
     with pytest.raises(BuildFailed) as caught:
         build("2026-11-01T00:00:00Z", select="base_shopify__order_versions base_hubspot__contact_versions",
               duckdb_path=empty, state_dir=tmp_path / "dbt", quiet=True)
@@ -132,9 +132,10 @@ def _pg_rows(dbname: str, sql: str) -> list[tuple]:
 
 
 KEY_FIGURES = {
-    "customers": "select customer_id, order_count, net_revenue_amount, email_consent_state, is_email_marketable, "
+    "customers": "select customer_id, order_count, net_sales_amount, email_consent_state, is_email_marketable, "
                  "first_order_at, last_order_at from marts.customers",
-    "orders": "select order_id, customer_id, is_cancelled, net_revenue_amount, refunded_amount from marts.orders",
+    "orders": "select order_id, customer_id, is_cancelled, net_sales_amount, returns_amount, refunded_amount, "
+              "current_total_amount from marts.orders",
     "order_lines": "select order_line_id, customer_id, net_quantity, net_line_amount from marts.order_lines",
     "customer_rfm": "select customer_id, recency_days, frequency, monetary_amount, r_score, f_score, m_score, "
                     "rfm_segment from marts.customer_rfm",

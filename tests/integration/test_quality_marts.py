@@ -63,9 +63,9 @@ def test_a_built_world_passes_and_its_results_are_kept(marts: Warehouse, built_n
     ("update marts.customers set email = 'not-an-email' where customer_id in (select customer_id from "
      "marts.customers where email is not null order by 1 limit 1)",
      "expect_column_values_to_match_regex on marts.customers column email"),
-    ("update marts.orders set gross_amount = -12.50 where order_id in (select order_id from marts.orders "
+    ("update marts.orders set total_amount = -12.50 where order_id in (select order_id from marts.orders "
      "order by 1 limit 1)",
-     "expect_column_values_to_be_between on marts.orders column gross_amount"),
+     "expect_column_values_to_be_between on marts.orders column total_amount"),
     ("update marts.customer_rfm set r_score = 6 where customer_id in (select customer_id from marts.customer_rfm "
      "order by 1 limit 1)",
      "expect_column_values_to_be_between on marts.customer_rfm column r_score"),

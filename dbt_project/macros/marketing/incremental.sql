@@ -17,15 +17,24 @@
 
 {#- Pre-hooks of the incremental email_events. Before new rows go in, they make the rows already there what a full
     refresh as of this run's as_of would hold, without reading staging (cheap: no JSON is parsed):
-      1. delete the events after as_of (a backwards run: a backfill for an earlier date);
+      1. delete the events after as_of (a backwards run: a backfill for an earlier date) and, with known_at, those
+         loaded after it (a reproduction of a past run after later ones);
       2. set customer_id to the profile's current customer in the identity crosswalk, null when the profile does
          not exist as of as_of (merged, re-keyed, deleted or not yet created profiles).
     Returns one statement per step; empty (no hook) on a full build. -#}
 {% macro email_events_prune(step) -%}
     {%- if is_incremental() -%}
         {%- if step == 1 -%}
+            {%- set known = tailor.known_at() -%}
             delete from {{ this }}
             where occurred_at > {{ tailor.as_of() }} or updated_at > {{ tailor.as_of() }}
+            {%- if known is not none %}
+                or not exists (
+                    select 1
+                    from {{ ref('base_klaviyo__events') }} as loaded
+                    where loaded.event_id = {{ this }}.event_id and {{ tailor.loaded_by_known_at('loaded') }}
+                )
+            {%- endif %}
         {%- elif step == 2 -%}
             update {{ this }} as existing
             set customer_id = (

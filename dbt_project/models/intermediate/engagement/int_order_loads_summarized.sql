@@ -1,24 +1,41 @@
-{#- One row: how far the loaded Shopify order history reaches, for churn_labels' observability gate. Like
-    int_orders_in_churn_horizon (which reads every parsed order version) it reads past as_of on purpose: the versions
-    of raw.shopify_orders, whatever as_of is (only churn_labels uses it).
-    data_complete_through_at is the latest order version loaded: every order change up to then is in raw, so a label
-    window (T, T + horizon] ending at or before it is fully observed. -#}
+{#- One row: how far the loaded Shopify order history reaches, for churn_labels' observability gate. It reads past
+    as_of on purpose (only churn_labels uses it).
+    data_complete_through_at is the Shopify orders load watermark: every order change before it is in raw.* (the
+    extract windows run from the previous watermark on, and the watermark moves only after a load commits), so a
+    label window (T, T + horizon] ending at or before it is fully observed, whatever the latest order version is
+    (a shop with no order on the window's last day still has a complete window). With known_at, the watermark as it
+    stood then: the end of the latest window loaded by known_at (raw._batches; the watermark is that maximum). -#}
+
+{%- set known = tailor.known_at() -%}
 
 with
 
-raw_orders as (
+{% if known is none %}
 
-    select updated_at
-    from {{ source('shopify', 'orders') }}
+watermarks as (
+
+    select watermark
+    from {{ source('loads', 'watermarks') }}
+    where source = 'shopify' and entity = 'orders'
 
 ),
 
+{% else %}
+
+watermarks as (
+
+    select window_end as watermark
+    from {{ source('loads', 'batches') }}
+    where source = 'shopify' and entity = 'orders' and loaded_at <= {{ known }}
+
+),
+
+{% endif %}
+
 final as (
 
-    select
-        max(updated_at) as data_complete_through_at,
-        count(*) as order_versions_loaded
-    from raw_orders
+    select max(watermark) as data_complete_through_at
+    from watermarks
 
 )
 

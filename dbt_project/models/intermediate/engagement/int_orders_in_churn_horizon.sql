@@ -5,65 +5,20 @@
     churn_labels refs this model (a singular test checks).
 
     One row per order placed in (T, T + horizon] that was not cancelled by T + horizon (not a test order), with the
-    customer_id it belongs to in the identity crosswalk as of T. The order's state is its latest version at or before
-    T + horizon; an order with no such version (history loaded as a later snapshot only) uses its earliest version,
-    and whether it was cancelled by T + horizon is read from its cancelledAt time either way. An order whose picked
-    version is a deletion is left out. Whether T + horizon is observable at all is int_order_loads_summarized's job. -#}
+    customer_id it belongs to in the identity crosswalk as of T. The order's state at T + horizon follows the same
+    two-time rule as staging (tailor.as_of_versions at T + horizon: its latest version by then, else its earliest
+    later one, whose cancelledAt tells whether it was cancelled by then); known_at and the quarantine apply as in
+    staging. Whether T + horizon is observable at all is int_order_loads_summarized's job. -#}
 
 {%- set horizon_end = tailor.add_days(tailor.as_of(), var('churn_horizon_days')) -%}
 
 with
 
-order_versions as (
-
-    select
-        order_id,
-        updated_at,
-        is_deleted,
-        shopify_customer_id,
-        email_normalized,
-        processed_at,
-        cancelled_at,
-        is_test
-    from {{ ref('base_shopify__order_versions') }}
-
-),
-
-ranked as (
-
-    select
-        order_id,
-        updated_at,
-        is_deleted,
-        shopify_customer_id,
-        email_normalized,
-        processed_at,
-        cancelled_at,
-        is_test,
-        row_number() over (
-            partition by order_id
-            order by
-                case when updated_at <= {{ horizon_end }} then 0 else 1 end asc,
-                case when updated_at <= {{ horizon_end }} then {{ tailor.epoch_seconds('updated_at') }} end desc,
-                updated_at asc
-        ) as version_rank
-    from order_versions
-
-),
-
 picked as (
 
-    select
-        order_id,
-        shopify_customer_id,
-        email_normalized,
-        -- processedAt, createdAt when absent (as in staging)
-        processed_at as ordered_at,
-        cancelled_at,
-        is_test
-    from ranked
-    where version_rank = 1
-        and not is_deleted
+    {{ tailor.as_of_versions(
+        ref('base_shopify__order_versions'), 'order_id', 'raw.shopify_orders', 'processed_at', at=horizon_end
+    ) }}
 
 ),
 
@@ -73,10 +28,11 @@ in_horizon as (
         order_id,
         shopify_customer_id,
         email_normalized,
-        ordered_at
+        -- processedAt, createdAt when absent (as in staging)
+        processed_at as ordered_at
     from picked
-    where ordered_at > {{ tailor.as_of() }}
-        and ordered_at <= {{ horizon_end }}
+    where processed_at > {{ tailor.as_of() }}
+        and processed_at <= {{ horizon_end }}
         and not is_test
         and (cancelled_at is null or cancelled_at > {{ horizon_end }})
 

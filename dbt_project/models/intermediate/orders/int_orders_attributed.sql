@@ -1,6 +1,8 @@
--- Shopify orders as of as_of with the unified customer they belong to and their net revenue.
--- Grain: one row per non-test order. An order belongs to the customer of its live Shopify account; an order
--- without one (guest checkout, or its account deleted by as_of) belongs to the customer of its normalized email.
+-- Shopify orders as of as_of with the unified customer they belong to, their refunds by as_of and their net sales.
+-- Grain: one row per non-test order. Net sales as Shopify reports them: gross sales - discounts - returns (the
+-- refunded line items' value), without shipping and taxes; 0 for an order cancelled by as_of (DECISIONLOG.md).
+-- An order belongs to the customer of its live Shopify account; an order without one (guest checkout, or its
+-- account deleted by as_of) belongs to the customer of its normalized email.
 with
 
 orders as (
@@ -22,6 +24,7 @@ orders as (
         tax_amount,
         total_amount,
         refunded_amount,
+        returns_amount,
         updated_at
     from {{ ref('stg_shopify__orders') }}
 ),
@@ -48,16 +51,22 @@ attributed as (
         orders.financial_status,
         orders.fulfillment_status,
         orders.currency_code,
-        orders.subtotal_amount,
+        cast(orders.subtotal_amount + coalesce(orders.discounts_amount, 0) as numeric(18, 2)) as gross_sales_amount,
         orders.discounts_amount,
+        orders.returns_amount,
+        case
+            when orders.is_cancelled then cast(0 as numeric(18, 2))
+            else cast(orders.subtotal_amount - orders.returns_amount as numeric(18, 2))
+        end as net_sales_amount,
+        orders.subtotal_amount,
         orders.shipping_amount,
         orders.tax_amount,
-        orders.total_amount as gross_amount,
+        orders.total_amount,
         orders.refunded_amount,
         case
             when orders.is_cancelled then cast(0 as numeric(18, 2))
             else cast(orders.total_amount - orders.refunded_amount as numeric(18, 2))
-        end as net_revenue_amount,
+        end as current_total_amount,
         orders.updated_at
     from orders
     left join crosswalk as account

@@ -71,7 +71,7 @@ orders as (
         customer_id,
         ordered_at,
         is_cancelled,
-        net_revenue_amount,
+        net_sales_amount,
         currency_code
     from {{ ref('orders') }}
 ),
@@ -163,7 +163,7 @@ order_summary as (
         min(orders.ordered_at) as first_order_at,
         max(orders.ordered_at) as last_order_at,
         count(*) as order_count,
-        cast(sum(orders.net_revenue_amount) as numeric(18, 2)) as net_revenue_amount,
+        cast(sum(orders.net_sales_amount) as numeric(18, 2)) as net_sales_amount,
         min(orders.currency_code) as currency_code
     from orders
     where not orders.is_cancelled and orders.customer_id is not null
@@ -216,7 +216,7 @@ joined as (
         order_summary.first_order_at,
         order_summary.last_order_at,
         coalesce(order_summary.order_count, 0) as order_count,
-        coalesce(order_summary.net_revenue_amount, cast(0 as numeric(18, 2))) as net_revenue_amount,
+        coalesce(order_summary.net_sales_amount, cast(0 as numeric(18, 2))) as net_sales_amount,
         coalesce(order_summary.currency_code, '{{ var("shop_currency") }}') as currency_code,
         case
             when all_orders.first_placed_at < created.record_created_at or created.record_created_at is null
@@ -288,7 +288,7 @@ final as (
         joined.first_order_at,
         joined.last_order_at,
         joined.order_count,
-        joined.net_revenue_amount,
+        joined.net_sales_amount,
         joined.currency_code,
         joined.customer_created_at,
         joined.hubspot_contact_id,

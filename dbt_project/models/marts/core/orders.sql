@@ -1,4 +1,4 @@
--- Orders as of as_of with their customer and net revenue. Grain: one row per Shopify order (test orders excluded).
+-- Orders as of as_of with their customer and net sales. Grain: one row per Shopify order (test orders excluded).
 with
 
 orders as (
@@ -13,10 +13,10 @@ final as (
         orders.ordered_at,
         orders.is_cancelled,
         orders.cancelled_at,
-        orders.gross_amount,
+        orders.gross_sales_amount,
         orders.discounts_amount,
-        orders.refunded_amount,
-        orders.net_revenue_amount,
+        orders.returns_amount,
+        orders.net_sales_amount,
         orders.currency_code,
         orders.is_guest,
         orders.financial_status,
@@ -26,6 +26,9 @@ final as (
         orders.subtotal_amount,
         orders.shipping_amount,
         orders.tax_amount,
+        orders.total_amount,
+        orders.refunded_amount,
+        orders.current_total_amount,
         orders.updated_at
     from orders
 )

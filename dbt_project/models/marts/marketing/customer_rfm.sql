@@ -9,7 +9,7 @@ orders as (
     select
         customer_id,
         ordered_at,
-        net_revenue_amount,
+        net_sales_amount,
         currency_code
     from {{ ref('orders') }}
     where not is_cancelled
@@ -44,7 +44,7 @@ customer_orders as (
         customer_id,
         max(ordered_at) as last_order_at,
         count(*) as frequency,
-        sum(net_revenue_amount) as monetary_amount,
+        sum(net_sales_amount) as monetary_amount,
         max(currency_code) as currency_code
     from orders
     group by customer_id

@@ -16,6 +16,7 @@
     does not hold yet (an anti-join on event_id over typed columns: staging reads the base table, no JSON is parsed),
     so an event loaded late, however far behind the others, is never missed. -#}
 
+-- depends_on: {{ ref('base_klaviyo__events') }}
 with
 
 events as (

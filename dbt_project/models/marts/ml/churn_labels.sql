@@ -1,7 +1,8 @@
 {#- Churn labels for the training as-of T = as_of and horizon h = churn_horizon_days: one row per customer with at
     least one non-cancelled order at or before T. is_churned = the customer placed no non-cancelled order in
-    (T, T + h]. The label is only known once T + h has passed, so rows exist only when T + h is at or before the
-    latest loaded order version (int_order_loads_summarized); otherwise the model is empty, on purpose.
+    (T, T + h]. The label is only known once every order change up to T + h is loaded, so rows exist only when T + h
+    is before the Shopify orders load watermark (int_order_loads_summarized; an exclusive window end); otherwise the
+    model is empty, on purpose.
 
     The only mart that looks past as_of: the future orders come from int_orders_in_churn_horizon, which reads raw
     orders up to T + h. customer_features never reads them. The population and last_order_at come from the as-of-T
@@ -92,7 +93,7 @@ final as (
         next_order_at,
         orders_in_horizon = 0 as is_churned
     from labelled
-    where label_observable_at <= data_complete_through_at
+    where label_observable_at < data_complete_through_at
 
 )
 

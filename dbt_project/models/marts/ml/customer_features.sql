@@ -32,10 +32,10 @@ orders as (
     select
         customer_id,
         ordered_at,
-        gross_amount,
+        gross_sales_amount,
         discounts_amount,
-        refunded_amount,
-        net_revenue_amount
+        returns_amount,
+        net_sales_amount
     from {{ ref('orders') }}
     where not is_cancelled
         and customer_id is not null
@@ -125,10 +125,10 @@ order_stats as (
     select
         customer_id,
         count(*) as order_count,
-        sum(net_revenue_amount) as net_revenue_amount,
-        sum(gross_amount) as gross_amount,
+        sum(net_sales_amount) as net_sales_amount,
+        sum(gross_sales_amount) as gross_sales_amount,
         sum(discounts_amount) as discounts_amount,
-        sum(refunded_amount) as refunded_amount,
+        sum(returns_amount) as returns_amount,
         min(ordered_at) as first_order_at,
         max(ordered_at) as last_order_at,
         {%- for days in [30, 90, 365] %}
@@ -136,7 +136,7 @@ order_stats as (
             case when ordered_at > {{ tailor.add_days(tailor.as_of(), -days) }} then 1 else 0 end
         ) as orders_{{ days }}d,
         sum(
-            case when ordered_at > {{ tailor.add_days(tailor.as_of(), -days) }} then net_revenue_amount else 0 end
+            case when ordered_at > {{ tailor.add_days(tailor.as_of(), -days) }} then net_sales_amount else 0 end
         ) as revenue_{{ days }}d,
         {%- endfor %}
         sum(
@@ -149,7 +149,7 @@ order_stats as (
         sum(
             case
                 when ordered_at > {{ tailor.add_days(tailor.as_of(), -180) }}
-                    and ordered_at <= {{ tailor.add_days(tailor.as_of(), -90) }} then net_revenue_amount
+                    and ordered_at <= {{ tailor.add_days(tailor.as_of(), -90) }} then net_sales_amount
                 else 0
             end
         ) as revenue_prior_90d
@@ -192,17 +192,17 @@ final as (
             'coalesce(customers.customer_created_at, order_stats.first_order_at)', tailor.as_of()
         ) }} as tenure_days,
         cast(coalesce(order_stats.order_count, 0) as integer) as order_count,
-        {{ tailor.to_money('coalesce(order_stats.net_revenue_amount, 0)') }} as net_revenue_amount,
-        {{ tailor.to_money(tailor.safe_divide('order_stats.net_revenue_amount', 'order_stats.order_count')) }}
+        {{ tailor.to_money('coalesce(order_stats.net_sales_amount, 0)') }} as net_sales_amount,
+        {{ tailor.to_money(tailor.safe_divide('order_stats.net_sales_amount', 'order_stats.order_count')) }}
             as avg_order_value_amount,
         cast(
-            {{ tailor.safe_divide('order_stats.discounts_amount', 'order_stats.gross_amount') }}
+            {{ tailor.safe_divide('order_stats.discounts_amount', 'order_stats.gross_sales_amount') }}
             as {{ tailor.type_double() }}
         ) as discount_rate,
         cast(
-            {{ tailor.safe_divide('order_stats.refunded_amount', 'order_stats.gross_amount') }}
+            {{ tailor.safe_divide('order_stats.returns_amount', 'order_stats.gross_sales_amount') }}
             as {{ tailor.type_double() }}
-        ) as refund_rate,
+        ) as return_rate,
         {{ tailor.whole_days_between('order_stats.first_order_at', tailor.as_of()) }} as days_since_first_order,
         {{ tailor.whole_days_between('order_stats.last_order_at', tailor.as_of()) }} as days_since_last_order,
         cast(intervals.inter_purchase_days_mean as {{ tailor.type_double() }}) as inter_purchase_days_mean,

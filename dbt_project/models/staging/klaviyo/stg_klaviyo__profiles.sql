@@ -1,10 +1,24 @@
--- One row per Klaviyo profile existing at as_of: its latest version at or before as_of (deleted ones dropped).
+-- One row per Klaviyo profile existing at as_of (created by then, not deleted by then): its state at as_of by the
+-- two-time rule (macros/as_of.sql). For a profile whose loaded versions are all later, the identity and contact
+-- attributes come from the earliest one and its email consent only when the consent last changed by as_of (else
+-- 'unknown', never marketable). DECISIONLOG.md, "The as-of rule".
 with
 
 versions as (
     {{ tailor.as_of_versions(
-        ref('base_klaviyo__profile_versions'), 'klaviyo_profile_id', 'raw.klaviyo_profiles'
+        ref('base_klaviyo__profile_versions'), 'klaviyo_profile_id', 'raw.klaviyo_profiles', 'created_at'
     ) }}
+),
+
+consent as (
+    select
+        versions.*,
+        not versions.is_after_as_of
+        or versions.email_consent_at <= {{ tailor.as_of() }}
+        -- no change recorded at all: the state a profile starts in held at as_of too
+        or (versions.email_consent_at is null and versions.email_consent = 'never_subscribed')
+            as is_consent_known_at_as_of
+    from versions
 ),
 
 final as (
@@ -22,14 +36,15 @@ final as (
         versions.zip,
         versions.timezone,
         versions.date_of_birth,
-        versions.email_consent,
-        versions.can_receive_email_marketing,
-        versions.email_consent_at,
+        case when versions.is_consent_known_at_as_of then versions.email_consent else 'unknown' end as email_consent,
+        versions.is_consent_known_at_as_of and versions.can_receive_email_marketing as can_receive_email_marketing,
+        {{ tailor.by_as_of('versions.email_consent_at') }} as email_consent_at,
         versions.created_at,
-        versions.updated_at,
+        versions.is_after_as_of as is_reduced_to_as_of,
+        {{ tailor.state_updated_at('versions') }} as updated_at,
         -- the API stamps last_event_date when read, which can be later than this version: never show the future
         case when versions.last_event_at <= {{ tailor.as_of() }} then versions.last_event_at end as last_event_at
-    from versions
+    from consent as versions
 )
 
 select * from final

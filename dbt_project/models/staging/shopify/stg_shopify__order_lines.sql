@@ -3,7 +3,7 @@ with
 
 order_versions as (
     {{ tailor.as_of_versions(
-        ref('base_shopify__order_versions'), 'order_id', 'raw.shopify_orders'
+        ref('base_shopify__order_versions'), 'order_id', 'raw.shopify_orders', 'processed_at'
     ) }}
 ),
 
@@ -44,7 +44,7 @@ final as (
         line_versions.discount_amount,
         line_versions.line_amount,
         line_versions.currency_code,
-        line_versions.order_updated_at
+        {{ tailor.state_updated_at('order_versions') }} as order_updated_at
     from line_versions
     inner join order_versions
         on line_versions.order_version_id = order_versions.order_version_id

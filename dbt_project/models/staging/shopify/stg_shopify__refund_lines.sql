@@ -3,7 +3,7 @@ with
 
 order_versions as (
     {{ tailor.as_of_versions(
-        ref('base_shopify__order_versions'), 'order_id', 'raw.shopify_orders'
+        ref('base_shopify__order_versions'), 'order_id', 'raw.shopify_orders', 'processed_at'
     ) }}
 ),
 
@@ -32,10 +32,11 @@ final as (
         refund_line_versions.quantity,
         refund_line_versions.subtotal_amount,
         refund_line_versions.tax_amount,
-        refund_line_versions.order_updated_at
+        {{ tailor.state_updated_at('order_versions') }} as order_updated_at
     from refund_line_versions
     inner join order_versions
         on refund_line_versions.order_version_id = order_versions.order_version_id
+    -- an order version later than as_of (reduced to it) lists refunds made after as_of too
     where refund_line_versions.refunded_at <= {{ tailor.as_of() }}
 )
 

@@ -29,7 +29,8 @@ parsed as (
             "coalesce(" ~ tailor.json_text('versions.payload', ['createdAt']) ~ ", "
             ~ tailor.json_text('versions.payload', ['properties', 'createdate']) ~ ")"
         ) }} as created_at,
-        versions.batch_id
+        versions.batch_id,
+        versions.extracted_at
     from versions
 ),
 
@@ -52,7 +53,8 @@ final as (
         parsed.lead_status,
         parsed.owner_id,
         parsed.created_at,
-        parsed.batch_id
+        parsed.batch_id,
+        parsed.extracted_at
     from parsed
 )
 

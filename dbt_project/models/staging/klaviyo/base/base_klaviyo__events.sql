@@ -27,6 +27,7 @@ extracted as (
         versions.updated_at,
         versions.is_deleted,
         versions.batch_id,
+        versions.extracted_at,
         {{ tailor.json_texts('versions.payload', payload_paths) }} as payload_texts
     from versions
 ),
@@ -37,6 +38,7 @@ payload_fields as (
         extracted.updated_at,
         extracted.is_deleted,
         extracted.batch_id,
+        extracted.extracted_at,
         {{ tailor.json_texts_columns('extracted.payload_texts', payload_paths) }}
     from extracted
 ),
@@ -61,7 +63,8 @@ parsed as (
         payload_fields.brand,
         {{ tailor.to_money('payload_fields.price_text') }} as price_amount,
         {{ tailor.to_money('payload_fields.value_text') }} as value_amount,
-        payload_fields.batch_id
+        payload_fields.batch_id,
+        payload_fields.extracted_at
     from payload_fields
 ),
 
@@ -84,7 +87,8 @@ final as (
         parsed.brand,
         parsed.price_amount,
         parsed.value_amount,
-        parsed.batch_id
+        parsed.batch_id,
+        parsed.extracted_at
     from parsed
 )
 

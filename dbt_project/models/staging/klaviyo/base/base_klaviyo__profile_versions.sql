@@ -50,7 +50,8 @@ parsed as (
         {{ tailor.to_timestamp_tz(tailor.json_text('versions.payload', ['attributes', 'created'])) }} as created_at,
         {{ tailor.to_timestamp_tz(tailor.json_text('versions.payload', ['attributes', 'last_event_date'])) }}
             as last_event_at,
-        versions.batch_id
+        versions.batch_id,
+        versions.extracted_at
     from versions
 ),
 
@@ -81,7 +82,8 @@ final as (
         parsed.email_consent_at,
         parsed.created_at,
         parsed.last_event_at,
-        parsed.batch_id
+        parsed.batch_id,
+        parsed.extracted_at
     from parsed
 )
 

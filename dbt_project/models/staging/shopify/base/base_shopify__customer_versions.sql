@@ -41,7 +41,8 @@ parsed as (
             tailor.json_text('versions.payload', ['emailMarketingConsent', 'consentUpdatedAt'])
         ) }} as email_consent_updated_at,
         {{ tailor.to_timestamp_tz(tailor.json_text('versions.payload', ['createdAt'])) }} as created_at,
-        versions.batch_id
+        versions.batch_id,
+        versions.extracted_at
     from versions
 ),
 
@@ -67,7 +68,8 @@ final as (
         parsed.email_marketing_state,
         parsed.email_consent_updated_at,
         parsed.created_at,
-        parsed.batch_id
+        parsed.batch_id,
+        parsed.extracted_at
     from parsed
 )
 

@@ -1,6 +1,6 @@
 -- One row per raw Shopify order version (deletions included), its payload parsed into typed columns once, with the
--- number of line items and refund line items it nests (the order line and refund line base tables parse a version's
--- items only when it has some). Incremental, append-only, independent of as_of (macros/base.sql).
+-- number of line items, refunds and refund line items it nests (the base tables of those parse a version's items only
+-- when it has some). Incremental, append-only, independent of as_of (macros/base.sql).
 {% set payload_paths = {
     'order_number': ['name'],
     'shopify_customer_id': ['customer', 'id'],
@@ -8,6 +8,7 @@
     'created_at_text': ['createdAt'],
     'processed_at_text': ['processedAt'],
     'cancelled_at_text': ['cancelledAt'],
+    'closed_at_text': ['closedAt'],
     'cancel_reason': ['cancelReason'],
     'is_test_text': ['test'],
     'financial_status': ['displayFinancialStatus'],
@@ -35,8 +36,10 @@ extracted as (
         versions.updated_at,
         versions.is_deleted,
         versions.batch_id,
+        versions.extracted_at,
         {{ tailor.json_texts('versions.payload', payload_paths) }} as payload_texts,
         {{ tailor.json_array_length('versions.payload', ['lineItems']) }} as line_count,
+        {{ tailor.json_array_length('versions.payload', ['refunds']) }} as refund_count,
         {{ tailor.json_nested_array_length('versions.payload', ['refunds'], ['refundLineItems']) }}
             as refund_line_count
     from versions
@@ -48,7 +51,9 @@ payload_fields as (
         extracted.updated_at,
         extracted.is_deleted,
         extracted.batch_id,
+        extracted.extracted_at,
         extracted.line_count,
+        extracted.refund_count,
         extracted.refund_line_count,
         {{ tailor.json_texts_columns('extracted.payload_texts', payload_paths) }}
     from extracted
@@ -68,6 +73,7 @@ parsed as (
             'coalesce(payload_fields.processed_at_text, payload_fields.created_at_text)'
         ) }} as processed_at,
         {{ tailor.to_timestamp_tz('payload_fields.cancelled_at_text') }} as cancelled_at,
+        {{ tailor.to_timestamp_tz('payload_fields.closed_at_text') }} as closed_at,
         lower(payload_fields.cancel_reason) as cancel_reason,
         coalesce(cast(payload_fields.is_test_text as boolean), false) as is_test,
         lower(payload_fields.financial_status) as financial_status,
@@ -81,8 +87,10 @@ parsed as (
         coalesce({{ tailor.to_money('payload_fields.refunded_text') }}, 0) as refunded_amount,
         {{ tailor.to_money('payload_fields.current_total_text') }} as current_total_amount,
         payload_fields.line_count,
+        payload_fields.refund_count,
         payload_fields.refund_line_count,
-        payload_fields.batch_id
+        payload_fields.batch_id,
+        payload_fields.extracted_at
     from payload_fields
 ),
 
@@ -101,6 +109,7 @@ final as (
         parsed.cancelled_at,
         parsed.cancelled_at is not null as is_cancelled,
         parsed.cancel_reason,
+        parsed.closed_at,
         parsed.is_test,
         parsed.financial_status,
         parsed.fulfillment_status,
@@ -113,8 +122,10 @@ final as (
         parsed.refunded_amount,
         parsed.current_total_amount,
         parsed.line_count,
+        parsed.refund_count,
         parsed.refund_line_count,
-        parsed.batch_id
+        parsed.batch_id,
+        parsed.extracted_at
     from parsed
 )
 

@@ -24,7 +24,8 @@ final as (
         {{ tailor.json_string_array_agg('versions.payload', ['tags']) }} as tags,
         {{ tailor.to_timestamp_tz(tailor.json_text('versions.payload', ['createdAt'])) }} as created_at,
         {{ tailor.json_array_length('versions.payload', ['variants']) }} as variant_count,
-        versions.batch_id
+        versions.batch_id,
+        versions.extracted_at
     from versions
 )
 
