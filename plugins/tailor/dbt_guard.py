@@ -10,6 +10,9 @@ two ways a hand-run `dbt build` meets another process into one clear line instea
   to wait or to build on the raw snapshot with `--target dev`.
 - a read-only attachment (the dev target's raw snapshot) does not exist yet: the line says how to publish one.
 
+It also holds dbt's connection to Tailor's DuckDB memory budget (TAILOR_DUCKDB_MEMORY_LIMIT), as every connection
+tailor.warehouse opens is.
+
 dbt prints either as "Encountered an error:", "Database Error" and the line, and exits 2. `python -m tailor
 build` (tailor.transform) recognizes the lock line and waits the other process out, as before. Only tailor.warehouse
 opens DuckDB; this module only decides what to say.
@@ -23,7 +26,7 @@ from typing import Any
 from dbt.adapters.duckdb.plugins import BasePlugin
 
 from tailor.snapshot import MISSING_SNAPSHOT
-from tailor.warehouse import WarehouseBusy, connect_for_dbt
+from tailor.warehouse import WarehouseBusy, apply_memory_budget, connect_for_dbt
 
 _ADVICE = {
     "warehouse": "DuckDB allows one writing process per file: wait for it to finish and run dbt again, or build on "
@@ -59,7 +62,9 @@ class Plugin(BasePlugin):
             raise _ConnectError(f"{exc}; {advice}") from None
 
     def configure_connection(self, conn) -> None:
-        """dbt-duckdb's connection is open (it joined the database opened above): let go of ours."""
+        """dbt-duckdb's connection is open (it joined the database opened above): hold it to Tailor's memory budget
+        and let go of ours."""
+        apply_memory_budget(conn)
         self.release()
 
     def release(self) -> None:

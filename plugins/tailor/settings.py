@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,6 +50,23 @@ def duckdb_lock_timeout() -> float:
     Generous on purpose: a conflict means another writer (a load, dbt) is busy, which is normal, not a failure.
     """
     return _positive_float("TAILOR_DUCKDB_LOCK_TIMEOUT", 1800.0)
+
+
+# DuckDB's own default is 80 % of the machine's memory for one process: on a laptop running Airflow beside it, one
+# big build could starve the scheduler and the next task. 4 GB is what the largest stage needs without spilling much.
+DEFAULT_DUCKDB_MEMORY_LIMIT = "4GB"
+_MEMORY_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+def duckdb_memory_limit() -> str:
+    """The memory DuckDB may use in each Tailor process, dbt's included (TAILOR_DUCKDB_MEMORY_LIMIT, e.g. 4GB or
+    512MiB; default DEFAULT_DUCKDB_MEMORY_LIMIT). Beyond it DuckDB spills to disk beside the database file (its
+    default temp directory, <file>.tmp: under the data dir for Tailor's files)."""
+    raw = os.environ.get("TAILOR_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_DUCKDB_MEMORY_LIMIT
+    match = _MEMORY_SIZE.match(raw)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"TAILOR_DUCKDB_MEMORY_LIMIT={raw!r} is not a memory size such as 4GB or 512MiB")
+    return f"{match.group(1)}{match.group(2)}"
 
 
 def lake_url() -> str:

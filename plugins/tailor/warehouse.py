@@ -138,6 +138,7 @@ class Warehouse:
         return self.path.exists()
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        settings.duckdb_memory_limit()  # a bad TAILOR_DUCKDB_MEMORY_LIMIT fails before any file is touched
         started = time.monotonic()
         attempt = 0
         next_note = 0.0
@@ -162,6 +163,7 @@ class Warehouse:
             try:
                 con.execute("set TimeZone = 'UTC'")
                 con.execute("set enable_progress_bar = false")  # it would draw into task logs and CLI output
+                apply_memory_budget(con)
             except BaseException:
                 con.close()
                 raise
@@ -381,6 +383,13 @@ def lock_holder(exc: BaseException) -> str:
     if len(command) > 160:
         command = command[:157] + "..."
     return f"PID {pid}: {command}"
+
+
+def apply_memory_budget(con: duckdb.DuckDBPyConnection) -> None:
+    """Hold the connection's database to Tailor's memory budget (TAILOR_DUCKDB_MEMORY_LIMIT); past it DuckDB spills
+    beside the database file. Set with SET rather than as connect() config: a database already open in this process
+    with other config (dbt's connection joining it) would refuse a connection with different config."""
+    con.execute(f"set memory_limit = '{settings.duckdb_memory_limit()}'")
 
 
 def connect_for_dbt(path: str, config: dict | None = None) -> duckdb.DuckDBPyConnection:

@@ -84,6 +84,23 @@ def test_a_failing_build_names_the_failed_nodes(tmp_path: Path):
                                                                  "model.tailor.base_hubspot__contact_versions"}
 
 
+def test_dbt_holds_the_memory_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # the project's profile and plugin (tailor.dbt_guard) hold dbt's DuckDB to TAILOR_DUCKDB_MEMORY_LIMIT too
+    from dbt.cli.main import dbtRunner
+
+    monkeypatch.setenv("TAILOR_DUCKDB_MEMORY_LIMIT", "321MiB")
+    monkeypatch.setenv("TAILOR_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    with Warehouse(tmp_path / "warehouse.duckdb").writer() as con:
+        ensure_control_tables(con)
+    project = str(ROOT / "dbt_project")
+    shown = dbtRunner().invoke(["show", "--inline", "select current_setting('memory_limit') as memory_limit",
+                                "--project-dir", project, "--profiles-dir", project, "--target", "duckdb",
+                                "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"),
+                                "--quiet"])
+    assert shown.success, shown.exception
+    assert shown.result.results[0].agate_table.rows[0][0] == "321.0 MiB"
+
+
 def test_a_build_waits_for_another_process_holding_the_warehouse(dbt_world: DbtWorld, tmp_path: Path):
     path = dbt_world.copy(tmp_path / "warehouse.duckdb")
     holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "

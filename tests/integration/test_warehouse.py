@@ -205,3 +205,20 @@ def test_a_lock_held_past_the_timeout_is_a_clear_error(lake: Lake, warehouse: Wa
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_every_connection_holds_the_memory_budget(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR_DUCKDB_MEMORY_LIMIT", "321MiB")
+    with warehouse.writer() as con:
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == "321.0 MiB"
+    with warehouse.reader() as con:
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == "321.0 MiB"
+
+
+def test_a_bad_memory_budget_is_a_clear_error_before_any_file_is_made(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR_DUCKDB_MEMORY_LIMIT", "lots")
+    fresh = Warehouse(tmp_path / "fresh.duckdb")
+    with pytest.raises(ValueError, match="TAILOR_DUCKDB_MEMORY_LIMIT='lots' is not a memory size"), fresh.writer():
+        pass
+    assert not fresh.path.exists()
