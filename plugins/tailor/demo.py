@@ -1,6 +1,6 @@
 """`make demo`: run what Tailor has so far on the embedded defaults: extract from the local live simulator, load
-DuckDB, gate raw.*, publish the raw snapshot, build the dbt project as of the extract's end, gate the marts, and
-show them.
+DuckDB, gate raw.*, publish the raw snapshot, build the dbt project as of the extract's end, gate the marts, show
+them, then train the customer models (segments, churn, CLV) against their baselines and score every customer.
 
 The simulator (tailor.local_simulator) is a live shop whose anchor is kept under the data dir, so each run of the
 demo meets the same shop, further on: the first run lands its whole history, later runs what changed since.
@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from tailor import local_simulator, settings
 
 
-def _run_tailor(*args: str) -> int:
-    print(f"\ndemo: python -m tailor {' '.join(args)}", flush=True)
-    return subprocess.run([sys.executable, "-m", "tailor", *args], check=False).returncode
+def _run_tailor(*args: str, package: str = "tailor") -> int:
+    print(f"\ndemo: python -m {package} {' '.join(args)}", flush=True)
+    return subprocess.run([sys.executable, "-m", package, *args], check=False).returncode
 
 
 def _print_raw_counts() -> None:
@@ -61,9 +61,9 @@ def _print_marts() -> None:
 def run() -> int:
     did: list[str] = []
 
-    def step(what: str, *args: str) -> int:
-        code = _run_tailor(*args)
-        did.append(f"{'ok  ' if code == 0 else 'FAIL'} {what}: python -m tailor {' '.join(args)}")
+    def step(what: str, *args: str, package: str = "tailor") -> int:
+        code = _run_tailor(*args, package=package)
+        did.append(f"{'ok  ' if code == 0 else 'FAIL'} {what}: python -m {package} {' '.join(args)}")
         return code
 
     def finish(code: int) -> int:
@@ -97,8 +97,13 @@ def run() -> int:
     if step("passed the marts gate", "gate", "marts", "--as-of", stamp) != 0:
         return finish(1)
     _print_marts()
+    # training builds the past feature and label snapshots it lacks (once per date), then the marts as of `stamp` again
+    if step("trained segments, churn and CLV against their baselines", "train", "--as-of", stamp, package="ml") != 0:
+        return finish(1)
+    if step("scored every customer into ml.customer_scores", "score", "--as-of", stamp, package="ml") != 0:
+        return finish(1)
     finish(0)
-    print("\ndemo: next: the models (segments, churn, recommendations, send times) and the per-customer feed export.\n"
+    print("\ndemo: next: recommendations, send times and the per-customer feed export.\n"
           "demo: The shop keeps trading: run `make demo` again to extract only what changed since the watermarks.\n"
           "demo: Explore the project yourself beside the schedule: cd dbt_project && ../.venv/bin/dbt build --target dev")
     return 0

@@ -1,0 +1,78 @@
+"""python -m ml <train|score|evaluate> --as-of T: the customer models without Airflow, with progress output."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from ml.errors import ModelInputError
+
+_DESCRIPTION = {
+    "train": "Train segments, churn, CLV and next-order models as of --as-of on time-based splits, score the baselines "
+             "on the same window, log everything to MLflow and promote the candidate if it beats production. Missing "
+             "feature and label snapshots of past dates are built with dbt first (unless --no-build).",
+    "score": "Score every customer as of --as-of with the production models (or --model-version) into "
+             "ml.customer_scores, and record feature and score drift in ml.model_monitoring.",
+    "evaluate": "Score production's churn model and both baselines on the latest window labelled by --as-of.",
+}
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4f}") if len(frame) else "  (none)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml", description="Tailor's customer models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in _DESCRIPTION.items():
+        command = sub.add_parser(name, help=text.split(".")[0], description=text)
+        command.add_argument("--as-of", required=True, help="the time to train or score as of, ISO 8601 (UTC)")
+        command.add_argument("--no-build", action="store_true",
+                             help="never run dbt: fail naming the snapshots the warehouse lacks")
+        if name != "train":
+            command.add_argument("--model-version", help="a registered version (e.g. v3) instead of production")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    from ml import training
+    from tailor.transform import parse_as_of
+
+    try:
+        as_of = parse_as_of(args.as_of)
+    except ValueError as exc:
+        print(f"ml: {exc}", file=sys.stderr)
+        return 2
+    if as_of > datetime.now(UTC):
+        print(f"ml: --as-of {args.as_of} is in the future", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "train":
+            result = training.train(as_of, allow_build=not args.no_build)
+            print("\nml: churn on the validation window (higher ROC-AUC and PR-AUC, lower Brier are better):")
+            print(_table(result.churn_metrics))
+            print("\nml: CLV and next order back-test (mean absolute error; lower is better):")
+            print(_table(result.clv_metrics))
+            print("\nml: segments:")
+            print(_table(result.segments[["segment_id", "segment_name", "customers", "share"]]))
+            for note in result.notes:
+                print(f"ml: note: {note}")
+            print(f"\nml: {result.candidate.model_version} {'promoted' if result.promoted else 'rejected'}: "
+                  f"{result.reason}\nml: report: {result.report_path}")
+        elif args.command == "score":
+            scored = training.score(as_of, model_version=args.model_version, allow_build=not args.no_build)
+            print("\nml: segments scored:")
+            sizes = scored.scores.groupby(["segment_id", "segment_name"]).size().rename("customers").reset_index()
+            print(_table(sizes))
+            print("\nml: drift (PSI) of the five most moved inputs:")
+            print(_table(scored.drift.head(5)))
+        else:
+            evaluation = training.evaluate(as_of, model_version=args.model_version, allow_build=not args.no_build)
+            print(_table(evaluation.metrics))
+    except ModelInputError as exc:
+        print(f"ml: {exc}", file=sys.stderr)
+        return 1
+    return 0

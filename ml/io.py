@@ -1,0 +1,266 @@
+"""The models' only door to the warehouse: read features, labels and orders as of a date; write scores.
+
+Every function opens a DuckDB connection through tailor.warehouse for the one read or write it does and closes it
+before returning, so training and scoring (minutes of CPU) run with the file free for the loads and dbt. A write is
+one transaction that first checks its input completely: on failure nothing of it is in `ml.*`.
+
+Tables the models own (schema ml):
+- churn_label_snapshots: marts.churn_labels copied per as-of date. dbt keeps the labels of its latest build only; the
+  models train on the labels of several past dates, so each is kept once built (with the build's exact as-of time).
+- customer_scores: one row per (customer_id, as_of_date, model_version).
+- model_monitoring: drift per (as_of_date, model_version, feature) of each scoring run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+import duckdb
+import pandas as pd
+
+from ml.errors import ModelInputError
+from tailor.warehouse import Warehouse
+
+FEATURES = "marts.customer_features"
+LABELS = "marts.churn_labels"
+ORDERS = "marts.orders"
+LABEL_SNAPSHOTS = "ml.churn_label_snapshots"
+SCORES = "ml.customer_scores"
+MONITORING = "ml.model_monitoring"
+
+LABEL_COLUMNS = ("customer_id", "as_of_date", "as_of_at", "churn_horizon_days", "days_since_last_order",
+                 "orders_in_horizon", "next_order_at", "is_churned")
+
+SCORE_COLUMNS: dict[str, str] = {
+    "customer_id": "varchar not null",
+    "as_of_date": "date not null",
+    "model_version": "varchar not null",
+    "as_of_at": "timestamptz not null",
+    "segment_id": "integer not null",
+    "segment_name": "varchar not null",
+    "churn_probability": "double",  # null for a customer without an order: churn is defined for buyers
+    "churn_model": "varchar",
+    "p_alive": "double",
+    "expected_orders_12m": "double",
+    "expected_net_sales_12m": "double",
+    "expected_next_order_date": "date",  # null: not expected within the CLV horizon
+}
+
+_DDL = [
+    "create schema if not exists ml",
+    f"""create table if not exists {LABEL_SNAPSHOTS} (
+        customer_id varchar not null, as_of_date date not null, as_of_at timestamptz not null,
+        churn_horizon_days integer not null, days_since_last_order integer, orders_in_horizon integer not null,
+        next_order_at timestamptz, is_churned boolean not null, primary key (customer_id, as_of_date))""",
+    # one row per snapshot taken, also when dbt found no observable labels (so an empty date is not rebuilt again)
+    """create table if not exists ml.churn_label_snapshot_runs (
+        as_of_date date primary key, as_of_at timestamptz not null, churn_horizon_days integer not null,
+        labelled_customers bigint not null)""",
+    f"create table if not exists {SCORES} ("
+    + ", ".join(f"{name} {kind}" for name, kind in SCORE_COLUMNS.items())
+    + ", primary key (customer_id, as_of_date, model_version))",
+    f"""create table if not exists {MONITORING} (
+        as_of_date date not null, model_version varchar not null, kind varchar not null, name varchar not null,
+        psi double, status varchar not null, needs_retraining boolean not null,
+        primary key (as_of_date, model_version, kind, name))""",
+]
+
+
+def ensure_tables(warehouse: Warehouse) -> None:
+    with warehouse.writer() as con:
+        for statement in _DDL:
+            con.execute(statement)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{value.isoformat()} has no timezone: give a UTC time")
+    return value.astimezone(UTC)
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return con.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                       [schema, name]).fetchone()[0] > 0
+
+
+def _require(con: duckdb.DuckDBPyConnection, qualified: str, warehouse: Warehouse, hint: str) -> None:
+    if not _has_table(con, qualified):
+        raise ModelInputError(f"{qualified} does not exist in {warehouse.path}: {hint}")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
+    schema, name = qualified.split(".")
+    return [row[0] for row in con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ? "
+        "order by ordinal_position", [schema, name]).fetchall()]
+
+
+def feature_snapshots(warehouse: Warehouse) -> dict[date, datetime]:
+    """Each as-of date held in marts.customer_features, with the exact as-of time it was built for."""
+    with warehouse.reader() as con:
+        if not _has_table(con, FEATURES):
+            return {}
+        rows = con.execute(f"select as_of_date, max(as_of_at) from {FEATURES} group by as_of_date").fetchall()  # noqa: S608 constant
+    return {day: _utc(at) for day, at in rows}
+
+
+def label_snapshots(warehouse: Warehouse) -> dict[date, datetime]:
+    """Each as-of date whose churn labels are kept in ml.churn_label_snapshots, with its exact as-of time."""
+    with warehouse.reader() as con:
+        if not _has_table(con, "ml.churn_label_snapshot_runs"):
+            return {}
+        rows = con.execute("select as_of_date, as_of_at from ml.churn_label_snapshot_runs").fetchall()
+    return {day: _utc(at) for day, at in rows}
+
+
+def keep_labels(warehouse: Warehouse, as_of: datetime) -> int:
+    """Copy marts.churn_labels, just built as of `as_of`, into ml.churn_label_snapshots (replacing that date).
+
+    Returns the number of labelled customers (0 when the horizon after `as_of` is not loaded yet)."""
+    as_of = _utc(as_of)
+    ensure_tables(warehouse)
+    with warehouse.writer() as con:
+        _require(con, LABELS, warehouse, "build the dbt project first (python -m tailor build --as-of ...)")
+        built_for = con.execute(f"select min(as_of_at), max(as_of_at), count(*), "  # noqa: S608 constant
+                                f"min(churn_horizon_days), max(churn_horizon_days) from {LABELS}").fetchone()
+        lowest, highest, count, _, _ = built_for
+        if count and (_utc(lowest) != as_of or _utc(highest) != as_of):
+            raise ModelInputError(f"{LABELS} holds labels as of {lowest}, not {as_of.isoformat()}: it was built for "
+                                  "another time; build it as of the date wanted first")
+        horizon = built_for[3] if count else None
+        con.execute("begin")
+        try:
+            con.execute(f"delete from {LABEL_SNAPSHOTS} where as_of_date = ?", [as_of.date()])  # noqa: S608 constant
+            con.execute("delete from ml.churn_label_snapshot_runs where as_of_date = ?", [as_of.date()])
+            con.execute(f"insert into {LABEL_SNAPSHOTS} select {', '.join(LABEL_COLUMNS)} from {LABELS}")  # noqa: S608 constant
+            con.execute("insert into ml.churn_label_snapshot_runs values (?, ?, coalesce(?, 0), ?)",
+                        [as_of.date(), as_of, horizon, count])
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    return int(count)
+
+
+def read_features(warehouse: Warehouse, as_of_date: date, columns: Sequence[str]) -> pd.DataFrame:
+    """The features of every customer as of `as_of_date` (index customer_id, sorted), only `columns`.
+
+    Raises ModelInputError naming what is missing: the table, the date's snapshot, or a column."""
+    with warehouse.reader() as con:
+        _require(con, FEATURES, warehouse, "build the dbt project first (python -m tailor build --as-of ...)")
+        present = set(_columns(con, FEATURES))
+        missing = [column for column in columns if column not in present]
+        if missing:
+            raise ModelInputError(f"{FEATURES} has no column {', '.join(missing)}: the models need "
+                                  f"{', '.join(columns)}; rebuild the dbt project or fix the model")
+        select = ", ".join(f'"{column}"' for column in ("customer_id", *columns))
+        frame = con.execute(f"select {select} from {FEATURES} where as_of_date = ? order by customer_id",  # noqa: S608 checked names
+                            [as_of_date]).df()
+    for column in columns:  # DuckDB's nullable integers (pandas.NA) become floats with NaN, what the models take
+        if pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
+            frame[column] = frame[column].astype("float64")
+    if frame.empty:
+        raise ModelInputError(f"{FEATURES} has no customers as of {as_of_date}: build the features for that date "
+                              f"(python -m tailor build --as-of {as_of_date}T00:00:00Z)")
+    return frame.set_index("customer_id")
+
+
+def read_labels(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:
+    """The churn labels kept for `as_of_date` (index customer_id; columns is_churned, days_since_last_order,
+    orders_in_horizon, next_order_at), possibly empty."""
+    with warehouse.reader() as con:
+        if not _has_table(con, LABEL_SNAPSHOTS):
+            return pd.DataFrame(columns=["is_churned"]).rename_axis("customer_id")
+        frame = con.execute(f"select customer_id, is_churned, days_since_last_order, orders_in_horizon, "  # noqa: S608 constant
+                            f"next_order_at from {LABEL_SNAPSHOTS} where as_of_date = ? order by customer_id",
+                            [as_of_date]).df()
+    return frame.set_index("customer_id")
+
+
+def read_orders(warehouse: Warehouse, until: datetime) -> pd.DataFrame:
+    """Every non-cancelled order of a known customer placed at or before `until`: customer_id, ordered_at (UTC),
+    net_sales_amount, from marts.orders (as of its latest build, which must be at or after `until`)."""
+    until = _utc(until)
+    with warehouse.reader() as con:
+        _require(con, ORDERS, warehouse, "build the dbt project first (python -m tailor build --as-of ...)")
+        frame = con.execute(
+            f"select customer_id, ordered_at, cast(net_sales_amount as double) as net_sales_amount from {ORDERS} "  # noqa: S608 constant
+            "where not is_cancelled and customer_id is not null and ordered_at <= ? order by customer_id, ordered_at",
+            [until]).df()
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"], utc=True)
+    return frame
+
+
+def orders_built_as_of(warehouse: Warehouse) -> datetime | None:
+    """The newest order time in marts.orders: orders after a training as-of are invisible to a build before it."""
+    with warehouse.reader() as con:
+        if not _has_table(con, ORDERS):
+            return None
+        newest = con.execute(f"select max(ordered_at) from {ORDERS}").fetchone()[0]  # noqa: S608 constant
+    return _utc(newest) if newest is not None else None
+
+
+def write_scores(warehouse: Warehouse, scores: pd.DataFrame, as_of_date: date, model_version: str) -> int:
+    """Replace the scores of (as_of_date, model_version) with `scores` (one row per customer, SCORE_COLUMNS), in one
+    transaction. Returns the rows written."""
+    missing = [column for column in SCORE_COLUMNS if column not in scores.columns]
+    if missing:
+        raise ModelInputError(f"scores lack column {', '.join(missing)}")
+    if scores.empty:
+        raise ModelInputError(f"no scores to write for {as_of_date} ({model_version})")
+    if scores["customer_id"].duplicated().any():
+        raise ModelInputError(f"scores for {as_of_date} repeat customers, e.g. "
+                              f"{scores.loc[scores['customer_id'].duplicated(), 'customer_id'].iloc[0]}")
+    if (scores["as_of_date"] != as_of_date).any() or (scores["model_version"] != model_version).any():
+        raise ModelInputError(f"scores hold other dates or model versions than {as_of_date} / {model_version}")
+    frame = scores[list(SCORE_COLUMNS)]
+    ensure_tables(warehouse)
+    with warehouse.writer() as con:
+        con.register("scores_frame", frame)
+        con.execute("begin")
+        try:
+            con.execute(f"delete from {SCORES} where as_of_date = ? and model_version = ?",  # noqa: S608 constant
+                        [as_of_date, model_version])
+            con.execute(f"insert into {SCORES} select {', '.join(SCORE_COLUMNS)} from scores_frame")  # noqa: S608 constant
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        finally:
+            con.unregister("scores_frame")
+    return len(frame)
+
+
+def write_monitoring(warehouse: Warehouse, drift: pd.DataFrame, as_of_date: date, model_version: str,
+                     needs_retraining: bool) -> None:
+    """Replace the drift rows of (as_of_date, model_version): columns kind (feature/score), name, psi, status."""
+    frame = drift.assign(as_of_date=as_of_date, model_version=model_version, needs_retraining=needs_retraining)
+    frame = frame[["as_of_date", "model_version", "kind", "name", "psi", "status", "needs_retraining"]]
+    ensure_tables(warehouse)
+    with warehouse.writer() as con:
+        con.register("drift_frame", frame)
+        con.execute("begin")
+        try:
+            con.execute(f"delete from {MONITORING} where as_of_date = ? and model_version = ?",  # noqa: S608 constant
+                        [as_of_date, model_version])
+            con.execute(f"insert into {MONITORING} select * from drift_frame")  # noqa: S608 constant
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        finally:
+            con.unregister("drift_frame")
+
+
+def read_scores(warehouse: Warehouse, as_of_date: date, model_version: str | None = None) -> pd.DataFrame:
+    """The scores of `as_of_date` (of one model version, or all), ordered by customer."""
+    with warehouse.reader() as con:
+        if not _has_table(con, SCORES):
+            return pd.DataFrame(columns=list(SCORE_COLUMNS))
+        where, params = "as_of_date = ?", [as_of_date]
+        if model_version is not None:
+            where, params = where + " and model_version = ?", [as_of_date, model_version]
+        return con.execute(f"select * from {SCORES} where {where} order by model_version, customer_id",  # noqa: S608 constant
+                           params).df()

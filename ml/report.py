@@ -1,0 +1,586 @@
+"""One self-contained HTML page per model training run: what was trained, how the churn candidates compare, what the
+segments look like, how the CLV back-test went and whether the features drifted.
+
+The page is a single file (PNG plots embedded as base64 data URIs, inline CSS, no scripts, fonts or network) so a
+marketer can open it anywhere or attach it to an email. Plots are drawn with matplotlib's Agg canvas on private
+Figure objects (never pyplot), so rendering neither touches global matplotlib state nor needs a display. A plot whose
+data is empty or degenerate is replaced by a one-line explanation: a report never fails because of its input.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score, roc_curve
+
+PSI_WARN = 0.1
+PSI_FAIL = 0.25
+
+_DPI = 90
+_FONT = 8
+_STATUS_COLOURS = {"ok": "#4c9a5f", "warn": "#e0a030", "fail": "#c8453c"}
+_MAX_DRIFT_BARS = 30
+_MAX_HEATMAP_CELLS_ANNOTATED = 150
+
+
+@dataclass
+class ScoredCandidate:
+    """One churn candidate scored on the validation window."""
+
+    name: str  # e.g. "gradient_boosting", "recency_rule", "bgnbd_p_alive"
+    y_true: np.ndarray  # 1 = churned
+    score: np.ndarray  # higher = more likely to churn
+    is_probability: bool  # the calibration plot shows probability candidates only
+
+
+@dataclass
+class TrainingReport:
+    """Everything one training run shows; see the module docstring for what each part becomes."""
+
+    title: str
+    as_of: str  # ISO date or datetime; its date names the file
+    model_version: str
+    summary: dict[str, str]
+    churn_candidates: list[ScoredCandidate]
+    churn_metrics: pd.DataFrame  # candidate, roc_auc, pr_auc, brier (nullable), customers, churn_rate
+    churn_note: str | None
+    segment_profiles: pd.DataFrame  # segment_id, segment_name, customers, share, numeric profile columns
+    silhouette_by_k: dict[int, float]
+    inertia_by_k: dict[int, float]
+    chosen_k: int
+    clv_deciles: pd.DataFrame | None  # decile, customers, predicted_mean, actual_mean[, metric]
+    clv_metrics: pd.DataFrame | None  # metric, model, mae, ...
+    drift: pd.DataFrame | None  # feature, psi, status; None = no drift check in this run
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A rendered plot (base64 PNG) or, when skipped, why; `note` may also say what a drawn plot left out."""
+
+    png: str | None
+    note: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+
+
+def _figure(width: float = 6.0, height: float = 4.0) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # attach the Agg canvas to this figure only
+    return fig
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})  # no version stamp: stable bytes
+    fig.clear()
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _label(value: Any) -> str:
+    """Text for a plot: '$' would start matplotlib's mathtext (and can make it raise)."""
+    return str(value).replace("$", r"\$")
+
+
+def _joined(notes: Sequence[str]) -> str:
+    return " ".join(n for n in notes if n)
+
+
+def _clean_candidate(candidate: ScoredCandidate) -> tuple[np.ndarray, np.ndarray] | str:
+    """(y, score) with non-finite scores dropped, or why the candidate cannot be plotted."""
+    try:
+        y = np.asarray(candidate.y_true, dtype=float).ravel()
+        s = np.asarray(candidate.score, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return f"{candidate.name}: labels or scores are not numeric."
+    if y.shape != s.shape:
+        return f"{candidate.name}: {y.size} labels but {s.size} scores."
+    keep = np.isfinite(s) & np.isfinite(y)
+    y, s = y[keep], s[keep]
+    if y.size == 0:
+        return f"{candidate.name}: no scored customers."
+    if not np.isin(y, (0.0, 1.0)).all():
+        return f"{candidate.name}: labels are not 0/1."
+    return y.astype(int), s
+
+
+def _two_class(candidate: ScoredCandidate) -> tuple[np.ndarray, np.ndarray] | str:
+    cleaned = _clean_candidate(candidate)
+    if isinstance(cleaned, str):
+        return cleaned
+    if np.unique(cleaned[0]).size < 2:
+        return f"{candidate.name}: only one class in the labels ({'all churned' if cleaned[0][0] else 'none churned'})."
+    return cleaned
+
+
+def lift_by_decile(y_true: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Churn rate per score decile (1 = highest scores) over the overall rate. Ties are broken by a fixed-seed random
+    order so a coarse score (e.g. the recency rule) does not inherit the row order. Needs both classes, >= 10 rows."""
+    y = np.asarray(y_true, dtype=float)
+    s = np.asarray(score, dtype=float)
+    tiebreak = np.random.default_rng(0).random(y.size)
+    order = np.lexsort((tiebreak, -s))  # last key is primary: descending score
+    groups = np.array_split(y[order], 10)
+    return np.array([g.mean() for g in groups]) / y.mean()
+
+
+def _calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Mean predicted probability and observed rate per quantile bin of the prediction (tied edges merge bins)."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)))
+    bins = np.searchsorted(edges[1:-1], p, side="right")
+    frame = pd.DataFrame({"bin": bins, "p": p, "y": y}).groupby("bin")[["p", "y"]].mean()
+    return frame["p"].to_numpy(), frame["y"].to_numpy()
+
+
+# ------------------------------------------------------------------------------------------------------------ plots
+
+
+def plot_roc(candidates: Sequence[ScoredCandidate]) -> Plot:
+    """ROC curves of all churn candidates on one axes, AUC in the legend."""
+    notes: list[str] = []
+    curves = []
+    for c in candidates:
+        cleaned = _two_class(c)
+        if isinstance(cleaned, str):
+            notes.append(cleaned)
+            continue
+        y, s = cleaned
+        fpr, tpr, _ = roc_curve(y, s)
+        curves.append((c.name, fpr, tpr, roc_auc_score(y, s)))
+    if not curves:
+        return Plot(None, _joined(["ROC curves skipped:", *notes]) if notes else "ROC curves skipped: no candidates.")
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, fpr, tpr, auc in curves:
+        ax.plot(fpr, tpr, lw=1.5, label=f"{_label(name)} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
+    ax.set_title("ROC curves (validation window)", fontsize=_FONT + 2)
+    ax.legend(loc="lower right", fontsize=_FONT)
+    ax.grid(alpha=0.3)
+    return Plot(_png(fig), _joined(["Not drawn:", *notes]) if notes else "")
+
+
+def plot_calibration(candidates: Sequence[ScoredCandidate]) -> Plot:
+    """Reliability curve of each probability candidate: 10 quantile bins, mean predicted vs observed churn rate."""
+    notes: list[str] = []
+    curves = []
+    for c in candidates:
+        if not c.is_probability:
+            continue
+        cleaned = _clean_candidate(c)
+        if isinstance(cleaned, str):
+            notes.append(cleaned)
+            continue
+        y, p = cleaned
+        if p.min() < 0 or p.max() > 1:
+            notes.append(f"{c.name}: scores outside [0, 1] are not probabilities.")
+            continue
+        curves.append((c.name, *_calibration_bins(y, p)))
+    if not curves:
+        reason = _joined(notes) if notes else "no probability candidates."
+        return Plot(None, f"Calibration skipped: {reason}")
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="perfectly calibrated")
+    for name, predicted, observed in curves:
+        ax.plot(predicted, observed, marker="o", ms=3.5, lw=1.5, label=_label(name))
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted churn probability", ylabel="observed churn rate")
+    ax.set_title("Calibration (10 quantile bins)", fontsize=_FONT + 2)
+    ax.legend(loc="upper left", fontsize=_FONT)
+    ax.grid(alpha=0.3)
+    return Plot(_png(fig), _joined(["Not drawn:", *notes]) if notes else "")
+
+
+def plot_lift(candidates: Sequence[ScoredCandidate]) -> Plot:
+    """Churn rate per score decile over the overall rate, bars grouped by candidate (decile 1 = highest scores)."""
+    notes: list[str] = []
+    lifts = []
+    for c in candidates:
+        cleaned = _two_class(c)
+        if isinstance(cleaned, str):
+            notes.append(cleaned)
+        elif cleaned[0].size < 10:
+            notes.append(f"{c.name}: fewer than 10 scored customers.")
+        else:
+            lifts.append((c.name, lift_by_decile(*cleaned)))
+    if not lifts:
+        reason = _joined(notes) if notes else "no candidates."
+        return Plot(None, f"Lift by decile skipped: {reason}")
+    fig = _figure()
+    ax = fig.add_subplot()
+    deciles = np.arange(1, 11)
+    width = 0.8 / len(lifts)
+    for i, (name, lift) in enumerate(lifts):
+        ax.bar(deciles - 0.4 + width * (i + 0.5), lift, width=width, label=_label(name))
+    ax.axhline(1.0, ls="--", lw=1, color="grey")
+    ax.set(xticks=deciles, xlabel="score decile (1 = most likely to churn)", ylabel="lift (decile rate / overall rate)")
+    ax.set_title("Lift by score decile", fontsize=_FONT + 2)
+    ax.legend(fontsize=_FONT)
+    ax.grid(axis="y", alpha=0.3)
+    return Plot(_png(fig), _joined(["Not drawn:", *notes]) if notes else "")
+
+
+def plot_segments(profiles: pd.DataFrame) -> Plot:
+    """Segment sizes (bars) beside a heatmap of the profile columns standardized across segments."""
+    if profiles is None or profiles.empty:
+        return Plot(None, "Segment profiles skipped: no segments.")
+    name_column = next((c for c in ("segment_name", "segment_id") if c in profiles), None)
+    names = [_label(n) for n in (profiles[name_column] if name_column else profiles.index).astype(str)]
+    size_column = next((c for c in ("customers", "share") if c in profiles), None)
+    skip = {"segment_id", "segment_name", "customers", "share"}
+    numeric = profiles[[c for c in profiles.select_dtypes(include="number").columns if c not in skip]]
+    numeric = numeric.apply(pd.to_numeric, errors="coerce").astype(float)
+    if size_column is None and numeric.empty:
+        return Plot(None, "Segment profiles skipped: no sizes and no numeric profile columns.")
+    notes = []
+    if size_column is None:
+        notes.append("No customers or share column: sizes not drawn.")
+    if numeric.empty:
+        notes.append("No numeric profile columns: heatmap not drawn.")
+    panels = int(size_column is not None) + int(not numeric.empty)
+    fig = _figure(9.5 if panels == 2 else 6.0, max(3.0, 0.35 * len(names) + 1.5))
+    grid = fig.add_gridspec(1, panels, width_ratios=(1, max(1.5, 0.45 * numeric.shape[1]))[:panels])
+    rows = np.arange(len(names))
+    if size_column is not None:
+        ax = fig.add_subplot(grid[0, 0])
+        sizes = pd.to_numeric(profiles[size_column], errors="coerce").fillna(0).to_numpy(dtype=float)
+        ax.barh(rows, sizes, color="#4a78a8")
+        ax.set_yticks(rows, names, fontsize=_FONT)
+        ax.invert_yaxis()
+        ax.set_xlabel(size_column, fontsize=_FONT)
+        ax.set_title("Segment sizes", fontsize=_FONT + 2)
+        ax.tick_params(axis="x", labelsize=_FONT)
+        if "share" in profiles:
+            shares = pd.to_numeric(profiles["share"], errors="coerce").to_numpy(dtype=float)
+            for row, (size, share) in enumerate(zip(sizes, shares, strict=True)):
+                if np.isfinite(share):
+                    ax.annotate(f"{share:.0%}", (size, row), xytext=(2, 0), textcoords="offset points",
+                                va="center", fontsize=_FONT - 1)
+            ax.margins(x=0.15)
+    if not numeric.empty:
+        ax = fig.add_subplot(grid[0, panels - 1])
+        std = numeric.std(ddof=0).replace(0, np.nan)
+        z = ((numeric - numeric.mean()) / std).fillna(0.0).to_numpy()
+        limit = max(1.0, float(np.abs(z).max()))
+        image = ax.imshow(z, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_yticks(rows, names, fontsize=_FONT)
+        ax.set_xticks(np.arange(numeric.shape[1]), [_label(c) for c in numeric.columns], fontsize=_FONT,
+                      rotation=40, ha="right")
+        if z.size <= _MAX_HEATMAP_CELLS_ANNOTATED:  # raw values in the cells, colour = standardized
+            for (r, c), value in np.ndenumerate(numeric.to_numpy()):
+                ax.text(c, r, _format_number(value), ha="center", va="center", fontsize=_FONT - 1,
+                        color="white" if abs(z[r, c]) > 0.6 * limit else "black")
+        ax.set_title("Profiles (colour: z-score across segments; text: value)", fontsize=_FONT + 2)
+        fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=_FONT)
+    return Plot(_png(fig), " ".join(notes))
+
+
+def plot_k_selection(silhouette_by_k: dict[int, float], inertia_by_k: dict[int, float], chosen_k: int) -> Plot:
+    """Silhouette by k and inertia by k (elbow) side by side, the chosen k marked on both."""
+    series = [
+        ("Silhouette by k (higher is better)", "silhouette", silhouette_by_k or {}),
+        ("Inertia by k (elbow)", "inertia", inertia_by_k or {}),
+    ]
+    if not any(values for _, _, values in series):
+        return Plot(None, "Choice of k skipped: no silhouette or inertia values.")
+    fig = _figure(9.0, 3.5)
+    for i, (title, ylabel, values) in enumerate(series):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.set_title(title, fontsize=_FONT + 2)
+        points = sorted((int(k), float(v)) for k, v in values.items() if v is not None and math.isfinite(float(v)))
+        if not points:
+            ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        ks, vs = zip(*points, strict=True)
+        ax.plot(ks, vs, marker="o", ms=4, lw=1.5, color="#4a78a8")
+        ax.axvline(chosen_k, ls="--", lw=1, color="#c8453c", label=f"chosen k = {chosen_k}")
+        if chosen_k in ks:
+            ax.plot([chosen_k], [vs[ks.index(chosen_k)]], marker="o", ms=8, mfc="none", mec="#c8453c", mew=2)
+        ax.set(xticks=list(ks), xlabel="k (number of segments)", ylabel=ylabel)
+        ax.legend(fontsize=_FONT)
+        ax.grid(alpha=0.3)
+    return Plot(_png(fig))
+
+
+def plot_clv_deciles(deciles: pd.DataFrame | None) -> Plot:
+    """CLV back-test: predicted vs actual mean per decile, one subplot per metric."""
+    needed = {"decile", "predicted_mean", "actual_mean"}
+    if deciles is None or deciles.empty:
+        return Plot(None, "CLV back-test plot skipped: no deciles.")
+    if not needed <= set(deciles.columns):
+        missing = ", ".join(sorted(needed - set(deciles.columns)))
+        return Plot(None, f"CLV back-test plot skipped: missing columns {missing}.")
+    frame = deciles.copy()
+    for column in needed:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame = frame.dropna(subset=sorted(needed))
+    if frame.empty:
+        return Plot(None, "CLV back-test plot skipped: no numeric deciles.")
+    groups = list(frame.groupby("metric", sort=False)) if "metric" in frame else [("CLV", frame)]
+    cols = min(3, len(groups))
+    rows = math.ceil(len(groups) / cols)
+    fig = _figure(min(4.0 * cols, 12.0) if cols > 1 else 6.0, 3.5 * rows)
+    for i, (metric, group) in enumerate(groups):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        group = group.sort_values("decile")
+        ax.plot(group["decile"], group["actual_mean"], marker="o", ms=4, lw=1.5, label="actual")
+        ax.plot(group["decile"], group["predicted_mean"], marker="s", ms=4, lw=1.5, ls="--", label="predicted")
+        ax.set_title(_label(metric), fontsize=_FONT + 2)
+        ax.set_xticks(group["decile"].astype(int).unique())
+        ax.set_xlabel("decile", fontsize=_FONT)
+        ax.set_ylabel("mean per customer", fontsize=_FONT)
+        ax.tick_params(labelsize=_FONT)
+        ax.legend(fontsize=_FONT)
+        ax.grid(alpha=0.3)
+    return Plot(_png(fig))
+
+
+def plot_drift(drift: pd.DataFrame | None) -> Plot:
+    """Horizontal bars of PSI per feature, coloured by status, with the warn and fail thresholds."""
+    if drift is None or drift.empty or not {"feature", "psi"} <= set(drift.columns):
+        return Plot(None, "Drift plot skipped: no PSI values.")
+    frame = drift.assign(psi=pd.to_numeric(drift["psi"], errors="coerce"))
+    notes = []
+    missing = frame["psi"].isna().sum()
+    if missing:
+        notes.append(f"{missing} feature(s) without a PSI value not drawn.")
+    frame = frame.dropna(subset=["psi"]).sort_values("psi", ascending=False)
+    if frame.empty:
+        return Plot(None, "Drift plot skipped: no PSI values.")
+    if len(frame) > _MAX_DRIFT_BARS:
+        notes.append(f"Showing the {_MAX_DRIFT_BARS} largest of {len(frame)} features (all are in the table).")
+        frame = frame.head(_MAX_DRIFT_BARS)
+    statuses = frame["status"].astype(str).str.lower() if "status" in frame else pd.Series("", index=frame.index)
+    colours = [_STATUS_COLOURS.get(s, "#888888") for s in statuses]
+    fig = _figure(6.0, min(10.0, max(2.5, 0.25 * len(frame) + 1.2)))
+    ax = fig.add_subplot()
+    rows = np.arange(len(frame))
+    ax.barh(rows, frame["psi"], color=colours)
+    ax.set_yticks(rows, [_label(f) for f in frame["feature"]], fontsize=_FONT)
+    ax.invert_yaxis()
+    ax.axvline(PSI_WARN, ls="--", lw=1, color=_STATUS_COLOURS["warn"], label=f"warn ({PSI_WARN})")
+    ax.axvline(PSI_FAIL, ls="--", lw=1, color=_STATUS_COLOURS["fail"], label=f"fail ({PSI_FAIL})")
+    ax.set_xlim(0, max(PSI_FAIL * 1.2, float(frame["psi"].max()) * 1.1))
+    ax.set_xlabel("population stability index (PSI)", fontsize=_FONT)
+    ax.set_title("Feature drift vs the training window", fontsize=_FONT + 2)
+    ax.tick_params(axis="x", labelsize=_FONT)
+    ax.legend(fontsize=_FONT, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return Plot(_png(fig), " ".join(notes))
+
+
+# ------------------------------------------------------------------------------------------------------------- HTML
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; max-width: 1000px;
+       margin: 2em auto; padding: 0 1em; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+h3 { font-size: 1.05em; margin-top: 1.4em; }
+.meta { color: #666; margin-top: 0; } nav a { margin-right: 1em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f5f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.scroll { overflow-x: auto; } figure { margin: 1em 0; } img { max-width: 100%; height: auto; }
+figcaption, .skip { color: #666; font-size: 0.9em; } .skip { font-style: italic; }
+.note { background: #fff8e5; border-left: 4px solid #e0a030; padding: 0.5em 0.8em; }
+"""
+
+_SECTIONS = [
+    ("summary", "Summary"),
+    ("churn", "Churn model"),
+    ("segments", "Customer segments"),
+    ("k", "Choosing the number of segments"),
+    ("clv", "Customer lifetime value"),
+    ("drift", "Feature drift"),
+    ("notes", "Notes"),
+]
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _format_number(value: Any) -> str:
+    """Floats to 4 significant digits (whole numbers with separators from 1,000 up); ints with separators."""
+    if _is_missing(value):
+        return "—"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        if math.isinf(v):
+            return "∞" if v > 0 else "-∞"
+        if v == 0:
+            return "0"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.3g}" if abs(v) < 1e-3 else f"{v:.4g}"
+    if isinstance(value, datetime | date | pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
+def _table(frame: pd.DataFrame | None, empty: str = "No rows.") -> str:
+    if frame is None or frame.empty:
+        return f'<p class="skip">{_esc(empty)}</p>'
+    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.itertuples(index=False, name=None):
+        cells = []
+        for value in row:
+            numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
+            cells.append(f'<td class="num">{_esc(_format_number(value))}</td>' if numeric
+                         else f"<td>{_esc(_format_number(value))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _key_values(values: dict[str, str]) -> str:
+    if not values:
+        return '<p class="skip">No summary.</p>'
+    rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in values.items())
+    return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
+
+
+def _figure_html(plot: Plot, alt: str) -> str:
+    if plot.png is None:
+        return f'<p class="skip">{_esc(plot.note)}</p>'
+    caption = f"<figcaption>{_esc(plot.note)}</figcaption>" if plot.note else ""
+    return f'<figure><img src="data:image/png;base64,{plot.png}" alt="{_esc(alt)}">{caption}</figure>'
+
+
+def _safe(draw: Callable[..., Plot], *args: Any) -> Plot:
+    """A plot that fails for a reason the checks above did not foresee is reported, not raised: the report of a
+    finished training run must still be written."""
+    try:
+        return draw(*args)
+    except Exception as exc:  # deliberately broad, see above
+        return Plot(None, f"This plot could not be drawn ({type(exc).__name__}: {exc}).")
+
+
+def _section(key: str, body: str) -> str:
+    title = dict(_SECTIONS)[key]
+    return f'<section id="{key}"><h2>{_esc(title)}</h2>\n{body}\n</section>'
+
+
+def render_report(report: TrainingReport) -> str:
+    """The report as one self-contained HTML document."""
+    summary = _key_values(report.summary)
+
+    churn = []
+    if report.churn_note:
+        churn.append(f'<p class="note">{_esc(report.churn_note)}</p>')
+    if report.churn_candidates:
+        churn.append(_table(report.churn_metrics, "No churn metrics."))
+        churn.append("<h3>ROC curves</h3>" + _figure_html(_safe(plot_roc, report.churn_candidates), "ROC curves"))
+        churn.append("<h3>Calibration</h3>"
+                     + _figure_html(_safe(plot_calibration, report.churn_candidates), "Calibration curves"))
+        churn.append("<h3>Lift by score decile</h3>"
+                     + _figure_html(_safe(plot_lift, report.churn_candidates), "Lift by score decile"))
+    else:
+        if report.churn_metrics is not None and not report.churn_metrics.empty:
+            churn.append(_table(report.churn_metrics))
+        if not report.churn_note:
+            churn.append('<p class="skip">No churn candidates were scored in this run.</p>')
+
+    segments = (_figure_html(_safe(plot_segments, report.segment_profiles), "Segment sizes and profiles")
+                + _table(report.segment_profiles, "No segments."))
+    k_choice = (f"<p>Chosen k: <strong>{_esc(report.chosen_k)}</strong></p>"
+                + _figure_html(_safe(plot_k_selection, report.silhouette_by_k, report.inertia_by_k, report.chosen_k),
+                               "Silhouette and inertia by k"))
+
+    if report.clv_deciles is None and report.clv_metrics is None:
+        clv = '<p class="skip">No CLV back-test in this run.</p>'
+    else:
+        clv = (_table(report.clv_metrics, "No CLV metrics.")
+               + "<h3>Back-test by decile</h3>"
+               + _figure_html(_safe(plot_clv_deciles, report.clv_deciles), "CLV predicted vs actual by decile"))
+
+    if report.drift is None:
+        drift = '<p class="skip">No drift check in this run.</p>'
+    else:
+        drift = _figure_html(_safe(plot_drift, report.drift), "PSI per feature") + _table(report.drift,
+                                                                                         "No features checked.")
+
+    notes = ("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in report.notes) + "</ul>") if report.notes \
+        else '<p class="skip">No notes.</p>'
+
+    bodies = {"summary": summary, "churn": "\n".join(churn), "segments": segments, "k": k_choice, "clv": clv,
+              "drift": drift, "notes": notes}
+    nav = "".join(f'<a href="#{key}">{_esc(title)}</a>' for key, title in _SECTIONS)
+    sections = "\n".join(_section(key, bodies[key]) for key, _ in _SECTIONS)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_esc(report.title)} — {_esc(report.model_version)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<h1>{_esc(report.title)}</h1>
+<p class="meta">Model version <strong>{_esc(report.model_version)}</strong> · as of {_esc(report.as_of)}</p>
+<nav>{nav}</nav>
+{sections}
+</body>
+</html>
+"""
+
+
+def report_filename(report: TrainingReport) -> str:
+    """training-<as_of date>-<model_version>.html, the version reduced to characters safe in a file name."""
+    try:
+        day = datetime.fromisoformat(report.as_of).date().isoformat()
+    except ValueError as exc:
+        raise ValueError(f"TrainingReport.as_of must be an ISO date or datetime, got {report.as_of!r}") from exc
+    version = re.sub(r"[^A-Za-z0-9._-]+", "_", report.model_version).strip("._") or "unversioned"
+    return f"training-{day}-{version}.html"
+
+
+def write_report(report: TrainingReport, directory: Path) -> Path:
+    """Write the report to directory/training-<as_of date>-<model_version>.html (replacing it atomically: a reader
+    sees the old page or the new one, never half of one) and return the path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / report_filename(report)
+    text = render_report(report)
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; the page is meant to be shared
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,65 @@
+"""The feature and label snapshots a training run needs, built with dbt when the warehouse lacks them.
+
+The models learn from customer_features and churn_labels as of past dates. customer_features keeps one snapshot per
+date (daily runs and backfills accumulate them); churn_labels holds its latest build only, so each date's labels are
+kept in ml.churn_label_snapshots right after their build. A date missing either is built here as of its exact time
+(dbt, the models behind customer_features and churn_labels, without tests: the data was gated when it was loaded),
+earliest first; then the marts are built once more as of the training time itself, so the warehouse ends as the run
+for that time leaves it, and the orders the models read are those as of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from ml import io
+from ml.errors import ModelInputError
+from tailor.transform import build
+from tailor.warehouse import Warehouse
+
+SNAPSHOT_SELECT = ("+customer_features", "+churn_labels")
+NO_TESTS = ("resource_type:test", "resource_type:unit_test")
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def prepare(warehouse: Warehouse, as_of: datetime, labelled: Iterable[datetime], *, allow_build: bool = True,
+            say: Callable[[str], None] = print) -> list[datetime]:
+    """Make sure features exist as of `as_of` and every `labelled` time, labels as of every `labelled` time, and the
+    marts are as of `as_of`. Returns the as-of times built (empty when everything was there).
+
+    allow_build False: raise ModelInputError naming the missing snapshots and the command that builds them."""
+    labelled = sorted(set(labelled))
+    features = io.feature_snapshots(warehouse)
+    labels = io.label_snapshots(warehouse)
+    missing = [moment for moment in labelled
+               if features.get(moment.date()) != moment or labels.get(moment.date()) != moment]
+    newest_order = io.orders_built_as_of(warehouse)
+    marts_later = newest_order is not None and newest_order > as_of
+    rebuild_now = bool(missing) or features.get(as_of.date()) != as_of or marts_later
+    if not rebuild_now:
+        return []
+    if not allow_build:
+        wanted = [_stamp(m) for m in missing] + ([] if features.get(as_of.date()) == as_of and not marts_later
+                                                 else [_stamp(as_of)])
+        raise ModelInputError(
+            f"the warehouse lacks the snapshots as of {', '.join(wanted)}: build each with "
+            f"`python -m tailor build --as-of <time> --select {' '.join(SNAPSHOT_SELECT)}` or let the models build them")
+    built = []
+    for moment in missing:
+        say(f"ml: building the training snapshot as of {_stamp(moment)} (dbt: {' '.join(SNAPSHOT_SELECT)})")
+        result = build(moment, select=list(SNAPSHOT_SELECT), exclude=list(NO_TESTS), duckdb_path=warehouse.path,
+                       quiet=True)
+        labelled_customers = io.keep_labels(warehouse, moment)
+        say(f"ml:   {result.seconds:.1f} s; {labelled_customers:,} labelled customers")
+        built.append(moment)
+    say(f"ml: building the marts as of {_stamp(as_of)} again, the time this run is for")
+    result = build(as_of, select=list(SNAPSHOT_SELECT), exclude=list(NO_TESTS), duckdb_path=warehouse.path, quiet=True)
+    say(f"ml:   {result.seconds:.1f} s")
+    built.append(as_of)
+    if io.feature_snapshots(warehouse).get(as_of.date()) != as_of:
+        raise ModelInputError(f"dbt built no customer_features as of {_stamp(as_of)}")
+    return built

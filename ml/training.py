@@ -1,0 +1,457 @@
+"""Train, score and evaluate the customer models: segments, churn probability, CLV and the next order.
+
+    result = train(as_of)        # snapshots (dbt) -> fit -> validate against baselines -> MLflow -> promote or reject
+    scored = score(as_of)        # the production models -> ml.customer_scores + drift in ml.model_monitoring
+    evaluation = evaluate(as_of) # production's churn model and the baselines on the latest window labelled by as_of
+
+Time-based splits only. For a training as-of T and churn horizon h (the labels' dbt var):
+- validation snapshot V = the midnight h + 1 days before T's day: features as of V, labels over (V, V + h], all
+  known by T;
+- training snapshots T0 = V - h, and TRAINING_SNAPSHOTS - 1 more every SNAPSHOT_SPACING_DAYS before it: their
+  labels end before V, so nothing of the validation window is learnt;
+- BG/NBD (the baseline, and the CLV model) is fitted on the orders up to each snapshot it is scored at.
+A history too short for a labelled training and validation window (about 2 h) leaves BG/NBD serving alone: the run
+says so. Everything reads the warehouse through ml.io with the connection closed while models fit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from ml import churn, clv, config, io, monitor, snapshots
+from ml.errors import ModelInputError
+from ml.registry import Candidate, Registry, promotion_decision
+from ml.segments import SEGMENT_FEATURES, SegmentModel, fit_segments
+from tailor import settings
+from tailor.warehouse import Warehouse
+
+FEATURE_COLUMNS = tuple(dict.fromkeys(("order_count", *churn.CHURN_FEATURES, *SEGMENT_FEATURES)))
+Say = Callable[[str], None]
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass
+class CustomerModels:
+    """What one training run produced and scoring applies: saved whole as the MLflow artifact."""
+
+    trained_as_of: datetime
+    churn_horizon_days: int
+    clv_horizon_days: int
+    seed: int
+    churn_model: str  # the served candidate: gradient_boosting, recency_rule or bgnbd
+    churn_pipeline: object | None  # the fitted Pipeline of a served classifier; None when BG/NBD serves
+    clv: clv.ClvModel
+    segments: SegmentModel
+    feature_references: dict[str, monitor.Reference]
+    score_reference: monitor.Reference | None
+    validation_as_of: datetime | None
+    training_as_of: tuple[datetime, ...]
+    notes: list[str] = field(default_factory=list)
+
+    def churn_probability(self, features: pd.DataFrame, summary: pd.DataFrame, as_of: datetime) -> pd.Series:
+        """P(no order in the horizon) per customer with an order by `as_of` (NaN for the others)."""
+        buyers = features.index[features["order_count"].fillna(0) > 0]
+        out = pd.Series(np.nan, index=features.index, dtype=float)
+        if len(buyers) == 0:
+            return out
+        if self.churn_pipeline is not None:
+            out.loc[buyers] = self.churn_pipeline.predict_proba(features.loc[buyers])[:, 1]
+        else:
+            known = summary.index.intersection(buyers)
+            predicted = clv.predict(self.clv, summary.loc[known], as_of, self.clv_horizon_days,
+                                    churn_horizon_days=self.churn_horizon_days)
+            out.loc[known] = predicted["p_no_order"]
+        return out
+
+
+@dataclass
+class TrainResult:
+    candidate: Candidate
+    promoted: bool
+    reason: str
+    churn_metrics: pd.DataFrame
+    clv_metrics: pd.DataFrame
+    segments: pd.DataFrame
+    report_path: str
+    notes: list[str]
+    models: CustomerModels
+
+
+def _midnight(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def snapshot_times(as_of: datetime, churn_horizon_days: int) -> tuple[datetime, list[datetime]]:
+    """(validation snapshot V, training snapshots earliest first) for a training as-of."""
+    validation = _midnight(as_of) - timedelta(days=churn_horizon_days + 1)
+    first = validation - timedelta(days=churn_horizon_days)
+    training = [first - timedelta(days=config.SNAPSHOT_SPACING_DAYS * k) for k in range(config.TRAINING_SNAPSHOTS)]
+    return validation, sorted(training)
+
+
+def _as_utc(as_of: datetime) -> datetime:
+    if as_of.tzinfo is None:
+        raise ValueError(f"as-of {as_of.isoformat()} has no timezone: give a UTC time")
+    return as_of.astimezone(UTC)
+
+
+def _sample(frame: pd.DataFrame, y: np.ndarray, rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    if len(frame) <= rows:
+        return frame, y
+    pick = np.sort(np.random.default_rng(seed).choice(len(frame), rows, replace=False))
+    return frame.iloc[pick], y[pick]
+
+
+def _bgnbd_churn(orders: pd.DataFrame, at: datetime, customers: pd.Index, horizon: int) -> np.ndarray:
+    """BG/NBD fitted on the orders up to `at`: P(no order in (at, at + h]) for `customers`."""
+    model = clv.fit(orders, at)
+    summary = clv.summarize(orders, at).reindex(customers)
+    if summary["frequency"].isna().any():
+        raise ModelInputError(f"{int(summary['frequency'].isna().sum())} labelled customers have no order by "
+                              f"{at.isoformat()} in marts.orders")
+    return clv.predict(model, summary, at, config.CLV_HORIZON_DAYS, churn_horizon_days=horizon)["p_no_order"].to_numpy()
+
+
+def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Registry | None = None,
+          allow_build: bool = True, say: Say = _say) -> TrainResult:
+    """Train every customer model as of `as_of`, validate on the later window, log to MLflow, promote by rule."""
+    as_of = _as_utc(as_of)
+    warehouse = warehouse or Warehouse()
+    registry = registry or Registry()
+    horizon = config.churn_horizon_days()
+    seed = config.SEED
+    notes: list[str] = []
+    validation_at, training_at = snapshot_times(as_of, horizon)
+
+    newest = io.orders_built_as_of(warehouse)
+    if newest is None:
+        raise ModelInputError(f"{io.ORDERS} is missing or empty in {warehouse.path}: load and build first")
+    history_start = io.read_orders(warehouse, as_of)["ordered_at"].min()
+    if pd.isna(history_start):
+        raise ModelInputError(f"no orders at or before {as_of.isoformat()} in {io.ORDERS}: nothing to learn from")
+    # only snapshots inside the history are worth building
+    # (without a training snapshot after the first order there is no split to validate: none are needed)
+    trainable_at = [t for t in training_at if t > history_start]
+    labelled_wanted = [*trainable_at, validation_at] if trainable_at else []
+    snapshots.prepare(warehouse, as_of, labelled_wanted, allow_build=allow_build, say=say)
+
+    say(f"ml: reading features and orders as of {as_of.isoformat()}")
+    orders = io.read_orders(warehouse, as_of)
+    current = io.read_features(warehouse, as_of.date(), FEATURE_COLUMNS)
+
+    # --- churn: time-based split, baselines on the same window --------------------------------------------------
+    train_frames, train_labels = [], []
+    for moment in training_at:
+        if moment not in labelled_wanted:
+            continue
+        labels = io.read_labels(warehouse, moment.date())
+        if labels.empty:
+            continue
+        frame, y = churn.training_examples(io.read_features(warehouse, moment.date(), FEATURE_COLUMNS), labels,
+                                           moment.date())
+        train_frames.append(frame)
+        train_labels.append(y)
+    x_train = pd.concat(train_frames) if train_frames else current.iloc[0:0]
+    y_train = np.concatenate(train_labels) if train_labels else np.zeros(0, dtype=int)
+    val_labels = io.read_labels(warehouse, validation_at.date()) if validation_at in labelled_wanted else None
+    x_val, y_val = (churn.training_examples(io.read_features(warehouse, validation_at.date(), FEATURE_COLUMNS),
+                                            val_labels, validation_at.date())
+                    if val_labels is not None and not val_labels.empty else (current.iloc[0:0], np.zeros(0, int)))
+    problem = (churn.check_trainable(y_train, config.MIN_CLASS_EXAMPLES, f"at the training snapshots "
+                                     f"{', '.join(t.date().isoformat() for t in training_at)}")
+               or churn.check_trainable(y_val, config.MIN_CLASS_EXAMPLES,
+                                        f"at the validation snapshot {validation_at.date().isoformat()}"))
+
+    scored_candidates: dict[str, np.ndarray] = {}
+    metrics: list[churn.ChurnMetrics] = []
+    pipelines: dict[str, object] = {}
+    if problem is None:
+        say(f"ml: churn: {len(y_train):,} training examples as of "
+            f"{', '.join(t.date().isoformat() for t in training_at)}, {len(y_val):,} to validate as of "
+            f"{validation_at.date().isoformat()} (horizon {horizon} days)")
+        x_fit, y_fit = _sample(x_train, y_train, config.TRAIN_SAMPLE_ROWS * config.TRAINING_SNAPSHOTS, seed)
+        boosting = churn.make_churn_pipeline(seed, len(y_fit)).fit(x_fit, y_fit)
+        recency = churn.make_recency_pipeline().fit(x_fit, y_fit)
+        pipelines = {"gradient_boosting": boosting, "recency_rule": recency}
+        scored_candidates["gradient_boosting"] = boosting.predict_proba(x_val)[:, 1]
+        scored_candidates["recency_rule"] = recency.predict_proba(x_val)[:, 1]
+        scored_candidates["bgnbd"] = _bgnbd_churn(orders, validation_at, x_val.index, horizon)
+        metrics = [churn.score_metrics(name, y_val, values) for name, values in scored_candidates.items()]
+        served = churn.winner(metrics).candidate
+    else:
+        served = "bgnbd"
+        notes.append(f"no usable labelled churn window (training needs about 2 x {horizon} days of orders before "
+                     f"{as_of.date()} and both outcomes): {problem}; BG/NBD P(alive) serves alone")
+        say(f"ml: churn: {notes[-1]}")
+
+    # --- CLV and next order: back-test, then the model fitted on everything up to as_of -------------------------
+    say("ml: CLV: back-testing BG/NBD + Gamma-Gamma against last period's orders")
+    backtest = clv.backtest(orders, as_of, config.CLV_HORIZON_DAYS)
+    if backtest.note:
+        notes.append(backtest.note)
+    clv_model = clv.fit(orders, as_of)
+
+    # --- segments, ids matched to production's -------------------------------------------------------------------
+    production = registry.production()
+    previous = production.bundle.segments if production is not None else None
+    say(f"ml: segments: k-means on {len(current):,} customers, k in {config.SEGMENT_K_RANGE}")
+    segment_model = fit_segments(current[list(SEGMENT_FEATURES)], k_range=config.SEGMENT_K_RANGE, seed=seed,
+                                 min_share=config.SEGMENT_MIN_SHARE, previous=previous)
+
+    summary_now = clv.summarize(orders, as_of)
+    models = CustomerModels(
+        trained_as_of=as_of, churn_horizon_days=horizon, clv_horizon_days=config.CLV_HORIZON_DAYS, seed=seed,
+        churn_model=served, churn_pipeline=pipelines.get(served), clv=clv_model, segments=segment_model,
+        feature_references=monitor.references(current[list(churn.CHURN_FEATURES)]), score_reference=None,
+        validation_as_of=validation_at if problem is None else None,
+        training_as_of=tuple(training_at) if problem is None else (), notes=notes)
+    churn_now = models.churn_probability(current, summary_now, as_of)
+    models.score_reference = monitor.reference(churn_now.dropna())
+
+    # --- promotion: beat production on the same window -----------------------------------------------------------
+    churn_table = pd.DataFrame([m.as_dict() for m in metrics])
+    candidate_metrics = _metrics(metrics, served, backtest)
+    production_metrics = None
+    if production is not None:
+        production_metrics = _production_metrics(production.bundle, x_val, y_val, orders, validation_at, backtest,
+                                                 horizon, served_labelled=problem is None)
+    if problem is None:
+        promote, reason = promotion_decision(candidate_metrics, production_metrics, metric=config.PROMOTION_METRIC,
+                                             margin=config.PROMOTION_MARGIN)
+    elif production is not None and production.bundle.churn_pipeline is not None:
+        promote, reason = False, ("no labelled window to compare the candidate with production's churn classifier "
+                                  "on: production keeps scoring")
+    else:
+        promote, reason = True, "no labelled window: BG/NBD refitted on newer orders replaces BG/NBD"
+
+    from ml.report import ScoredCandidate, TrainingReport, write_report
+
+    window = {"as_of": as_of.isoformat(), "validation_as_of": validation_at.isoformat() if problem is None else "",
+              "training_as_of": ",".join(t.isoformat() for t in training_at) if problem is None else "",
+              "orders_from": history_start.isoformat(), "clv_backtest_from": (
+                  backtest.calibration_end.isoformat() if backtest.calibration_end else "")}
+    params = {"seed": seed, "churn_horizon_days": horizon, "clv_horizon_days": config.CLV_HORIZON_DAYS,
+              "training_snapshots": config.TRAINING_SNAPSHOTS, "snapshot_spacing_days": config.SNAPSHOT_SPACING_DAYS,
+              "served_churn_model": served, "segments_k": segment_model.chosen_k,
+              "segments_elbow_k": segment_model.elbow_k, **{f"bgnbd_{k}": v for k, v in clv_model.transactions.as_dict().items()},
+              **({f"gamma_gamma_{k}": v for k, v in clv_model.spend.as_dict().items()} if clv_model.spend else {})}
+    card = _model_card(models, churn_table, backtest, segment_model, window, reason)
+    report = TrainingReport(
+        title=f"Tailor customer models trained as of {as_of.isoformat()}", as_of=as_of.isoformat(),
+        model_version="candidate", summary={**window, "served churn model": served, "promotion": reason},
+        churn_candidates=[ScoredCandidate(name, y_val, values, True) for name, values in scored_candidates.items()],
+        churn_metrics=churn_table, churn_note=notes[0] if problem is not None else None,
+        segment_profiles=segment_model.segments, silhouette_by_k=segment_model.silhouette_by_k,
+        inertia_by_k=segment_model.inertia_by_k, chosen_k=segment_model.chosen_k,
+        clv_deciles=backtest.deciles if len(backtest.deciles) else None,
+        clv_metrics=backtest.metrics if len(backtest.metrics) else None, drift=None, notes=notes)
+    candidate = registry.log_candidate(
+        bundle=models, run_name=f"train-{as_of:%Y%m%dT%H%M%SZ}", params=params, metrics=candidate_metrics,
+        feature_list=list(FEATURE_COLUMNS), data_window=window, model_card=card,
+        tags={"tailor.served_churn_model": served})
+    report.model_version = candidate.model_version
+    report_path = write_report(report, settings.data_dir() / "reports")
+    registry.log_artifact(candidate, report_path)
+    if promote:
+        registry.promote(candidate, reason)
+    else:
+        registry.reject(candidate, reason)
+    say(f"ml: {'promoted' if promote else 'rejected'} {candidate.model_version}: {reason}")
+    say(f"ml: report: {report_path}")
+    return TrainResult(candidate=candidate, promoted=promote, reason=reason, churn_metrics=churn_table,
+                       clv_metrics=backtest.metrics, segments=segment_model.segments, report_path=str(report_path),
+                       notes=notes, models=models)
+
+
+def _metrics(metrics: list[churn.ChurnMetrics], served: str, backtest: clv.Backtest) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in metrics:
+        for key in ("roc_auc", "pr_auc", "brier"):
+            out[f"churn_{m.candidate}_{key}"] = getattr(m, key)
+        if m.candidate == served:
+            out["churn_roc_auc"], out["churn_pr_auc"], out["churn_brier"] = m.roc_auc, m.pr_auc, m.brier
+    if len(backtest.metrics):
+        for row in backtest.metrics.itertuples():
+            out[f"clv_{row.metric}_mae_{row.model}"] = row.mae
+        out["clv_net_sales_mae"] = backtest.metric("net_sales")
+    return {k: float(v) for k, v in out.items() if v is not None and not math.isnan(float(v))}
+
+
+def _production_metrics(bundle: CustomerModels, x_val: pd.DataFrame, y_val: np.ndarray, orders: pd.DataFrame,
+                        validation_at: datetime, backtest: clv.Backtest, horizon: int,
+                        served_labelled: bool) -> dict[str, float]:
+    """Production's served churn model scored on the candidate's validation window."""
+    if not served_labelled or len(y_val) == 0:
+        return {}
+    summary = clv.summarize(orders, validation_at).reindex(x_val.index)
+    if bundle.churn_pipeline is not None:
+        values = bundle.churn_pipeline.predict_proba(x_val)[:, 1]
+    else:
+        values = _bgnbd_churn(orders, validation_at, x_val.index, horizon)
+    del summary
+    m = churn.score_metrics("production", y_val, values)
+    return {"churn_roc_auc": m.roc_auc, "churn_pr_auc": m.pr_auc, "churn_brier": m.brier}
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    def cell(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _model_card(models: CustomerModels, churn_table: pd.DataFrame, backtest: clv.Backtest, segments: SegmentModel,
+                window: dict[str, str], reason: str) -> str:
+    lines = ["# Tailor customer models", "", f"Trained as of {models.trained_as_of.isoformat()}.", "",
+             "## Intended use", "Per-customer churn probability over the next "
+             f"{models.churn_horizon_days} days, expected orders and net sales over the next "
+             f"{models.clv_horizon_days} days, the expected next order date and a marketing segment, for choosing "
+             "who gets which email. Not for decisions about individuals beyond marketing.", "",
+             "## Data window", *[f"- {k}: {v}" for k, v in window.items() if v], "",
+             "## Churn", f"Served: {models.churn_model}.",
+             _markdown(churn_table) if len(churn_table) else "No labelled window.", "",
+             "## CLV back-test", _markdown(backtest.metrics) if len(backtest.metrics) else (
+                 backtest.note or ""), "",
+             "## Segments", _markdown(segments.segments[["segment_id", "segment_name", "customers", "share"]]), "", "## Promotion", reason, ""]
+    if models.notes:
+        lines += ["## Notes", *[f"- {note}" for note in models.notes], ""]
+    return "\n".join(lines)
+
+
+@dataclass
+class ScoreResult:
+    model_version: str
+    as_of: datetime
+    customers: int
+    drift: pd.DataFrame
+    needs_retraining: bool
+    scores: pd.DataFrame
+
+
+def score(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Registry | None = None,
+          model_version: str | None = None, allow_build: bool = True, say: Say = _say) -> ScoreResult:
+    """Score every customer as of `as_of` with the production models (or `model_version`) into ml.customer_scores,
+    and record the drift of the features and of the churn score against the training snapshot."""
+    as_of = _as_utc(as_of)
+    warehouse = warehouse or Warehouse()
+    registry = registry or Registry()
+    if model_version is None:
+        production = registry.production()
+        if production is None:
+            raise ModelInputError("no production model yet: train one first (python -m ml train --as-of ...)")
+        models, model_version = production.bundle, production.model_version
+    else:
+        models = registry.load(model_version)
+        model_version = model_version if model_version.startswith("v") else f"v{model_version}"
+    snapshots.prepare(warehouse, as_of, [], allow_build=allow_build, say=say)
+    say(f"ml: scoring as of {as_of.isoformat()} with {model_version} (churn: {models.churn_model})")
+    features = io.read_features(warehouse, as_of.date(), FEATURE_COLUMNS)
+    orders = io.read_orders(warehouse, as_of)
+    scores = _score_frame(models, features, orders, as_of, model_version)
+
+    drift = pd.concat([
+        monitor.drift(models.feature_references, features, kind="feature"),
+        monitor.drift({"churn_probability": models.score_reference} if models.score_reference else {},
+                      scores.set_index("customer_id")[["churn_probability"]].dropna(), kind="score"),
+    ], ignore_index=True)
+    needs_retraining = bool((drift["status"] == "fail").any())
+    io.write_scores(warehouse, scores, as_of.date(), model_version)
+    io.write_monitoring(warehouse, drift, as_of.date(), model_version, needs_retraining)
+    worst = drift.iloc[0] if len(drift) else None
+    say(f"ml: wrote {len(scores):,} scores to {io.SCORES} for {as_of.date()} ({model_version})")
+    if worst is not None:
+        say(f"ml: drift: worst {worst['kind']} {worst['name']} PSI {worst['psi']:.3f} ({worst['status']}); "
+            f"{(drift['status'] == 'warn').sum()} warn, {(drift['status'] == 'fail').sum()} fail"
+            + ("; retraining requested" if needs_retraining else ""))
+    return ScoreResult(model_version=model_version, as_of=as_of, customers=len(scores), drift=drift,
+                       needs_retraining=needs_retraining, scores=scores)
+
+
+def _score_frame(models: CustomerModels, features: pd.DataFrame, orders: pd.DataFrame, as_of: datetime,
+                 model_version: str) -> pd.DataFrame:
+    """One score row per customer of `features`, computed in batches so a million customers fit in memory."""
+    summary = clv.summarize(orders, as_of) if len(orders) else pd.DataFrame(
+        columns=["frequency", "recency_days", "age_days", "monetary_value"])
+    names = models.segments.names()
+    parts = []
+    for start in range(0, len(features), config.SCORE_BATCH_ROWS):
+        batch = features.iloc[start:start + config.SCORE_BATCH_ROWS]
+        known = summary.index.intersection(batch.index)
+        batch_summary = summary.loc[known]
+        predicted = clv.predict(models.clv, batch_summary, as_of, models.clv_horizon_days).reindex(batch.index)
+        segment_ids = models.segments.assign(batch[list(SEGMENT_FEATURES)])
+        parts.append(pd.DataFrame({
+            "customer_id": batch.index,
+            "as_of_date": as_of.date(),
+            "model_version": model_version,
+            "as_of_at": as_of,
+            "segment_id": segment_ids.to_numpy(dtype=int),
+            "segment_name": [names[s] for s in segment_ids],
+            "churn_probability": models.churn_probability(batch, batch_summary, as_of).to_numpy(),
+            "churn_model": models.churn_model,
+            "p_alive": predicted["p_alive"].to_numpy(),
+            # a customer without an order yet: no purchase history to project (null, not zero)
+            "expected_orders_12m": predicted["expected_orders"].to_numpy(),
+            "expected_net_sales_12m": predicted["expected_net_sales"].to_numpy(),
+            "expected_next_order_date": predicted["expected_next_order_at"].dt.date.to_numpy(),
+        }))
+    frame = pd.concat(parts, ignore_index=True)
+    frame.loc[frame["churn_probability"].isna(), "churn_model"] = None
+    return frame
+
+
+@dataclass
+class Evaluation:
+    model_version: str
+    window_start: datetime
+    window_end: datetime
+    metrics: pd.DataFrame
+
+
+def evaluate(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Registry | None = None,
+             model_version: str | None = None, allow_build: bool = True, say: Say = _say) -> Evaluation:
+    """Production's churn model and both baselines on the latest window labelled by `as_of`: features as of
+    V = as_of's midnight - h - 1 day, labels over (V, V + h]. Meaningful for a model trained before V + h (watching a
+    model in service); a model trained later has seen these labels."""
+    as_of = _as_utc(as_of)
+    warehouse = warehouse or Warehouse()
+    registry = registry or Registry()
+    if model_version is None:
+        production = registry.production()
+        if production is None:
+            raise ModelInputError("no production model yet: train one first (python -m ml train --as-of ...)")
+        models, model_version = production.bundle, production.model_version
+    else:
+        models = registry.load(model_version)
+    horizon = models.churn_horizon_days
+    validation_at, _ = snapshot_times(as_of, horizon)
+    snapshots.prepare(warehouse, as_of, [validation_at], allow_build=allow_build, say=say)
+    labels = io.read_labels(warehouse, validation_at.date())
+    x_val, y_val = churn.training_examples(io.read_features(warehouse, validation_at.date(), FEATURE_COLUMNS),
+                                           labels, validation_at.date())
+    problem = churn.check_trainable(y_val, 1, f"as of {validation_at.date()}")
+    if problem:
+        raise ModelInputError(f"cannot evaluate as of {as_of.isoformat()}: {problem}")
+    orders = io.read_orders(warehouse, as_of)
+    summary = clv.summarize(orders, validation_at).reindex(x_val.index)
+    served = models.churn_probability(x_val, summary, validation_at).to_numpy()
+    recency = x_val["days_since_last_order"].astype(float).to_numpy()
+    rows = [churn.score_metrics(f"production ({models.churn_model})", y_val, served),
+            churn.score_metrics("recency_rule (days since last order)", y_val, recency, is_probability=False),
+            churn.score_metrics("bgnbd", y_val, _bgnbd_churn(orders, validation_at, x_val.index, horizon))]
+    table = pd.DataFrame([m.as_dict() for m in rows])
+    say(f"ml: evaluated {model_version} on ({validation_at.isoformat()}, "
+        f"{(validation_at + timedelta(days=horizon)).isoformat()}]")
+    return Evaluation(model_version=model_version, window_start=validation_at,
+                      window_end=validation_at + timedelta(days=horizon), metrics=table)

@@ -1,0 +1,198 @@
+"""The training report: one self-contained HTML file per run, every section present, plots embedded as data URIs,
+user text escaped, degenerate inputs explained instead of raised, and the file replaced atomically."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.report import (
+    ScoredCandidate,
+    TrainingReport,
+    lift_by_decile,
+    plot_calibration,
+    plot_drift,
+    plot_roc,
+    render_report,
+    write_report,
+)
+
+IMG = '<img src="data:image/png;base64,'
+HEADINGS = ["Summary", "Churn model", "Customer segments", "Choosing the number of segments",
+            "Customer lifetime value", "Feature drift", "Notes"]
+
+
+def _candidates(n: int = 600, seed: int = 1) -> list[ScoredCandidate]:
+    rng = np.random.default_rng(seed)
+    risk = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(risk - 1)))).astype(int)
+    probability = 1 / (1 + np.exp(-(risk - 1 + rng.normal(scale=0.5, size=n))))
+    recency_days = np.round(np.clip(risk * 30 + 90, 0, None), -1)  # coarse, many ties
+    return [
+        ScoredCandidate("gradient_boosting", y, probability, is_probability=True),
+        ScoredCandidate("recency_rule", y, recency_days, is_probability=False),
+    ]
+
+
+def _report(**overrides) -> TrainingReport:
+    segments = pd.DataFrame({
+        "segment_id": [0, 1, 2],
+        "segment_name": ["Loyal & frequent", "<script>alert(1)</script>", "$ big spenders"],
+        "customers": [500, 300, 200],
+        "share": [0.5, 0.3, 0.2],
+        "recency_days": [20.5, 140.0, 60.25],
+        "orders_12m": [6.1, 1.2, 3.4],
+        "net_sales_12m": [820.0, 95.5, 2450.75],
+    })
+    deciles = pd.DataFrame([
+        {"metric": metric, "decile": d, "customers": 100, "predicted_mean": scale * (11 - d) / 10,
+         "actual_mean": scale * (11 - d) / 10 * 1.05}
+        for metric, scale in (("orders_12m", 4.0), ("net_sales_12m", 600.0)) for d in range(1, 11)
+    ])
+    fields = dict(
+        title="Tailor training run",
+        as_of="2024-06-30",
+        model_version="v3",
+        summary={"data window": "2022-07-01 .. 2024-06-30", "served churn model": "gradient_boosting",
+                 "promotion": "promoted: AUC 0.81 > 0.78 & calibrated"},
+        churn_candidates=_candidates(),
+        churn_metrics=pd.DataFrame({
+            "candidate": ["gradient_boosting", "recency_rule"], "roc_auc": [0.81234567, 0.7345],
+            "pr_auc": [0.6012, 0.52], "brier": [0.1543219, None], "customers": [600, 600],
+            "churn_rate": [0.3333333, 0.3333333]}),
+        churn_note=None,
+        segment_profiles=segments,
+        silhouette_by_k={2: 0.31, 3: 0.42, 4: 0.38, 5: 0.33},
+        inertia_by_k={2: 5400.0, 3: 3900.0, 4: 3300.0, 5: 3000.0},
+        chosen_k=3,
+        clv_deciles=deciles,
+        clv_metrics=pd.DataFrame({"metric": ["orders_12m", "orders_12m"], "model": ["bgnbd", "baseline"],
+                                  "mae": [1.234567, 1.9]}),
+        drift=pd.DataFrame({"feature": ["recency_days", "orders_12m", "net_sales_12m"], "psi": [0.02, 0.13, 0.4],
+                            "status": ["ok", "warn", "fail"]}),
+        notes=["BG/NBD fitted on 24 months", "note with <b>markup</b>"],
+    )
+    fields.update(overrides)
+    return TrainingReport(**fields)
+
+
+def _light_report(**overrides) -> TrainingReport:
+    """No plots, for the tests about the file rather than its contents."""
+    base = dict(churn_candidates=[], churn_note="no labelled window", segment_profiles=pd.DataFrame(),
+                silhouette_by_k={}, inertia_by_k={}, clv_deciles=None, clv_metrics=None, drift=None)
+    return _report(**{**base, **overrides})
+
+
+def test_a_full_report_is_one_file_with_every_section_and_plot(tmp_path):
+    path = write_report(_report(), tmp_path / "reports")
+
+    assert path == tmp_path / "reports" / "training-2024-06-30-v3.html"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    text = path.read_text(encoding="utf-8")
+    for heading in HEADINGS:
+        assert f"<h2>{heading}</h2>" in text
+    # ROC, calibration, lift, segments, choice of k, CLV (one figure, a subplot per metric), drift
+    assert text.count(IMG) == 7
+    assert "v3" in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script" not in text
+    assert "&lt;b&gt;markup&lt;/b&gt;" in text
+    assert "AUC 0.81 &gt; 0.78 &amp; calibrated" in text
+    assert "could not be drawn" not in text and "skipped" not in text
+    assert "0.8123" in text and "0.1543" in text and "—" in text  # 4 significant digits; the missing brier
+    assert "http://" not in text and "https://" not in text  # nothing to fetch
+    assert path.stat().st_size < 1_500_000
+    png = base64.b64decode(text.split(IMG, 1)[1].split('"', 1)[0])
+    assert png.startswith(b"\x89PNG")
+
+
+def test_a_report_without_churn_candidates_clv_or_drift_still_renders(tmp_path):
+    note = "history too short for a labelled window: BG/NBD serves alone"
+    report = _report(churn_candidates=[], churn_metrics=pd.DataFrame(), churn_note=note, clv_deciles=None,
+                     clv_metrics=None, drift=None, notes=[])
+
+    text = write_report(report, tmp_path).read_text(encoding="utf-8")
+
+    for heading in HEADINGS:
+        assert f"<h2>{heading}</h2>" in text
+    assert "history too short for a labelled window: BG/NBD serves alone" in text
+    assert "No CLV back-test in this run." in text
+    assert "No drift check in this run." in text
+    assert text.count(IMG) == 2  # segments and the choice of k
+
+
+def test_single_class_labels_skip_the_plots_that_need_both_classes():
+    candidates = [ScoredCandidate(c.name, np.zeros_like(c.y_true), c.score, c.is_probability) for c in _candidates()]
+
+    text = render_report(_report(churn_candidates=candidates, clv_deciles=None, clv_metrics=None, drift=None))
+
+    assert "ROC curves skipped: gradient_boosting: only one class in the labels (none churned)." in text
+    assert "Lift by decile skipped:" in text
+    assert "could not be drawn" not in text
+    assert text.count(IMG) == 3  # calibration (observed rate 0), segments, choice of k
+
+
+def test_degenerate_inputs_are_explained_not_raised():
+    ones = np.ones(5)
+    assert plot_roc([]).png is None
+    assert "5 labels but 4 scores" in plot_roc([ScoredCandidate("a", ones, np.ones(4), True)]).note
+    assert "outside [0, 1]" in plot_calibration([ScoredCandidate("a", np.array([0, 1]), np.array([2, 3]), True)]).note
+    assert plot_calibration([ScoredCandidate("rule", np.array([0, 1]), np.array([2, 3]), False)]).png is None
+    assert plot_drift(pd.DataFrame({"feature": ["x"], "psi": [None], "status": ["ok"]})).png is None
+    text = render_report(_report(segment_profiles=pd.DataFrame(), silhouette_by_k={}, inertia_by_k={},
+                                 clv_deciles=pd.DataFrame({"decile": [1]}), drift=pd.DataFrame()))
+    assert "Segment profiles skipped: no segments." in text
+    assert "Choice of k skipped" in text
+    assert "missing columns actual_mean, predicted_mean" in text
+    assert "No features checked." in text
+    assert text.count(IMG) == 3  # only the churn plots
+
+
+def test_one_valid_candidate_is_drawn_and_the_other_is_named():
+    good, _ = _candidates()
+    nan_scores = ScoredCandidate("bgnbd_p_alive", good.y_true, np.full(good.y_true.size, np.nan), True)
+
+    plot = plot_roc([good, nan_scores])
+
+    assert plot.png is not None
+    assert plot.note == "Not drawn: bgnbd_p_alive: no scored customers."
+
+
+def test_lift_by_decile_puts_the_highest_scores_first():
+    y = np.array([1] * 10 + [0] * 90)
+    lift = lift_by_decile(y, np.arange(100, 0, -1))  # the 10 churners have the highest scores
+
+    assert lift[0] == pytest.approx(10.0)
+    assert lift[1:].sum() == 0
+    assert lift.mean() == pytest.approx(1.0)
+
+
+def test_the_file_name_uses_the_date_of_as_of_and_a_safe_version(tmp_path):
+    path = write_report(_light_report(as_of="2024-06-30T05:00:00+00:00", model_version="../v 4"), tmp_path)
+
+    assert path.parent == tmp_path
+    assert path.name == "training-2024-06-30-v_4.html"
+    with pytest.raises(ValueError, match="as_of"):
+        write_report(_light_report(as_of="last tuesday"), tmp_path)
+
+
+def test_the_report_is_replaced_atomically(tmp_path, monkeypatch):
+    report = _light_report(churn_note="first")
+    path = write_report(report, tmp_path)
+    report.churn_note = "second"
+    assert write_report(report, tmp_path) == path
+    assert "second" in path.read_text(encoding="utf-8")
+    assert os.listdir(tmp_path) == [path.name]
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    report.churn_note = "third"
+    with pytest.raises(OSError, match="disk full"):
+        write_report(report, tmp_path)
+    assert os.listdir(tmp_path) == [path.name]  # the temp file is gone, the old page intact
+    assert "second" in path.read_text(encoding="utf-8")
