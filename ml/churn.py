@@ -2,8 +2,8 @@
 propose, all scored on the same later window.
 
 Candidates (each gives P(no order in (T, T + h]) for a customer with an order at or before T):
-- gradient_boosting: purchase and engagement features of customer_features -> HistGradientBoostingClassifier, its
-  probabilities calibrated (sigmoid on small shops, isotonic from 2,000 training customers on).
+- gradient_boosting: purchase and engagement features of customer_features, and BG/NBD's P(alive), P(no order)
+  and expected orders at the same as-of -> HistGradientBoostingClassifier, its probabilities calibrated (sigmoid on small shops, isotonic from 2,000 training customers on).
 - recency_rule: days since the last order alone, through a logistic link so it is a probability too; its ranking is
   exactly the rule "the longer since the last order, the likelier gone".
 - bgnbd: BG/NBD fitted on the order history up to T (ml.bgnbd): P(alive) and the Poisson rate give the probability of
@@ -42,9 +42,12 @@ CATEGORICAL_FEATURES = ("engagement_level",)
 CHURN_FEATURES = PURCHASE_FEATURES + ENGAGEMENT_FEATURES + CATEGORICAL_FEATURES
 # Derived in the pipeline (so training and scoring compute them alike): how overdue the next order is.
 DERIVED_FEATURES = ("days_since_last_order_per_gap",)
+# BG/NBD's view of the customer at the same as-of (fitted on the orders up to it), stacked into the boosting model:
+# the trees then start from the buy-till-you-die baseline and learn what engagement and baskets add to it.
+BGNBD_FEATURES = ("bgnbd_p_alive", "bgnbd_p_no_order", "bgnbd_expected_orders")
 
 CANDIDATES = ("gradient_boosting", "recency_rule", "bgnbd")
-ISOTONIC_FROM = 2_000
+SIMPLEST_FIRST = ("recency_rule", "bgnbd", "gradient_boosting")
 
 
 def _derive(frame: pd.DataFrame) -> pd.DataFrame:
@@ -55,9 +58,9 @@ def _derive(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def make_churn_pipeline(seed: int, training_customers: int) -> Pipeline:
+def make_churn_pipeline(seed: int) -> Pipeline:
     """Features -> calibrated gradient boosting. Nulls stay NaN: the trees route them (no order yet, no sends)."""
-    numeric = list(PURCHASE_FEATURES + ENGAGEMENT_FEATURES + DERIVED_FEATURES)
+    numeric = list(PURCHASE_FEATURES + ENGAGEMENT_FEATURES + DERIVED_FEATURES + BGNBD_FEATURES)
     encode = ColumnTransformer(
         [("numeric", "passthrough", numeric),
          ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), list(CATEGORICAL_FEATURES))],
@@ -65,11 +68,10 @@ def make_churn_pipeline(seed: int, training_customers: int) -> Pipeline:
     boosting = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, max_leaf_nodes=31,
                                               min_samples_leaf=40, l2_regularization=1.0, early_stopping=True,
                                               validation_fraction=0.15, n_iter_no_change=20, random_state=seed)
-    method = "isotonic" if training_customers >= ISOTONIC_FROM else "sigmoid"
     return Pipeline([
         ("derive", FunctionTransformer(_derive, validate=False)),
         ("encode", encode),
-        ("model", CalibratedClassifierCV(boosting, method=method, cv=3)),
+        ("model", CalibratedClassifierCV(boosting, method="sigmoid", cv=3)),
     ])
 
 
@@ -141,11 +143,14 @@ def score_metrics(candidate: str, y_true: np.ndarray, churn_probability: np.ndar
     )
 
 
-def winner(metrics: list[ChurnMetrics]) -> ChurnMetrics:
-    """The candidate to serve: the best validation ROC-AUC; ties go to the simpler one (the order of CANDIDATES
-    reversed: BG/NBD, then the recency rule)."""
+def winner(metrics: list[ChurnMetrics], margin: float) -> ChurnMetrics:
+    """The candidate to serve: the simplest whose validation ROC-AUC is within `margin` of the best (the
+    one-standard-error rule: on a few thousand customers, a smaller gap is noise, and the simpler model generalizes
+    to the next window more surely). Simplest first: the recency rule, BG/NBD, gradient boosting."""
     usable = [m for m in metrics if not math.isnan(m.roc_auc)]
     if not usable:
         raise ModelInputError("no churn candidate has a validation ROC-AUC (the validation window holds one class)")
-    simplicity = {name: rank for rank, name in enumerate(reversed(CANDIDATES))}  # 0 = simplest
-    return max(usable, key=lambda m: (round(m.roc_auc, 6), -simplicity.get(m.candidate, len(CANDIDATES))))
+    best = max(m.roc_auc for m in usable)
+    simplicity = {name: rank for rank, name in enumerate(SIMPLEST_FIRST)}
+    close = [m for m in usable if m.roc_auc >= best - margin]
+    return min(close, key=lambda m: simplicity.get(m.candidate, len(SIMPLEST_FIRST)))

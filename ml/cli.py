@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             print(_table(result.churn_metrics))
             print("\nml: CLV and next order back-test (mean absolute error; lower is better):")
             print(_table(result.clv_metrics))
+            if len(result.clv_deciles):
+                print("\nml: CLV calibration by decile of predicted net sales (1 = highest):")
+                print(_table(result.clv_deciles[result.clv_deciles["metric"] == "net_sales"].drop(columns="metric")))
             print("\nml: segments:")
             print(_table(result.segments[["segment_id", "segment_name", "customers", "share"]]))
             for note in result.notes:

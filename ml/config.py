@@ -17,7 +17,7 @@ SEED = 7
 
 # Churn: training snapshots every SNAPSHOT_SPACING_DAYS before the validation one; more snapshots, more examples of
 # the same horizon, at the cost of one dbt build each the first time a date is needed.
-TRAINING_SNAPSHOTS = 2
+TRAINING_SNAPSHOTS = 3
 SNAPSHOT_SPACING_DAYS = 30
 # A model needs at least this many labelled customers of each class at a training date; fewer, and BG/NBD serves.
 MIN_CLASS_EXAMPLES = 20
@@ -32,6 +32,9 @@ BGNBD_PENALIZER = 1e-3
 SEGMENT_K_RANGE = (3, 8)
 SEGMENT_MIN_SHARE = 0.02
 
+# Choosing among the churn candidates: the simplest within this much validation ROC-AUC of the best serves.
+CANDIDATE_MARGIN = 0.01
+
 # Promotion: the candidate's validation ROC-AUC must beat production's, scored on the same window, by this much.
 PROMOTION_METRIC = "churn_roc_auc"
 PROMOTION_MARGIN = 0.005
@@ -45,7 +48,8 @@ PSI_BINS = 10
 
 # Scoring and training read features in batches of this many customers, to bound memory at a million customers.
 SCORE_BATCH_ROWS = 250_000
-# Training fits on at most this many customers per snapshot (a fixed-seed sample): trees gain little beyond it.
+# The churn classifier fits on at most this many labelled examples of all its snapshots together (a fixed-seed
+# sample): the trees gain little beyond it, and at a million customers it bounds the fit to minutes and ~4 GB.
 TRAIN_SAMPLE_ROWS = 300_000
 
 

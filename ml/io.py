@@ -47,6 +47,8 @@ SCORE_COLUMNS: dict[str, str] = {
     "expected_next_order_date": "date",  # null: not expected within the CLV horizon
 }
 
+MONITORING_COLUMNS = ["as_of_date", "model_version", "kind", "name", "psi", "status", "needs_retraining"]
+
 _DDL = [
     "create schema if not exists ml",
     f"""create table if not exists {LABEL_SNAPSHOTS} (
@@ -193,6 +195,15 @@ def read_orders(warehouse: Warehouse, until: datetime) -> pd.DataFrame:
     return frame
 
 
+def first_order_at(warehouse: Warehouse, until: datetime) -> datetime | None:
+    """The first non-cancelled order at or before `until` in marts.orders (None without one)."""
+    with warehouse.reader() as con:
+        _require(con, ORDERS, warehouse, "build the dbt project first (python -m tailor build --as-of ...)")
+        first = con.execute(f"select min(ordered_at) from {ORDERS} where not is_cancelled and customer_id is not null "  # noqa: S608 constant
+                            "and ordered_at <= ?", [_utc(until)]).fetchone()[0]
+    return _utc(first) if first is not None else None
+
+
 def orders_built_as_of(warehouse: Warehouse) -> datetime | None:
     """The newest order time in marts.orders: orders after a training as-of are invisible to a build before it."""
     with warehouse.reader() as con:
@@ -202,9 +213,10 @@ def orders_built_as_of(warehouse: Warehouse) -> datetime | None:
     return _utc(newest) if newest is not None else None
 
 
-def write_scores(warehouse: Warehouse, scores: pd.DataFrame, as_of_date: date, model_version: str) -> int:
-    """Replace the scores of (as_of_date, model_version) with `scores` (one row per customer, SCORE_COLUMNS), in one
-    transaction. Returns the rows written."""
+def write_scores(warehouse: Warehouse, scores: pd.DataFrame, drift: pd.DataFrame, as_of_date: date,
+                 model_version: str, needs_retraining: bool) -> int:
+    """Replace the scores of (as_of_date, model_version) with `scores` (one row per customer, SCORE_COLUMNS) and its
+    drift rows (kind, name, psi, status) with `drift`, in one transaction. Returns the score rows written."""
     missing = [column for column in SCORE_COLUMNS if column not in scores.columns]
     if missing:
         raise ModelInputError(f"scores lack column {', '.join(missing)}")
@@ -215,43 +227,26 @@ def write_scores(warehouse: Warehouse, scores: pd.DataFrame, as_of_date: date, m
                               f"{scores.loc[scores['customer_id'].duplicated(), 'customer_id'].iloc[0]}")
     if (scores["as_of_date"] != as_of_date).any() or (scores["model_version"] != model_version).any():
         raise ModelInputError(f"scores hold other dates or model versions than {as_of_date} / {model_version}")
-    frame = scores[list(SCORE_COLUMNS)]
+    frames = {
+        SCORES: (scores[list(SCORE_COLUMNS)], list(SCORE_COLUMNS)),
+        MONITORING: (drift.assign(as_of_date=as_of_date, model_version=model_version,
+                                  needs_retraining=needs_retraining), MONITORING_COLUMNS),
+    }
     ensure_tables(warehouse)
     with warehouse.writer() as con:
-        con.register("scores_frame", frame)
         con.execute("begin")
         try:
-            con.execute(f"delete from {SCORES} where as_of_date = ? and model_version = ?",  # noqa: S608 constant
-                        [as_of_date, model_version])
-            con.execute(f"insert into {SCORES} select {', '.join(SCORE_COLUMNS)} from scores_frame")  # noqa: S608 constant
+            for table, (frame, columns) in frames.items():
+                con.register("rows_frame", frame[columns])
+                con.execute(f"delete from {table} where as_of_date = ? and model_version = ?",  # noqa: S608 constant
+                            [as_of_date, model_version])
+                con.execute(f"insert into {table} select {', '.join(columns)} from rows_frame")  # noqa: S608 constant
+                con.unregister("rows_frame")
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
             raise
-        finally:
-            con.unregister("scores_frame")
-    return len(frame)
-
-
-def write_monitoring(warehouse: Warehouse, drift: pd.DataFrame, as_of_date: date, model_version: str,
-                     needs_retraining: bool) -> None:
-    """Replace the drift rows of (as_of_date, model_version): columns kind (feature/score), name, psi, status."""
-    frame = drift.assign(as_of_date=as_of_date, model_version=model_version, needs_retraining=needs_retraining)
-    frame = frame[["as_of_date", "model_version", "kind", "name", "psi", "status", "needs_retraining"]]
-    ensure_tables(warehouse)
-    with warehouse.writer() as con:
-        con.register("drift_frame", frame)
-        con.execute("begin")
-        try:
-            con.execute(f"delete from {MONITORING} where as_of_date = ? and model_version = ?",  # noqa: S608 constant
-                        [as_of_date, model_version])
-            con.execute(f"insert into {MONITORING} select * from drift_frame")  # noqa: S608 constant
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
-        finally:
-            con.unregister("drift_frame")
+    return len(scores)
 
 
 def read_scores(warehouse: Warehouse, as_of_date: date, model_version: str | None = None) -> pd.DataFrame:

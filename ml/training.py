@@ -5,11 +5,12 @@
     evaluation = evaluate(as_of) # production's churn model and the baselines on the latest window labelled by as_of
 
 Time-based splits only. For a training as-of T and churn horizon h (the labels' dbt var):
-- validation snapshot V = the midnight h + 1 days before T's day: features as of V, labels over (V, V + h], all
-  known by T;
+- validation snapshot V = the Monday midnight at least h + 1 days before T's day: features as of V, labels over
+  (V, V + h], all known by T;
 - training snapshots T0 = V - h, and TRAINING_SNAPSHOTS - 1 more every SNAPSHOT_SPACING_DAYS before it: their
   labels end before V, so nothing of the validation window is learnt;
-- BG/NBD (the baseline, and the CLV model) is fitted on the orders up to each snapshot it is scored at.
+- BG/NBD (the baseline, a feature of the boosting model, and the CLV model) is fitted at each snapshot on the
+  purchase histories its features hold (clv.from_features), so nothing after the snapshot reaches it.
 A history too short for a labelled training and validation window (about 2 h) leaves BG/NBD serving alone: the run
 says so. Everything reads the warehouse through ml.io with the connection closed while models fit.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -48,7 +49,7 @@ class CustomerModels:
     clv_horizon_days: int
     seed: int
     churn_model: str  # the served candidate: gradient_boosting, recency_rule or bgnbd
-    churn_pipeline: object | None  # the fitted Pipeline of a served classifier; None when BG/NBD serves
+    churn_pipelines: dict[str, object]  # the fitted classifier Pipelines by candidate (empty without a labelled window)
     clv: clv.ClvModel
     segments: SegmentModel
     feature_references: dict[str, monitor.Reference]
@@ -57,20 +58,49 @@ class CustomerModels:
     training_as_of: tuple[datetime, ...]
     notes: list[str] = field(default_factory=list)
 
-    def churn_probability(self, features: pd.DataFrame, summary: pd.DataFrame, as_of: datetime) -> pd.Series:
-        """P(no order in the horizon) per customer with an order by `as_of` (NaN for the others)."""
+    def churn_probability(self, features: pd.DataFrame, summary: pd.DataFrame, as_of: datetime,
+                          candidate: str | None = None) -> pd.Series:
+        """P(no order in the horizon) per customer with an order by `as_of` (NaN for the others), by the served
+        candidate or the one named. `summary`: clv.from_features of the features as of `as_of`."""
+        candidate = candidate or self.churn_model
         buyers = features.index[features["order_count"].fillna(0) > 0]
         out = pd.Series(np.nan, index=features.index, dtype=float)
         if len(buyers) == 0:
             return out
-        if self.churn_pipeline is not None:
-            out.loc[buyers] = self.churn_pipeline.predict_proba(features.loc[buyers])[:, 1]
+        stacked = with_bgnbd(features.loc[buyers], summary, self.clv, as_of, self.churn_horizon_days)
+        if candidate == "bgnbd":
+            out.loc[buyers] = stacked["bgnbd_p_no_order"]
+        elif candidate in self.churn_pipelines:
+            out.loc[buyers] = self.churn_pipelines[candidate].predict_proba(stacked)[:, 1]
         else:
-            known = summary.index.intersection(buyers)
-            predicted = clv.predict(self.clv, summary.loc[known], as_of, self.clv_horizon_days,
-                                    churn_horizon_days=self.churn_horizon_days)
-            out.loc[known] = predicted["p_no_order"]
+            raise ModelInputError(f"these models have no churn candidate {candidate!r}: "
+                                  f"{', '.join(['bgnbd', *self.churn_pipelines])}")
         return out
+
+
+def with_bgnbd(features: pd.DataFrame, summary: pd.DataFrame, model: clv.ClvModel, at: datetime,
+               horizon_days: int) -> pd.DataFrame:
+    """`features` plus BG/NBD's P(alive), P(no order in the horizon) and expected orders in it at `at` (NaN for a
+    customer without an order by then)."""
+    known = summary.index.intersection(features.index)
+    predicted = clv.predict(model, summary.loc[known], at, horizon_days, churn_horizon_days=horizon_days)
+    out = features.copy()
+    out["bgnbd_p_alive"] = predicted["p_alive"].reindex(features.index)
+    out["bgnbd_p_no_order"] = predicted["p_no_order"].reindex(features.index)
+    out["bgnbd_expected_orders"] = predicted["expected_orders"].reindex(features.index)
+    return out
+
+
+def _stacked_at(frame: pd.DataFrame, everyone: pd.DataFrame, at: datetime, horizon: int) -> pd.DataFrame:
+    """Labelled customers' features at `at` with BG/NBD fitted on every buyer's history at `at` (`everyone`: all
+    customers' features then); each labelled customer must have an order by then."""
+    summary = clv.from_features(everyone)
+    stacked = with_bgnbd(frame, summary, clv.fit(summary, at), at, horizon)
+    missing = stacked["bgnbd_p_no_order"].isna()
+    if missing.any():
+        raise ModelInputError(f"{int(missing.sum())} customers labelled as of {at.date()} have no order by then in "
+                              f"{io.FEATURES} (e.g. {stacked.index[missing][0]}): rebuild both for that time")
+    return stacked
 
 
 @dataclass
@@ -80,6 +110,7 @@ class TrainResult:
     reason: str
     churn_metrics: pd.DataFrame
     clv_metrics: pd.DataFrame
+    clv_deciles: pd.DataFrame
     segments: pd.DataFrame
     report_path: str
     notes: list[str]
@@ -91,8 +122,12 @@ def _midnight(moment: datetime) -> datetime:
 
 
 def snapshot_times(as_of: datetime, churn_horizon_days: int) -> tuple[datetime, list[datetime]]:
-    """(validation snapshot V, training snapshots earliest first) for a training as-of."""
+    """(validation snapshot V, training snapshots earliest first) for a training as-of.
+
+    V is the Monday midnight at least h + 1 days before as-of's day, so a model retrained daily reuses a week's
+    snapshots (each costs dbt builds the first time)."""
     validation = _midnight(as_of) - timedelta(days=churn_horizon_days + 1)
+    validation -= timedelta(days=validation.weekday())
     first = validation - timedelta(days=churn_horizon_days)
     training = [first - timedelta(days=config.SNAPSHOT_SPACING_DAYS * k) for k in range(config.TRAINING_SNAPSHOTS)]
     return validation, sorted(training)
@@ -111,16 +146,6 @@ def _sample(frame: pd.DataFrame, y: np.ndarray, rows: int, seed: int) -> tuple[p
     return frame.iloc[pick], y[pick]
 
 
-def _bgnbd_churn(orders: pd.DataFrame, at: datetime, customers: pd.Index, horizon: int) -> np.ndarray:
-    """BG/NBD fitted on the orders up to `at`: P(no order in (at, at + h]) for `customers`."""
-    model = clv.fit(orders, at)
-    summary = clv.summarize(orders, at).reindex(customers)
-    if summary["frequency"].isna().any():
-        raise ModelInputError(f"{int(summary['frequency'].isna().sum())} labelled customers have no order by "
-                              f"{at.isoformat()} in marts.orders")
-    return clv.predict(model, summary, at, config.CLV_HORIZON_DAYS, churn_horizon_days=horizon)["p_no_order"].to_numpy()
-
-
 def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Registry | None = None,
           allow_build: bool = True, say: Say = _say) -> TrainResult:
     """Train every customer model as of `as_of`, validate on the later window, log to MLflow, promote by rule."""
@@ -135,8 +160,8 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     newest = io.orders_built_as_of(warehouse)
     if newest is None:
         raise ModelInputError(f"{io.ORDERS} is missing or empty in {warehouse.path}: load and build first")
-    history_start = io.read_orders(warehouse, as_of)["ordered_at"].min()
-    if pd.isna(history_start):
+    history_start = io.first_order_at(warehouse, as_of)
+    if history_start is None:
         raise ModelInputError(f"no orders at or before {as_of.isoformat()} in {io.ORDERS}: nothing to learn from")
     # only snapshots inside the history are worth building
     # (without a training snapshot after the first order there is no split to validate: none are needed)
@@ -156,16 +181,19 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
         labels = io.read_labels(warehouse, moment.date())
         if labels.empty:
             continue
-        frame, y = churn.training_examples(io.read_features(warehouse, moment.date(), FEATURE_COLUMNS), labels,
-                                           moment.date())
-        train_frames.append(frame)
+        everyone = io.read_features(warehouse, moment.date(), FEATURE_COLUMNS)
+        frame, y = churn.training_examples(everyone, labels, moment.date())
+        train_frames.append(_stacked_at(frame, everyone, moment, horizon))
         train_labels.append(y)
     x_train = pd.concat(train_frames) if train_frames else current.iloc[0:0]
+    del train_frames  # at a million customers every copy of the examples is a gigabyte
     y_train = np.concatenate(train_labels) if train_labels else np.zeros(0, dtype=int)
     val_labels = io.read_labels(warehouse, validation_at.date()) if validation_at in labelled_wanted else None
-    x_val, y_val = (churn.training_examples(io.read_features(warehouse, validation_at.date(), FEATURE_COLUMNS),
-                                            val_labels, validation_at.date())
-                    if val_labels is not None and not val_labels.empty else (current.iloc[0:0], np.zeros(0, int)))
+    x_val, y_val = current.iloc[0:0], np.zeros(0, int)
+    if val_labels is not None and not val_labels.empty:
+        everyone = io.read_features(warehouse, validation_at.date(), FEATURE_COLUMNS)
+        x_val, y_val = churn.training_examples(everyone, val_labels, validation_at.date())
+        x_val = _stacked_at(x_val, everyone, validation_at, horizon)
     problem = (churn.check_trainable(y_train, config.MIN_CLASS_EXAMPLES, f"at the training snapshots "
                                      f"{', '.join(t.date().isoformat() for t in training_at)}")
                or churn.check_trainable(y_val, config.MIN_CLASS_EXAMPLES,
@@ -178,15 +206,15 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
         say(f"ml: churn: {len(y_train):,} training examples as of "
             f"{', '.join(t.date().isoformat() for t in training_at)}, {len(y_val):,} to validate as of "
             f"{validation_at.date().isoformat()} (horizon {horizon} days)")
-        x_fit, y_fit = _sample(x_train, y_train, config.TRAIN_SAMPLE_ROWS * config.TRAINING_SNAPSHOTS, seed)
-        boosting = churn.make_churn_pipeline(seed, len(y_fit)).fit(x_fit, y_fit)
+        x_fit, y_fit = _sample(x_train, y_train, config.TRAIN_SAMPLE_ROWS, seed)
+        boosting = churn.make_churn_pipeline(seed).fit(x_fit, y_fit)
         recency = churn.make_recency_pipeline().fit(x_fit, y_fit)
         pipelines = {"gradient_boosting": boosting, "recency_rule": recency}
         scored_candidates["gradient_boosting"] = boosting.predict_proba(x_val)[:, 1]
         scored_candidates["recency_rule"] = recency.predict_proba(x_val)[:, 1]
-        scored_candidates["bgnbd"] = _bgnbd_churn(orders, validation_at, x_val.index, horizon)
+        scored_candidates["bgnbd"] = x_val["bgnbd_p_no_order"].to_numpy()
         metrics = [churn.score_metrics(name, y_val, values) for name, values in scored_candidates.items()]
-        served = churn.winner(metrics).candidate
+        served = churn.winner(metrics, config.CANDIDATE_MARGIN).candidate
     else:
         served = "bgnbd"
         notes.append(f"no usable labelled churn window (training needs about 2 x {horizon} days of orders before "
@@ -198,7 +226,8 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     backtest = clv.backtest(orders, as_of, config.CLV_HORIZON_DAYS)
     if backtest.note:
         notes.append(backtest.note)
-    clv_model = clv.fit(orders, as_of)
+    summary_now = clv.from_features(current)
+    clv_model = replace(clv.fit(summary_now, as_of), next_order_method=backtest.next_order_method)
 
     # --- segments, ids matched to production's -------------------------------------------------------------------
     production = registry.production()
@@ -207,10 +236,9 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     segment_model = fit_segments(current[list(SEGMENT_FEATURES)], k_range=config.SEGMENT_K_RANGE, seed=seed,
                                  min_share=config.SEGMENT_MIN_SHARE, previous=previous)
 
-    summary_now = clv.summarize(orders, as_of)
     models = CustomerModels(
         trained_as_of=as_of, churn_horizon_days=horizon, clv_horizon_days=config.CLV_HORIZON_DAYS, seed=seed,
-        churn_model=served, churn_pipeline=pipelines.get(served), clv=clv_model, segments=segment_model,
+        churn_model=served, churn_pipelines=pipelines, clv=clv_model, segments=segment_model,
         feature_references=monitor.references(current[list(churn.CHURN_FEATURES)]), score_reference=None,
         validation_as_of=validation_at if problem is None else None,
         training_as_of=tuple(training_at) if problem is None else (), notes=notes)
@@ -222,12 +250,12 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     candidate_metrics = _metrics(metrics, served, backtest)
     production_metrics = None
     if production is not None:
-        production_metrics = _production_metrics(production.bundle, x_val, y_val, orders, validation_at, backtest,
-                                                 horizon, served_labelled=problem is None)
+        production_metrics = _production_metrics(production.bundle, x_val, y_val, validation_at,
+                                                 served_labelled=problem is None)
     if problem is None:
         promote, reason = promotion_decision(candidate_metrics, production_metrics, metric=config.PROMOTION_METRIC,
                                              margin=config.PROMOTION_MARGIN)
-    elif production is not None and production.bundle.churn_pipeline is not None:
+    elif production is not None and production.bundle.churn_model != "bgnbd":
         promote, reason = False, ("no labelled window to compare the candidate with production's churn classifier "
                                   "on: production keeps scoring")
     else:
@@ -235,13 +263,17 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
 
     from ml.report import ScoredCandidate, TrainingReport, write_report
 
+    # how far the customers as of T have moved from the labelled snapshots the classifier learnt from
+    moved = (monitor.drift(monitor.references(x_train[list(churn.CHURN_FEATURES)]), current)
+             if len(x_train) else None)
+
     window = {"as_of": as_of.isoformat(), "validation_as_of": validation_at.isoformat() if problem is None else "",
               "training_as_of": ",".join(t.isoformat() for t in training_at) if problem is None else "",
               "orders_from": history_start.isoformat(), "clv_backtest_from": (
                   backtest.calibration_end.isoformat() if backtest.calibration_end else "")}
     params = {"seed": seed, "churn_horizon_days": horizon, "clv_horizon_days": config.CLV_HORIZON_DAYS,
               "training_snapshots": config.TRAINING_SNAPSHOTS, "snapshot_spacing_days": config.SNAPSHOT_SPACING_DAYS,
-              "served_churn_model": served, "segments_k": segment_model.chosen_k,
+              "served_churn_model": served, "next_order_method": clv_model.next_order_method, "segments_k": segment_model.chosen_k,
               "segments_elbow_k": segment_model.elbow_k, **{f"bgnbd_{k}": v for k, v in clv_model.transactions.as_dict().items()},
               **({f"gamma_gamma_{k}": v for k, v in clv_model.spend.as_dict().items()} if clv_model.spend else {})}
     card = _model_card(models, churn_table, backtest, segment_model, window, reason)
@@ -253,7 +285,7 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
         segment_profiles=segment_model.segments, silhouette_by_k=segment_model.silhouette_by_k,
         inertia_by_k=segment_model.inertia_by_k, chosen_k=segment_model.chosen_k,
         clv_deciles=backtest.deciles if len(backtest.deciles) else None,
-        clv_metrics=backtest.metrics if len(backtest.metrics) else None, drift=None, notes=notes)
+        clv_metrics=backtest.metrics if len(backtest.metrics) else None, drift=moved, notes=notes)
     candidate = registry.log_candidate(
         bundle=models, run_name=f"train-{as_of:%Y%m%dT%H%M%SZ}", params=params, metrics=candidate_metrics,
         feature_list=list(FEATURE_COLUMNS), data_window=window, model_card=card,
@@ -268,7 +300,7 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     say(f"ml: {'promoted' if promote else 'rejected'} {candidate.model_version}: {reason}")
     say(f"ml: report: {report_path}")
     return TrainResult(candidate=candidate, promoted=promote, reason=reason, churn_metrics=churn_table,
-                       clv_metrics=backtest.metrics, segments=segment_model.segments, report_path=str(report_path),
+                       clv_metrics=backtest.metrics, clv_deciles=backtest.deciles, segments=segment_model.segments, report_path=str(report_path),
                        notes=notes, models=models)
 
 
@@ -286,18 +318,12 @@ def _metrics(metrics: list[churn.ChurnMetrics], served: str, backtest: clv.Backt
     return {k: float(v) for k, v in out.items() if v is not None and not math.isnan(float(v))}
 
 
-def _production_metrics(bundle: CustomerModels, x_val: pd.DataFrame, y_val: np.ndarray, orders: pd.DataFrame,
-                        validation_at: datetime, backtest: clv.Backtest, horizon: int,
+def _production_metrics(bundle: CustomerModels, x_val: pd.DataFrame, y_val: np.ndarray, validation_at: datetime,
                         served_labelled: bool) -> dict[str, float]:
     """Production's served churn model scored on the candidate's validation window."""
     if not served_labelled or len(y_val) == 0:
         return {}
-    summary = clv.summarize(orders, validation_at).reindex(x_val.index)
-    if bundle.churn_pipeline is not None:
-        values = bundle.churn_pipeline.predict_proba(x_val)[:, 1]
-    else:
-        values = _bgnbd_churn(orders, validation_at, x_val.index, horizon)
-    del summary
+    values = bundle.churn_probability(x_val, clv.from_features(x_val), validation_at).to_numpy()
     m = churn.score_metrics("production", y_val, values)
     return {"churn_roc_auc": m.roc_auc, "churn_pr_auc": m.pr_auc, "churn_brier": m.brier}
 
@@ -346,19 +372,11 @@ def score(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     as_of = _as_utc(as_of)
     warehouse = warehouse or Warehouse()
     registry = registry or Registry()
-    if model_version is None:
-        production = registry.production()
-        if production is None:
-            raise ModelInputError("no production model yet: train one first (python -m ml train --as-of ...)")
-        models, model_version = production.bundle, production.model_version
-    else:
-        models = registry.load(model_version)
-        model_version = model_version if model_version.startswith("v") else f"v{model_version}"
+    models, model_version = _models(registry, model_version)
     snapshots.prepare(warehouse, as_of, [], allow_build=allow_build, say=say)
     say(f"ml: scoring as of {as_of.isoformat()} with {model_version} (churn: {models.churn_model})")
     features = io.read_features(warehouse, as_of.date(), FEATURE_COLUMNS)
-    orders = io.read_orders(warehouse, as_of)
-    scores = _score_frame(models, features, orders, as_of, model_version)
+    scores = _score_frame(models, features, as_of, model_version)
 
     drift = pd.concat([
         monitor.drift(models.feature_references, features, kind="feature"),
@@ -366,8 +384,7 @@ def score(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
                       scores.set_index("customer_id")[["churn_probability"]].dropna(), kind="score"),
     ], ignore_index=True)
     needs_retraining = bool((drift["status"] == "fail").any())
-    io.write_scores(warehouse, scores, as_of.date(), model_version)
-    io.write_monitoring(warehouse, drift, as_of.date(), model_version, needs_retraining)
+    io.write_scores(warehouse, scores, drift, as_of.date(), model_version, needs_retraining)
     worst = drift.iloc[0] if len(drift) else None
     say(f"ml: wrote {len(scores):,} scores to {io.SCORES} for {as_of.date()} ({model_version})")
     if worst is not None:
@@ -378,11 +395,19 @@ def score(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
                        needs_retraining=needs_retraining, scores=scores)
 
 
-def _score_frame(models: CustomerModels, features: pd.DataFrame, orders: pd.DataFrame, as_of: datetime,
-                 model_version: str) -> pd.DataFrame:
+def _models(registry: Registry, model_version: str | None) -> tuple[CustomerModels, str]:
+    """The models of `model_version` (e.g. v3), else production's, and their label."""
+    if model_version is None:
+        production = registry.production()
+        if production is None:
+            raise ModelInputError("no production model yet: train one first (python -m ml train --as-of ...)")
+        return production.bundle, production.model_version
+    return registry.load(model_version), model_version if model_version.startswith("v") else f"v{model_version}"
+
+
+def _score_frame(models: CustomerModels, features: pd.DataFrame, as_of: datetime, model_version: str) -> pd.DataFrame:
     """One score row per customer of `features`, computed in batches so a million customers fit in memory."""
-    summary = clv.summarize(orders, as_of) if len(orders) else pd.DataFrame(
-        columns=["frequency", "recency_days", "age_days", "monetary_value"])
+    summary = clv.from_features(features)
     names = models.segments.names()
     parts = []
     for start in range(0, len(features), config.SCORE_BATCH_ROWS):
@@ -427,13 +452,7 @@ def evaluate(as_of: datetime, *, warehouse: Warehouse | None = None, registry: R
     as_of = _as_utc(as_of)
     warehouse = warehouse or Warehouse()
     registry = registry or Registry()
-    if model_version is None:
-        production = registry.production()
-        if production is None:
-            raise ModelInputError("no production model yet: train one first (python -m ml train --as-of ...)")
-        models, model_version = production.bundle, production.model_version
-    else:
-        models = registry.load(model_version)
+    models, model_version = _models(registry, model_version)
     horizon = models.churn_horizon_days
     validation_at, _ = snapshot_times(as_of, horizon)
     snapshots.prepare(warehouse, as_of, [validation_at], allow_build=allow_build, say=say)
@@ -443,13 +462,13 @@ def evaluate(as_of: datetime, *, warehouse: Warehouse | None = None, registry: R
     problem = churn.check_trainable(y_val, 1, f"as of {validation_at.date()}")
     if problem:
         raise ModelInputError(f"cannot evaluate as of {as_of.isoformat()}: {problem}")
-    orders = io.read_orders(warehouse, as_of)
-    summary = clv.summarize(orders, validation_at).reindex(x_val.index)
-    served = models.churn_probability(x_val, summary, validation_at).to_numpy()
+    everyone = io.read_features(warehouse, validation_at.date(), FEATURE_COLUMNS)
+    x_val = _stacked_at(x_val, everyone, validation_at, horizon)
+    served = models.churn_probability(x_val, clv.from_features(x_val), validation_at).to_numpy()
     recency = x_val["days_since_last_order"].astype(float).to_numpy()
     rows = [churn.score_metrics(f"production ({models.churn_model})", y_val, served),
             churn.score_metrics("recency_rule (days since last order)", y_val, recency, is_probability=False),
-            churn.score_metrics("bgnbd", y_val, _bgnbd_churn(orders, validation_at, x_val.index, horizon))]
+            churn.score_metrics("bgnbd (refitted at the window's start)", y_val, x_val["bgnbd_p_no_order"].to_numpy())]
     table = pd.DataFrame([m.as_dict() for m in rows])
     say(f"ml: evaluated {model_version} on ({validation_at.isoformat()}, "
         f"{(validation_at + timedelta(days=horizon)).isoformat()}]")

@@ -202,7 +202,8 @@ def test_segment_ids_survive_a_refit_on_changed_data(planted, model):
 def test_a_new_group_gets_a_new_id_above_the_previous_ones(planted, model):
     frame, groups = planted
     wholesale, _ = customers({"wholesale": 150}, seed=4, first_id=200_000)
-    refit = fit_segments(pd.concat([frame, wholesale]), previous=model)
+    # k forced to 5: a refit otherwise keeps the previous k unless the silhouette clearly prefers another
+    refit = fit_segments(pd.concat([frame, wholesale]), previous=model, k_range=(5, 5))
     assigned = refit.assign(pd.concat([frame, wholesale]))
     assert refit.chosen_k == 5
     assert (assigned.loc[wholesale.index] == 4).all()
