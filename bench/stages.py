@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from bench.context import Context, StageResult
 from bench.serving import served
@@ -241,4 +242,124 @@ def gate(ctx: Context) -> StageResult:
                                                               "sql_rows_per_second", "expectations", "checks_agree")})
 
 
-STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "gate": gate}
+# --- train and score ----------------------------------------------------------------------------------------------
+
+
+def train(ctx: Context) -> StageResult:
+    """Train every customer model as of the world's clock (churn candidates validated on a later window, CLV
+    back-test and fit, segments, MLflow logging and promotion) on the size's model inputs, snapshots already built
+    (bench/modeldata.py): the time is the models', not dbt's. Setup, untimed: a fresh copy of the inputs and an empty
+    MLflow store in the work dir, which the score stage then uses."""
+    import shutil
+
+    from bench.modeldata import made, models_at_size
+    from ml import training
+    from ml.registry import Registry
+    from tailor.warehouse import Warehouse
+
+    source, now = models_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
+    run_dir = _models_dir(ctx)
+    shutil.rmtree(run_dir, ignore_errors=True)  # the previous run's warehouse copy, MLflow store and reports
+    run_dir.mkdir(parents=True)
+    warehouse = Warehouse(run_dir / "warehouse.duckdb")
+    shutil.copyfile(source, warehouse.path)
+    os.environ["TAILOR_DATA_DIR"] = str(run_dir)  # this child's only: the training report goes to <data dir>/reports
+    registry = Registry(_tracking_uri(run_dir))  # artifacts beside the sqlite file (ml.registry._artifact_location)
+
+    started = time.perf_counter()
+    result = training.train(now, warehouse=warehouse, registry=registry, allow_build=False, say=_clocked_say())
+    seconds = time.perf_counter() - started
+
+    with warehouse.reader() as con:
+        customers = con.execute("select count(*) from marts.customer_features where as_of_date = ?",
+                                [now.date()]).fetchone()[0]
+        training_examples = con.execute(
+            "select coalesce(sum(labelled_customers), 0) from ml.churn_label_snapshot_runs "
+            "where as_of_date in (select unnest(?))", [[t.date() for t in result.models.training_as_of]]).fetchone()[0]
+    churn = result.churn_metrics
+    clv = result.clv_metrics
+    net_sales = clv[clv["metric"] == "net_sales"].set_index("model")["mae"] if len(clv) else None
+    segments = result.segments
+    inputs = made(ctx.work_dir.parent, ctx.size, ctx.seed)
+    replicated = f", replicated x {inputs['factor']}" if inputs["factor"] > 1 else ""
+    return StageResult(rows=customers, unit="customers", seconds=seconds, details={
+        "served_churn_model": result.models.churn_model,
+        **{f"churn_{row.candidate}": f"validation ROC-AUC {row.roc_auc:.3f}, PR-AUC {row.pr_auc:.3f}"
+           for row in churn.itertuples()},
+        "training_examples": int(training_examples),
+        "validation_examples": int(churn["customers"].iloc[0]) if len(churn) else 0,
+        "clv_net_sales_mae": (f"model {net_sales['bgnbd_gamma_gamma']:,.2f} vs last period "
+                              f"{net_sales['last_period']:,.2f}") if net_sales is not None else "no back-test",
+        "segments": f"{len(segments)} (k {result.models.segments.chosen_k})",
+        "segment_sizes": "; ".join(f"{row.segment_name} {row.customers:,}" for row in segments.itertuples()),
+        "promoted": result.promoted,
+        "reason": result.reason,
+        "model_version": result.candidate.model_version,
+        "notes": "; ".join(result.notes) or "none",
+        "inputs": f"the S world built with dbt{replicated} (made once in {inputs['seconds']:,.0f} s, untimed)",
+        "omp_threads": _omp_threads(),
+    })
+
+
+def score(ctx: Context) -> StageResult:
+    """Score every customer as of the world's clock with the model the train stage promoted in this work dir (into
+    ml.customer_scores, drift into ml.model_monitoring)."""
+    from bench.modeldata import models_at_size
+    from ml import training
+    from ml.registry import Registry
+    from tailor.warehouse import Warehouse
+
+    run_dir = _models_dir(ctx)
+    warehouse = Warehouse(run_dir / "warehouse.duckdb")
+    if not warehouse.exists() or not _sqlite_store(run_dir).exists():
+        raise RuntimeError(f"no trained models in {run_dir}: the score stage scores with the train stage's, so run "
+                           f"train first at size {ctx.size} (e.g. --stages train,score)")
+    _, now = models_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)  # made already: the train stage made them
+    os.environ["TAILOR_DATA_DIR"] = str(run_dir)
+    registry = Registry(_tracking_uri(run_dir))
+
+    started = time.perf_counter()
+    result = training.score(now, warehouse=warehouse, registry=registry, allow_build=False, say=_clocked_say())
+    seconds = time.perf_counter() - started
+
+    drift = result.drift
+    worst = drift.iloc[0] if len(drift) else None
+    return StageResult(rows=result.customers, unit="customers scored", seconds=seconds, details={
+        "model_version": result.model_version,
+        "drift_worst": f"{worst['kind']} {worst['name']} PSI {worst['psi']:.3f} ({worst['status']})" if worst is not None
+        else "none",
+        "drift_warn_fail": f"{(drift['status'] == 'warn').sum()} warn, {(drift['status'] == 'fail').sum()} fail",
+        "needs_retraining": result.needs_retraining,
+        "omp_threads": _omp_threads(),
+    })
+
+
+def _models_dir(ctx: Context) -> Path:
+    return ctx.work_dir / "models"
+
+
+def _sqlite_store(run_dir: Path) -> Path:
+    return run_dir / "mlflow" / "mlflow.db"
+
+
+def _tracking_uri(run_dir: Path) -> str:
+    return f"sqlite:///{_sqlite_store(run_dir)}"
+
+
+def _omp_threads() -> str:
+    # scikit-learn's gradient boosting and k-means run on OpenMP threads: on a busy 2-core machine their count matters
+    return os.environ.get("OMP_NUM_THREADS", "one per core (OMP_NUM_THREADS unset)")
+
+
+def _clocked_say():
+    """The models' progress lines, each with the seconds since the timed call began: where a slow run spends them."""
+    started = time.perf_counter()
+
+    def say(line: str) -> None:
+        print(f"bench: {time.perf_counter() - started:8.1f} s  {line}", flush=True)
+
+    return say
+
+
+STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "gate": gate,
+          "train": train, "score": score}
