@@ -1,5 +1,4 @@
-"""Shared fixtures: a real simulator served over HTTP on a free local port; and how the suite splits over two
-workers (pytest-xdist, `--dist loadgroup`)."""
+"""Shared fixtures: a real simulator served over HTTP on a free local port."""
 
 from __future__ import annotations
 
@@ -13,21 +12,6 @@ from simulator.state import SimState
 from simulator.world import World, WorldConfig
 
 _WORLDS: dict[WorldConfig, World] = {}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One worker per group, so a group's session fixtures are made once: the Airflow tests (they wait on schedulers
-    more than they compute, so they overlap well with the rest), the dbt tests (one loaded world and its builds), and
-    every other module on its own."""
-    for item in items:
-        path = item.path.as_posix()
-        if "/tests/dags/" in path:
-            group = "airflow"
-        elif item.path.name.startswith("test_dbt_"):
-            group = "dbt"
-        else:
-            group = item.path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def world_for(config: WorldConfig) -> World:
