@@ -1,4 +1,4 @@
-"""Shared fixtures: a real simulator served over HTTP on a free local port."""
+"""Shared fixtures: a real simulator served over HTTP on a free local port; and the order modules start in."""
 
 from __future__ import annotations
 
@@ -12,6 +12,33 @@ from simulator.state import SimState
 from simulator.world import World, WorldConfig
 
 _WORLDS: dict[WorldConfig, World] = {}
+
+
+# Minutes each of the longest modules takes (a clean run on this 2-core machine): they start first, so the two
+# workers end together instead of one of them starting a long module at the end (xdist would order by test count).
+_LONGEST_MODULES = {
+    "tests/dags/test_backfill.py": 10.7,
+    "tests/integration/test_ml_models.py": 10.0,
+    "tests/dags/test_first_runs.py": 6.6,
+    "tests/integration/test_quiet_hours.py": 4.8,
+    "tests/integration/test_dbt_as_of.py": 4.7,
+    "tests/integration/test_ml_replayed.py": 3.0,
+    "tests/integration/test_dbt_dev_target.py": 3.0,
+    "tests/integration/test_dbt_point_in_time.py": 2.4,
+    "tests/dags/test_extract_hourly.py": 1.8,
+    "tests/integration/test_dbt_build.py": 1.7,
+    "tests/integration/test_dbt_lint.py": 1.7,
+    "tests/dags/test_raw_gate.py": 1.6,
+    "tests/integration/test_quality_raw.py": 1.5,
+    "tests/integration/test_ml_bad_input.py": 1.3,
+    "tests/integration/test_source_shopify.py": 1.2,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest modules first (with --dist loadfile and --no-loadscope-reorder, xdist hands modules out in this order);
+    within a module, the order it was written in."""
+    items.sort(key=lambda item: -_LONGEST_MODULES.get(item.path.relative_to(item.config.rootpath).as_posix(), 0))
 
 
 def world_for(config: WorldConfig) -> World:
