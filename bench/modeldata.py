@@ -120,14 +120,14 @@ def _build_base(path: Path, now: datetime) -> None:
     """The S warehouse's marts as of `now` and the snapshots a training as of `now` needs, without dbt's tests (the
     dbt stage runs those)."""
     from ml import snapshots
-    from tailor.transform import build
+    from tailor.transform import WITHOUT_TESTS, build
     from tailor.warehouse import Warehouse
 
     # prepare's builds keep dbt's target/ and logs/ under the data dir: this folder, not the bench's
     os.environ["TAILOR_DATA_DIR"] = str(path.parent)
     _say(f"dbt build as of {now.isoformat()} (no tests)")
     result = build(now, duckdb_path=path, state_dir=path.parent / "dbt", quiet=True,
-                   exclude=list(snapshots.NO_TESTS))
+                   exclude=list(WITHOUT_TESTS))
     _say(f"  {result.seconds:.1f} s")
     labelled = [datetime.fromisoformat(moment) for moment in _labelled_times(now)]
     snapshots.prepare(Warehouse(path), now, labelled, allow_build=True, say=_say)

@@ -42,7 +42,7 @@ _MAX_HEATMAP_CELLS_ANNOTATED = 150
 class ScoredCandidate:
     """One churn candidate scored on the validation window."""
 
-    name: str  # e.g. "gradient_boosting", "recency_rule", "bgnbd_p_alive"
+    name: str  # e.g. "boosting_blend", "recency_rule", "bgnbd_p_alive"
     y_true: np.ndarray  # 1 = churned
     score: np.ndarray  # higher = more likely to churn
     is_probability: bool  # the calibration plot shows probability candidates only

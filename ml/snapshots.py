@@ -15,11 +15,10 @@ from datetime import datetime
 
 from ml import io
 from ml.errors import ModelInputError
-from tailor.transform import build
+from tailor.transform import WITHOUT_TESTS, build
 from tailor.warehouse import Warehouse
 
 SNAPSHOT_SELECT = ("+customer_features", "+churn_labels")
-NO_TESTS = ("resource_type:test", "resource_type:unit_test")
 
 
 def _stamp(moment: datetime) -> str:
@@ -51,13 +50,13 @@ def prepare(warehouse: Warehouse, as_of: datetime, labelled: Iterable[datetime],
     built = []
     for moment in missing:
         say(f"ml: building the training snapshot as of {_stamp(moment)} (dbt: {' '.join(SNAPSHOT_SELECT)})")
-        result = build(moment, select=list(SNAPSHOT_SELECT), exclude=list(NO_TESTS), duckdb_path=warehouse.path,
+        result = build(moment, select=list(SNAPSHOT_SELECT), exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path,
                        quiet=True)
         labelled_customers = io.keep_labels(warehouse, moment)
         say(f"ml:   {result.seconds:.1f} s; {labelled_customers:,} labelled customers")
         built.append(moment)
     say(f"ml: building the marts as of {_stamp(as_of)} again, the time this run is for")
-    result = build(as_of, select=list(SNAPSHOT_SELECT), exclude=list(NO_TESTS), duckdb_path=warehouse.path, quiet=True)
+    result = build(as_of, select=list(SNAPSHOT_SELECT), exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path, quiet=True)
     say(f"ml:   {result.seconds:.1f} s")
     built.append(as_of)
     if io.feature_snapshots(warehouse).get(as_of.date()) != as_of:

@@ -7,9 +7,9 @@
 Time-based splits only. For a training as-of T and churn horizon h (the labels' dbt var):
 - validation snapshot V = the Monday midnight at least h + 1 days before T's day: features as of V, labels over
   (V, V + h], all known by T;
-- training snapshots T0 = V - h, and TRAINING_SNAPSHOTS - 1 more every SNAPSHOT_SPACING_DAYS before it: their
-  labels end before V, so nothing of the validation window is learnt;
-- BG/NBD (the baseline, a feature of the boosting model, and the CLV model) is fitted at each snapshot on the
+- training snapshots T0 = the Monday ceil(h / 7) weeks before V, and TRAINING_SNAPSHOTS - 1 more every
+  SNAPSHOT_SPACING_DAYS before it: their labels end by V, so nothing of the validation window is learnt;
+- BG/NBD (the baseline, a feature of the blend, and the CLV model) is fitted at each snapshot on the
   purchase histories its features hold (clv.from_features), so nothing after the snapshot reaches it.
 A history too short for a labelled training and validation window (about 2 h) leaves BG/NBD serving alone: the run
 says so. Everything reads the warehouse through ml.io with the connection closed while models fit.
@@ -18,7 +18,7 @@ says so. Everything reads the warehouse through ml.io with the connection closed
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -48,7 +48,7 @@ class CustomerModels:
     churn_horizon_days: int
     clv_horizon_days: int
     seed: int
-    churn_model: str  # the served candidate: gradient_boosting, recency_rule or bgnbd
+    churn_model: str  # the served candidate: boosting_blend, recency_rule or bgnbd
     churn_pipelines: dict[str, object]  # the fitted classifier Pipelines by candidate (empty without a labelled window)
     clv: clv.ClvModel
     segments: SegmentModel
@@ -128,7 +128,7 @@ def snapshot_times(as_of: datetime, churn_horizon_days: int) -> tuple[datetime, 
     snapshots (each costs dbt builds the first time)."""
     validation = _midnight(as_of) - timedelta(days=churn_horizon_days + 1)
     validation -= timedelta(days=validation.weekday())
-    first = validation - timedelta(days=churn_horizon_days)
+    first = validation - timedelta(weeks=math.ceil(churn_horizon_days / 7))  # a Monday whose labels end by V
     training = [first - timedelta(days=config.SNAPSHOT_SPACING_DAYS * k) for k in range(config.TRAINING_SNAPSHOTS)]
     return validation, sorted(training)
 
@@ -174,7 +174,8 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     current = io.read_features(warehouse, as_of.date(), FEATURE_COLUMNS)
 
     # --- churn: time-based split, baselines on the same window --------------------------------------------------
-    train_frames, train_labels = [], []
+    train_frames, train_labels, labelled_total = [], [], 0
+    per_snapshot = config.TRAIN_SAMPLE_ROWS // max(1, sum(t in labelled_wanted for t in training_at))
     for moment in training_at:
         if moment not in labelled_wanted:
             continue
@@ -183,6 +184,8 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
             continue
         everyone = io.read_features(warehouse, moment.date(), FEATURE_COLUMNS)
         frame, y = churn.training_examples(everyone, labels, moment.date())
+        labelled_total += len(y)
+        frame, y = _sample(frame, y, per_snapshot, seed)  # sampled as read: never all snapshots' examples at once
         train_frames.append(_stacked_at(frame, everyone, moment, horizon))
         train_labels.append(y)
     x_train = pd.concat(train_frames) if train_frames else current.iloc[0:0]
@@ -203,14 +206,14 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     metrics: list[churn.ChurnMetrics] = []
     pipelines: dict[str, object] = {}
     if problem is None:
-        say(f"ml: churn: {len(y_train):,} training examples as of "
+        sampled = f" (a sample of {labelled_total:,})" if labelled_total > len(y_train) else ""
+        say(f"ml: churn: {len(y_train):,} training examples{sampled} as of "
             f"{', '.join(t.date().isoformat() for t in training_at)}, {len(y_val):,} to validate as of "
             f"{validation_at.date().isoformat()} (horizon {horizon} days)")
-        x_fit, y_fit = _sample(x_train, y_train, config.TRAIN_SAMPLE_ROWS, seed)
-        boosting = churn.make_churn_pipeline(seed).fit(x_fit, y_fit)
-        recency = churn.make_recency_pipeline().fit(x_fit, y_fit)
-        pipelines = {"gradient_boosting": boosting, "recency_rule": recency}
-        scored_candidates["gradient_boosting"] = boosting.predict_proba(x_val)[:, 1]
+        blend = churn.make_churn_pipeline(seed).fit(x_train, y_train)
+        recency = churn.make_recency_pipeline().fit(x_train, y_train)
+        pipelines = {"boosting_blend": blend, "recency_rule": recency}
+        scored_candidates["boosting_blend"] = blend.predict_proba(x_val)[:, 1]
         scored_candidates["recency_rule"] = recency.predict_proba(x_val)[:, 1]
         scored_candidates["bgnbd"] = x_val["bgnbd_p_no_order"].to_numpy()
         metrics = [churn.score_metrics(name, y_val, values) for name, values in scored_candidates.items()]
@@ -242,17 +245,17 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
         feature_references=monitor.references(current[list(churn.CHURN_FEATURES)]), score_reference=None,
         validation_as_of=validation_at if problem is None else None,
         training_as_of=tuple(training_at) if problem is None else (), notes=notes)
-    churn_now = models.churn_probability(current, summary_now, as_of)
+    churn_now = pd.concat([  # in batches, as scoring does: the pipelines' copies of a million rows add up
+        models.churn_probability(batch, summary_now.loc[summary_now.index.intersection(batch.index)], as_of)
+        for batch in _batches(current)])
     models.score_reference = monitor.reference(churn_now.dropna())
 
     # --- promotion: beat production on the same window -----------------------------------------------------------
     churn_table = pd.DataFrame([m.as_dict() for m in metrics])
     candidate_metrics = _metrics(metrics, served, backtest)
-    production_metrics = None
-    if production is not None:
-        production_metrics = _production_metrics(production.bundle, x_val, y_val, validation_at,
-                                                 served_labelled=problem is None)
     if problem is None:
+        production_metrics = (_production_metrics(production.bundle, x_val, y_val, validation_at)
+                              if production is not None else None)
         promote, reason = promotion_decision(candidate_metrics, production_metrics, metric=config.PROMOTION_METRIC,
                                              margin=config.PROMOTION_MARGIN)
     elif production is not None and production.bundle.churn_model != "bgnbd":
@@ -318,11 +321,9 @@ def _metrics(metrics: list[churn.ChurnMetrics], served: str, backtest: clv.Backt
     return {k: float(v) for k, v in out.items() if v is not None and not math.isnan(float(v))}
 
 
-def _production_metrics(bundle: CustomerModels, x_val: pd.DataFrame, y_val: np.ndarray, validation_at: datetime,
-                        served_labelled: bool) -> dict[str, float]:
+def _production_metrics(bundle: CustomerModels, x_val: pd.DataFrame, y_val: np.ndarray,
+                        validation_at: datetime) -> dict[str, float]:
     """Production's served churn model scored on the candidate's validation window."""
-    if not served_labelled or len(y_val) == 0:
-        return {}
     values = bundle.churn_probability(x_val, clv.from_features(x_val), validation_at).to_numpy()
     m = churn.score_metrics("production", y_val, values)
     return {"churn_roc_auc": m.roc_auc, "churn_pr_auc": m.pr_auc, "churn_brier": m.brier}
@@ -405,13 +406,17 @@ def _models(registry: Registry, model_version: str | None) -> tuple[CustomerMode
     return registry.load(model_version), model_version if model_version.startswith("v") else f"v{model_version}"
 
 
+def _batches(features: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(features), config.SCORE_BATCH_ROWS):
+        yield features.iloc[start:start + config.SCORE_BATCH_ROWS]
+
+
 def _score_frame(models: CustomerModels, features: pd.DataFrame, as_of: datetime, model_version: str) -> pd.DataFrame:
     """One score row per customer of `features`, computed in batches so a million customers fit in memory."""
     summary = clv.from_features(features)
     names = models.segments.names()
     parts = []
-    for start in range(0, len(features), config.SCORE_BATCH_ROWS):
-        batch = features.iloc[start:start + config.SCORE_BATCH_ROWS]
+    for batch in _batches(features):
         known = summary.index.intersection(batch.index)
         batch_summary = summary.loc[known]
         predicted = clv.predict(models.clv, batch_summary, as_of, models.clv_horizon_days).reindex(batch.index)

@@ -106,6 +106,10 @@ class BuildFailed(RuntimeError):
         self.failures = list(failures)
 
 
+# `exclude` for a build that only makes tables: dbt's data and unit tests skipped (for rebuilds of data gated before).
+WITHOUT_TESTS = ("resource_type:test", "resource_type:unit_test")
+
+
 def build(as_of: datetime | str | None = None, *, known_at: datetime | str | None = None,
           select: Sequence[str] | str | None = None,
           exclude: Sequence[str] | str | None = None, full_refresh: bool = False, target: str | None = None,

@@ -31,7 +31,7 @@ from simulator.world import World, WorldConfig
 from tailor.lake import Lake
 from tailor.pipeline import BEGINNING, extract_window, load_batches
 from tailor.sources import ENTITIES, Credentials, Window, build_extractor
-from tailor.transform import BuildResult, build
+from tailor.transform import WITHOUT_TESTS, BuildResult, build
 from tailor.warehouse import Warehouse
 from tests.conftest import world_for
 
@@ -151,9 +151,6 @@ class Built:
     select: str | None = None  # None: every model, test and seed; else only those models and their parents, no tests
 
 
-# dbt's exclusion of every data and unit test: a build of selected models only
-NO_TESTS = "resource_type:test resource_type:unit_test"
-
 # (a loaded world's raw.* file, as_of, select) -> the project built on a copy of it as of as_of
 _BUILDS: dict[tuple[Path, datetime, str | None], Built] = {}
 _BUILDS_LOCK = threading.Lock()
@@ -174,7 +171,7 @@ def build_as_of(world: DbtWorld, as_of: datetime, select: str | None = None) -> 
                                          dir=world.raw_path.parent))  # removed with the world's directory
             path = world.copy(root / "warehouse.duckdb")
             result = build(as_of, duckdb_path=path, state_dir=root / "dbt", quiet=True, select=select,
-                           exclude=NO_TESTS if select else None)
+                           exclude=list(WITHOUT_TESTS) if select else None)
             known = _BUILDS[selected] = Built(path=path, state_dir=root / "dbt", as_of=as_of, result=result,
                                               select=select)
         return known

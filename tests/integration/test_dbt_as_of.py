@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tailor.transform import build
+from tailor.transform import WITHOUT_TESTS, build
 from tailor.warehouse import Warehouse
 from tests.integration import dbt_fixtures
 from tests.integration.dbt_fixtures import Built, DbtWorld
@@ -154,13 +154,13 @@ def test_known_at_reproduces_a_past_run_as_it_was(dbt_world: DbtWorld, built_now
         con.execute("update raw._watermarks as w set watermark = (select max(b.window_end) from raw._batches as b "
                     "where b.source = w.source and b.entity = w.entity)")
     build(t, duckdb_path=then, state_dir=tmp_path / "then" / "dbt", quiet=True, select="+marts",
-          exclude=dbt_fixtures.NO_TESTS)
+          exclude=list(WITHOUT_TESTS))
 
     now = tmp_path / "now" / "warehouse.duckdb"
     now.parent.mkdir()
     shutil.copyfile(built_now.path, now)  # as of the clock over all the history: incremental marts hold later rows
     build(t, known_at=known_at, duckdb_path=now, state_dir=tmp_path / "now" / "dbt", quiet=True, select="+marts",
-          exclude=dbt_fixtures.NO_TESTS)
+          exclude=list(WITHOUT_TESTS))
 
     with Warehouse(then).reader() as con:
         expected = mart_tables(con, t)

@@ -1,10 +1,9 @@
-"""The customer models end to end on simulator worlds extracted over real HTTP, loaded and built with real dbt, with
-MLflow on a local store: training and scoring, promotion, determinism and stable segment ids, no look past the
-training as-of, and shops replayed from transactions files (one too young for a labelled churn window)."""
+"""The customer models end to end on a simulator world extracted over real HTTP, loaded and built with real dbt, with
+MLflow on a local store: training and scoring against the world's future, promotion, determinism and stable segment
+ids, no look past the training as-of, and the CLI. (Shops replayed from transactions files: test_ml_replayed.py.)"""
 
 from __future__ import annotations
 
-import csv
 import shutil
 import subprocess
 import sys
@@ -20,40 +19,20 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score, average_precision_score, roc_auc_score
 
-from ml import io, training
+from ml import churn, config, io, training
 from ml.registry import Registry
-from ml.snapshots import NO_TESTS
 from simulator.model import NEVER
 from simulator.world import World, WorldConfig
-from tailor.transform import build
+from tailor.transform import WITHOUT_TESTS, build
 from tailor.warehouse import Warehouse
-from tests.integration.dbt_fixtures import extract_and_load
 from tests.integration.dbtkit import customer_of_person
+from tests.integration.mlkit import Shop, quiet, use_data_dir
 
 pytestmark = pytest.mark.slow
 
 CUSTOMERS = 1500
 SEED = 31
 DAY = 86_400
-
-
-class Shop:
-    """A world loaded into raw.* (by extract runs at `runs`), copied into a fresh data dir per use."""
-
-    def __init__(self, world: World, root: Path, runs: list[datetime]):
-        self.world = world
-        self.now = datetime.fromtimestamp(world.now, UTC)
-        self.raw = root / "world.duckdb"  # not raw.duckdb: its catalog name would clash with schema raw
-        extract_and_load(world, Warehouse(self.raw, lock_timeout=60), root / "lake", runs)
-        shutil.rmtree(root / "lake", ignore_errors=True)
-
-    def install(self, data_dir: Path, build_as_of: datetime | None = None) -> Warehouse:
-        """A data dir holding a copy of the loaded raw.*, built as of `build_as_of` (default: the world's clock)."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.raw, data_dir / "warehouse.duckdb")
-        build(build_as_of or self.now, duckdb_path=data_dir / "warehouse.duckdb", state_dir=data_dir / "dbt",
-              quiet=True, exclude=list(NO_TESTS))  # the dbt tests check these builds elsewhere
-        return Warehouse(data_dir / "warehouse.duckdb")
 
 
 @pytest.fixture(scope="module")
@@ -85,33 +64,17 @@ class Trained:
 def trained(shop: Shop, root: Path) -> Iterator[Trained]:
     with pytest.MonkeyPatch.context() as patch:
         data_dir = root / "trained"
-        patch.setenv("TAILOR_DATA_DIR", str(data_dir))
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("TAILOR_DUCKDB_PATH", raising=False)
+        use_data_dir(patch, data_dir)
         warehouse = shop.install(data_dir)
-        result = training.train(shop.now, say=_quiet)
-        scored = training.score(shop.now, say=_quiet)
+        result = training.train(shop.now, say=quiet)
+        scored = training.score(shop.now, say=quiet)
         yield Trained(data_dir, warehouse, result, scored)
 
 
 @pytest.fixture
 def in_trained(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> Trained:
-    monkeypatch.setenv("TAILOR_DATA_DIR", str(trained.data_dir))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("TAILOR_DUCKDB_PATH", raising=False)
+    use_data_dir(monkeypatch, trained.data_dir)
     return trained
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TAILOR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("TAILOR_DUCKDB_PATH", raising=False)
-    return tmp_path / "data"
-
-
-def _quiet(line: str) -> None:
-    print(line)
 
 
 def _truth(shop: Shop, warehouse: Warehouse, as_of: datetime, horizon_days: int) -> pd.DataFrame:
@@ -149,7 +112,7 @@ def _truth(shop: Shop, warehouse: Warehouse, as_of: datetime, horizon_days: int)
 def test_train_then_score_beats_baselines_against_the_worlds_truth(shop: Shop, in_trained: Trained) -> None:
     warehouse, result, scored, data_dir = in_trained.warehouse, in_trained.result, in_trained.scored, in_trained.data_dir
     assert result.promoted and result.candidate.model_version == "v1", result.reason
-    assert set(result.churn_metrics["candidate"]) == {"gradient_boosting", "recency_rule", "bgnbd"}
+    assert set(result.churn_metrics["candidate"]) == {"boosting_blend", "recency_rule", "bgnbd"}
     assert Path(result.report_path).is_file() and Path(result.report_path).parent == data_dir / "reports"
     scores = io.read_scores(warehouse, shop.now.date(), "v1")
     features = io.read_features(warehouse, shop.now.date(), ["order_count"])
@@ -175,12 +138,15 @@ def test_train_then_score_beats_baselines_against_the_worlds_truth(shop: Shop, i
                        for target in ("latent_churned", "no_order_in_horizon")}
     print(f"churn vs the world (ROC-AUC, PR-AUC), served {models.churn_model}: {table}")
     print(f"segments vs the latent archetypes: adjusted Rand index {ari:.3f} over {len(world)} customers")
-    # the outcome the models are trained and selected on, a window later than the validation one: the served score
-    # must rank with the best of them (the figures of every candidate go in the notes; validation picked it)
+    # the world's true churn (gone by the horizon's end, whether or not an order was due): the served score ranks it
+    # above both baselines, by ROC-AUC and by PR-AUC
+    for metric in (0, 1):
+        baseline = max(table[name]["latent_churned"][metric] for name in ("recency_rule", "bgnbd"))
+        assert table["served"]["latent_churned"][metric] > baseline, table
+    # the observed outcome the models learn from (no order in the horizon, in a window later than the validation one)
+    # is mostly an occasional buyer's silence, which BG/NBD models by construction: the served score ranks with it
     observed = table["served"]["no_order_in_horizon"][0]
     assert observed > 0.8 and observed >= max(table[b]["no_order_in_horizon"][0] for b in ("recency_rule", "bgnbd")) - 0.05
-    # latent churn is partly invisible in the data (a quiet customer may come back)
-    assert table["served"]["latent_churned"][0] > 0.65, table
     assert ari > 0.05
     mae = float(np.mean(np.abs(truth["expected_orders_12m"].fillna(0) - truth["orders_365d"])))
     naive = float(np.mean(np.abs(frame["orders_365d"] - truth["orders_365d"])))
@@ -193,15 +159,15 @@ def test_train_then_score_beats_baselines_against_the_worlds_truth(shop: Shop, i
 def test_same_inputs_same_scores_and_one_more_day_keeps_segment_ids(shop: Shop, in_trained: Trained) -> None:
     warehouse, first = in_trained.warehouse, in_trained.result
     # trained again on the same warehouse: the same models, so rejected (no better by the margin)
-    again = training.train(shop.now, say=_quiet)
+    again = training.train(shop.now, say=quiet)
     assert not again.promoted and "does not beat" in again.reason
     assert Registry().production().model_version == first.candidate.model_version
-    twice = training.train(shop.now, say=_quiet)  # the very same inputs as `again`, production v1 included
+    twice = training.train(shop.now, say=quiet)  # the very same inputs as `again`, production v1 included
     scores = {}
     for result in (first, again, twice):
         version = result.candidate.model_version
         if version != first.candidate.model_version:
-            training.score(shop.now, model_version=version, say=_quiet)
+            training.score(shop.now, model_version=version, say=quiet)
         scores[version] = io.read_scores(warehouse, shop.now.date(), version).drop(columns="model_version")
     one, two, three = scores.values()
     pd.testing.assert_frame_equal(two, three)  # same inputs and seed: identical scores and segment ids
@@ -210,11 +176,20 @@ def test_same_inputs_same_scores_and_one_more_day_keeps_segment_ids(shop: Shop, 
     assert (one["segment_id"] == two["segment_id"]).mean() > 0.95
 
     later = shop.now + timedelta(days=1)
-    next_day = training.train(later, say=_quiet)
-    training.score(later, model_version=next_day.candidate.model_version, say=_quiet)
+    next_day = training.train(later, say=quiet)
+    training.score(later, model_version=next_day.candidate.model_version, say=quiet)
     moved = io.read_scores(warehouse, later.date(), next_day.candidate.model_version).set_index("customer_id")
     kept = one.set_index("customer_id")["segment_id"].reindex(moved.index) == moved["segment_id"]
     assert kept.mean() > 0.9, f"only {kept.mean():.1%} of customers kept their segment id a day later"
+
+    # the first models scoring a day later: the drift of every feature and of the score, stored with the scores
+    drifted = training.score(later, model_version=first.candidate.model_version, say=quiet)
+    with warehouse.reader() as con:
+        recorded = con.execute("select kind, count(*) from ml.model_monitoring where as_of_date = ? and "
+                               "model_version = ? group by kind order by kind",
+                               [later.date(), first.candidate.model_version]).fetchall()
+    assert recorded == [("feature", len(churn.CHURN_FEATURES)), ("score", 1)]
+    assert (drifted.drift["psi"] > 0).any() and not drifted.needs_retraining, drifted.drift.head()
 
 
 def test_training_for_a_past_date_never_reads_later_data(shop: Shop, tmp_path: Path,
@@ -222,11 +197,11 @@ def test_training_for_a_past_date_never_reads_later_data(shop: Shop, tmp_path: P
     """Train and score as of T (an earlier extract run, so every record existing at T has a version at or before
     it); then delete every record version after T from raw.* and do it again on a fresh install: same scores."""
     past = shop.now - timedelta(days=150)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(config, "TRAINING_SNAPSHOTS", 2)  # what is read, not how much: two dbt builds fewer per run
     runs = {}
     for name in ("whole", "cut"):
         data_dir = tmp_path / name
-        monkeypatch.setenv("TAILOR_DATA_DIR", str(data_dir))
+        use_data_dir(monkeypatch, data_dir)
         data_dir.mkdir()
         shutil.copyfile(shop.raw, data_dir / "warehouse.duckdb")
         if name == "cut":
@@ -238,62 +213,13 @@ def test_training_for_a_past_date_never_reads_later_data(shop: Shop, tmp_path: P
                           for t in tables)
             con.close()
             assert removed > 1000
-        build(shop.now, duckdb_path=data_dir / "warehouse.duckdb", state_dir=data_dir / "dbt", quiet=True,
-              exclude=list(NO_TESTS))
-        result = training.train(past, say=_quiet)
-        training.score(past, say=_quiet)
+        build(past, duckdb_path=data_dir / "warehouse.duckdb", state_dir=data_dir / "dbt", quiet=True,
+              exclude=list(WITHOUT_TESTS))
+        result = training.train(past, say=quiet)
+        training.score(past, say=quiet)
         runs[name] = (result, io.read_scores(Warehouse(data_dir / "warehouse.duckdb"), past.date(), "v1"))
     pd.testing.assert_frame_equal(runs["whole"][1], runs["cut"][1])
     pd.testing.assert_frame_equal(runs["whole"][0].churn_metrics, runs["cut"][0].churn_metrics)
-
-
-def _transactions(path: Path, customers: int, days: int, seed: int) -> Path:
-    """A shop's order-line export: customers buying at their own rates over `days` days, some stopping."""
-    rng = np.random.default_rng(seed)
-    end = datetime(2025, 6, 1, tzinfo=UTC)
-    start = end - timedelta(days=days)
-    products = [(f"P{i}", f"Product {i}", ["Home", "Coffee", "Garden", "Toys"][i % 4], round(3 + 2.5 * i, 2))
-                for i in range(24)]
-    rows, order = [], 0
-    for c in range(customers):
-        first = start + timedelta(days=float(rng.uniform(0, days * 0.8)))
-        rate = rng.gamma(0.8, 1 / 40)  # orders per day
-        stop = first + timedelta(days=float(rng.exponential(days / 2)))
-        t = first
-        while t < min(stop, end):
-            order += 1
-            for _ in range(int(rng.integers(1, 4))):
-                pid, title, category, price = products[int(rng.integers(0, len(products)))]
-                rows.append([f"customer{c}@example.com", f"O{order}", t.strftime("%Y-%m-%d %H:%M:%S"), pid, title,
-                             int(rng.integers(1, 4)), price, category, "EUR", "Germany"])
-            t += timedelta(days=float(rng.exponential(1 / rate)) + 1)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Customer", "Order_ID", "ordered_at", "product_id", "Product_Title", "quantity",
-                         "unit_price", "Category", "currency", "Country"])
-        writer.writerows(rows)
-    return path
-
-
-@pytest.mark.parametrize(("days", "labelled"), [(540, True), (150, False)], ids=["two-years", "too-young"])
-def test_a_shop_replayed_from_transactions_trains_and_scores(days: int, labelled: bool, root: Path,
-                                                             data_dir: Path) -> None:
-    path = _transactions(root / f"transactions-{days}.csv", customers=500, days=days, seed=days)
-    world = World.from_transactions(str(path), WorldConfig(customers=500, seed=5))
-    now = datetime.fromtimestamp(world.now, UTC)
-    shop = Shop(world, root / f"tx-{days}", [now])
-    warehouse = shop.install(data_dir)
-    result = training.train(now, say=_quiet)
-    assert result.promoted
-    if labelled:
-        assert len(result.churn_metrics) == 3 and not result.notes
-    else:
-        assert result.churn_metrics.empty and result.models.churn_model == "bgnbd"
-        assert any("no usable labelled churn window" in note for note in result.notes)
-    training.score(now, say=_quiet)
-    scores = io.read_scores(warehouse, now.date(), "v1")
-    assert len(scores) > 400 and scores["churn_probability"].notna().sum() > 400
-    assert scores["expected_orders_12m"].notna().all() == (scores["churn_probability"].notna().all())
 
 
 def test_the_cli_scores_and_evaluates_with_production(shop: Shop, in_trained: Trained) -> None:
@@ -304,7 +230,7 @@ def test_the_cli_scores_and_evaluates_with_production(shop: Shop, in_trained: Tr
     assert "wrote" in scored.stdout and "segments scored" in scored.stdout
     for name in in_trained.result.segments["segment_name"]:
         assert name in scored.stdout
-    evaluation = training.evaluate(shop.now, say=_quiet)
+    evaluation = training.evaluate(shop.now, say=quiet)
     assert list(evaluation.metrics["customers"].unique()) == [evaluation.metrics["customers"].iloc[0]]
     assert evaluation.metrics["roc_auc"].between(0.5, 1).all(), evaluation.metrics
     bad = subprocess.run([sys.executable, "-m", "ml", "score", "--as-of", "yesterday"], capture_output=True,

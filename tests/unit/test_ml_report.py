@@ -33,7 +33,7 @@ def _candidates(n: int = 600, seed: int = 1) -> list[ScoredCandidate]:
     probability = 1 / (1 + np.exp(-(risk - 1 + rng.normal(scale=0.5, size=n))))
     recency_days = np.round(np.clip(risk * 30 + 90, 0, None), -1)  # coarse, many ties
     return [
-        ScoredCandidate("gradient_boosting", y, probability, is_probability=True),
+        ScoredCandidate("boosting_blend", y, probability, is_probability=True),
         ScoredCandidate("recency_rule", y, recency_days, is_probability=False),
     ]
 
@@ -57,11 +57,11 @@ def _report(**overrides) -> TrainingReport:
         title="Tailor training run",
         as_of="2024-06-30",
         model_version="v3",
-        summary={"data window": "2022-07-01 .. 2024-06-30", "served churn model": "gradient_boosting",
+        summary={"data window": "2022-07-01 .. 2024-06-30", "served churn model": "boosting_blend",
                  "promotion": "promoted: AUC 0.81 > 0.78 & calibrated"},
         churn_candidates=_candidates(),
         churn_metrics=pd.DataFrame({
-            "candidate": ["gradient_boosting", "recency_rule"], "roc_auc": [0.81234567, 0.7345],
+            "candidate": ["boosting_blend", "recency_rule"], "roc_auc": [0.81234567, 0.7345],
             "pr_auc": [0.6012, 0.52], "brier": [0.1543219, None], "customers": [600, 600],
             "churn_rate": [0.3333333, 0.3333333]}),
         churn_note=None,
@@ -129,7 +129,7 @@ def test_single_class_labels_skip_the_plots_that_need_both_classes():
 
     text = render_report(_report(churn_candidates=candidates, clv_deciles=None, clv_metrics=None, drift=None))
 
-    assert "ROC curves skipped: gradient_boosting: only one class in the labels (none churned)." in text
+    assert "ROC curves skipped: boosting_blend: only one class in the labels (none churned)." in text
     assert "Lift by decile skipped:" in text
     assert "could not be drawn" not in text
     assert text.count(IMG) == 3  # calibration (observed rate 0), segments, choice of k
