@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult, minimize
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
+from ml.checks import utc_timestamp
 from ml.errors import ModelInputError
 
 __all__ = [
@@ -119,7 +120,7 @@ def summarize_orders(customer_ids: ArrayLike, ordered_at: ArrayLike, net_sales: 
     `first_order_at` and `last_order_at` (earliest and latest order, UTC; the latest may be later on the day of the
     last occasion than the time recency is measured to). No order up to `as_of` gives an empty frame.
     """
-    as_of_utc = _utc_timestamp("as_of", as_of)
+    as_of_utc = utc_timestamp("as_of", as_of)
     try:
         times = pd.DatetimeIndex(pd.to_datetime(ordered_at, utc=True))
     except (TypeError, ValueError) as error:
@@ -528,16 +529,6 @@ def _minimize_from_starts(objective: Objective, starts: list[np.ndarray], *, bou
         if best is None or (finite and result.fun < best.fun):
             best = result
     return best, False
-
-
-def _utc_timestamp(name: str, value: datetime | pd.Timestamp) -> pd.Timestamp:
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as error:
-        raise ModelInputError(f"{name} must be a datetime, got {value!r}") from error
-    if pd.isna(stamp):
-        raise ModelInputError(f"{name} must be a datetime, got {value!r}")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _as_float_vector(name: str, values: ArrayLike) -> np.ndarray:

@@ -41,6 +41,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import digamma
 
+from ml.checks import require_columns, utc_timestamp
 from ml.errors import ModelInputError
 
 __all__ = [
@@ -142,8 +143,8 @@ def local_hour_counts(events: pd.DataFrame, timezones: pd.Series, as_of: datetim
     Customers are those of `timezones` and of `events`, sorted by id; one without events has a row of zeros. An event
     after `as_of` is refused rather than dropped: it means the training window was cut wrongly upstream.
     """
-    _require_columns("events", events, ("customer_id", "occurred_at", "kind"))
-    as_of_utc = _utc_timestamp("as_of", as_of)
+    require_columns("events", events, ("customer_id", "occurred_at", "kind"))
+    as_of_utc = utc_timestamp("as_of", as_of)
     weights = {"open": _weight("open_weight", open_weight), "click": _weight("click_weight", click_weight)}
     event_ids = events["customer_id"]
     _refuse_missing("events.customer_id", event_ids.isna().to_numpy())
@@ -300,7 +301,7 @@ def pick_send_hours(counts: HourCounts, prior: HourPrior, groups: pd.Series | No
     around the pick), engagements. A customer whose group the prior does not know (or without a group) gets the
     shop's prior; one without engagements gets the prior's own best hour, at the prior's (low) confidence.
     """
-    as_of_utc = _utc_timestamp("as_of", as_of)
+    as_of_utc = utc_timestamp("as_of", as_of)
     if groups is None:
         row = np.full(len(counts.customer_ids), len(prior.groups))
     else:
@@ -364,7 +365,7 @@ def evaluate_send_hours(picks: pd.DataFrame, later: HourCounts, tolerance_hours:
     after as_of in the same local-hour convention. Only customers picked and with a later engagement count.
     Columns: method, customers, engagements, hits, hit_share.
     """
-    _require_columns("picks", picks, ("customer_id", "send_hour_local"))
+    require_columns("picks", picks, ("customer_id", "send_hour_local"))
     if isinstance(tolerance_hours, bool) or not isinstance(tolerance_hours, int | np.integer) or not (
             0 <= tolerance_hours < HOURS // 2):
         raise ModelInputError(f"tolerance_hours must be a whole number of hours from 0 to {HOURS // 2 - 1}, "
@@ -403,30 +404,11 @@ def evaluate_send_hours(picks: pd.DataFrame, later: HourCounts, tolerance_hours:
 # --- input checks --------------------------------------------------------------------------------------------------
 
 
-def _require_columns(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise ModelInputError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}")
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise ModelInputError(f"{name} is missing the column(s) {', '.join(missing)} "
-                              f"(it has: {', '.join(map(str, frame.columns)) or 'none'})")
-
-
 def _require_unique_index(name: str, series: pd.Series) -> None:
     if not isinstance(series, pd.Series):
         raise ModelInputError(f"{name} must be a pandas Series indexed by customer_id, got {type(series).__name__}")
     if series.index.has_duplicates:
         raise ModelInputError(f"{name} has customer {series.index[series.index.duplicated()][0]!r} more than once")
-
-
-def _utc_timestamp(name: str, value: datetime | pd.Timestamp) -> pd.Timestamp:
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as error:
-        raise ModelInputError(f"{name} must be a datetime, got {value!r}") from error
-    if pd.isna(stamp):
-        raise ModelInputError(f"{name} must be a datetime, got {value!r}")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _weight(name: str, value: float) -> float:
