@@ -1,15 +1,18 @@
 """Everything the customer models read, at a benchmark size, for the train and score stages.
 
-Training and scoring with allow_build=False read four tables only: marts.customer_features (one snapshot per as-of
-date), marts.orders, ml.churn_label_snapshots and ml.churn_label_snapshot_runs. The base is the S world's raw.*
+The customer models with allow_build=False read four tables only: marts.customer_features (one snapshot per as-of
+date), marts.orders, ml.churn_label_snapshots and ml.churn_label_snapshot_runs; the personalization models read
+customer_features, orders, customer_product_interactions, products, email_events (opens and clicks) and customers. The base is the S world's raw.*
 (bench.rawdata) built with dbt as of the world's clock, plus the feature and label snapshots a training as of that
 clock needs (ml.snapshots.prepare: one dbt build per training and validation time, then the marts as of the clock
 again). That is a few minutes of dbt at S; building M or L the same way would take hours and measure dbt, which is
 the dbt stage's subject, not the models'.
 
 M and L replicate the base's model inputs (`replicate_model_inputs`): copy k of every row of the three row tables
-gets "~rk" appended to its customer id (an order to its order id as well), so copies are distinct customers with the
-originals' features, orders and labels in every snapshot; the snapshot runs' label counts are recounted. Nothing else
+gets "~rk" appended to its customer id (and to its own id: order, event, order line), so copies are distinct customers
+with the originals' features, orders, labels, interactions and engagements in every snapshot; the snapshot runs' label
+counts are recounted. The catalogue (marts.products) stays the S shop's: a shop with ten times the customers does not
+sell ten times the products. Nothing else
 is read by the models, so raw.* and the other marts stay S-sized. The copies repeat S's people, so M and L measure
 time and memory; their model quality figures say nothing S's do not.
 
@@ -35,7 +38,13 @@ REPLICATED_IDS = {
     "marts.customer_features": ("customer_id",),
     "marts.orders": ("order_id", "customer_id"),
     "ml.churn_label_snapshots": ("customer_id",),
+    # the personalization models': interactions, email opens and clicks, and each customer's timezone
+    "marts.customer_product_interactions": ("customer_id", "source_id"),
+    "marts.email_events": ("event_id", "customer_id"),
+    "marts.customers": ("customer_id",),
 }
+# Of the email events the models read opens and clicks only: the others are dropped before copying.
+READ_EVENT_TYPES = ("opened", "clicked")
 
 
 def models_at_size(bench_dir: Path, size: str, seed: int) -> tuple[Path, datetime]:
@@ -73,7 +82,8 @@ def _current(marker: Path) -> bool:
     if not marker.exists():
         return False
     built = json.loads(marker.read_text())
-    return built.get("labelled") == _labelled_times(datetime.fromisoformat(built["now"]))
+    return (built.get("labelled") == _labelled_times(datetime.fromisoformat(built["now"]))
+            and built.get("tables") == sorted(REPLICATED_IDS))
 
 
 def _say(line: str) -> None:
@@ -104,7 +114,8 @@ def _make(bench_dir: str, size: str, seed: int) -> None:
         rows_added = replicate_model_inputs(path, factor)
     seconds = time.perf_counter() - started
     _say(f"{size} made in {seconds:.1f} s")
-    (root / "built.json").write_text(json.dumps({"now": now.isoformat(), "labelled": _labelled_times(now), "size": size,
+    (root / "built.json").write_text(json.dumps({"now": now.isoformat(), "labelled": _labelled_times(now),
+                                                 "tables": sorted(REPLICATED_IDS), "size": size,
                                                  "factor": factor, "rows_added": rows_added,
                                                  "seconds": round(seconds, 1)}))
 
@@ -140,6 +151,7 @@ def replicate_model_inputs(path: Path, factor: int) -> int:
 
     added = 0
     with Warehouse(path).writer() as con:
+        con.execute("delete from marts.email_events where event_type not in (select unnest(?))", [list(READ_EVENT_TYPES)])
         for table, ids in REPLICATED_IDS.items():
             renamed = ", ".join(f"{column} || '~r' || cast(k as varchar) as {column}" for column in ids)
             added += con.execute(f"insert into {table} select original.* replace ({renamed}) "  # noqa: S608 fixed names

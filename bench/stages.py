@@ -334,6 +334,75 @@ def score(ctx: Context) -> StageResult:
     })
 
 
+def train_personalization(ctx: Context) -> StageResult:
+    """Validate the recommenders (item-item BM25 and cosine, implicit ALS, popularity) and the send-time model on the
+    later window, refit them as of the world's clock, log and promote: on the train stage's warehouse copy and MLflow
+    store (the same size's inputs; snapshots already built)."""
+    from ml import personalization
+
+    run_dir, warehouse, now = _trained_dir(ctx)
+    started = time.perf_counter()
+    result = personalization.train(now, warehouse=warehouse, allow_build=False, say=_clocked_say(),
+                                   **_personalization_registries(run_dir))
+    seconds = time.perf_counter() - started
+    metrics = result.rec_metrics
+    return StageResult(rows=result.customers, unit="customers", seconds=seconds, details={
+        "seconds": "; ".join(f"{part} {value:,.1f}" for part, value in result.seconds.items()),
+        "served_recommender": result.recipe.candidate,
+        **{f"rec_{row.candidate}": (f"HitRate@10 {row.hit_rate:.3f}, Recall@10 {row.recall:.3f}, NDCG@10 "
+                                    f"{row.ndcg:.3f}, coverage {row.coverage:.3f}")
+           for row in metrics.itertuples()},
+        "rec_customers_evaluated": int(metrics["customers"].iloc[0]) if len(metrics) else 0,
+        **{f"send_{row.method}": f"within 1 h {row.hit_share:.3f}" for row in result.send_metrics.itertuples()},
+        "interactions": f"{result.interactions:,}", "products": f"{result.products:,}",
+        "engagements": f"{result.engagements:,}",
+        "promoted": f"recommendations {result.recommendations_promoted}, send times {result.send_times_promoted}",
+        "omp_threads": _omp_threads(),
+    })
+
+
+def score_personalization(ctx: Context) -> StageResult:
+    """Lists and send hours for every customer as of the world's clock with the versions train_personalization
+    promoted (into ml.customer_recommendations and ml.customer_send_times)."""
+    from ml import personalization
+
+    run_dir, warehouse, now = _trained_dir(ctx)
+    started = time.perf_counter()
+    result = personalization.score(now, warehouse=warehouse, allow_build=False, say=_clocked_say(),
+                                   **_personalization_registries(run_dir))
+    seconds = time.perf_counter() - started
+    return StageResult(rows=result.customers, unit="customers", seconds=seconds, details={
+        "seconds": "; ".join(f"{part} {value:,.1f}" for part, value in result.seconds.items()),
+        "recommendation_rows": f"{result.recommendation_rows:,}", "send_time_rows": f"{result.send_time_rows:,}",
+        "versions": f"recommendations {result.recommendations_version}, send times {result.send_times_version}",
+        "omp_threads": _omp_threads(),
+    })
+
+
+def _personalization_registries(run_dir: Path) -> dict:
+    """The recommendations' and send times' registered models in the train stage's MLflow store."""
+    from ml import personalization
+    from ml.registry import Registry
+
+    return {"rec_registry": Registry(_tracking_uri(run_dir), model=personalization.RECOMMENDATIONS_MODEL),
+            "send_registry": Registry(_tracking_uri(run_dir), model=personalization.SEND_TIMES_MODEL)}
+
+
+def _trained_dir(ctx: Context):
+    """The train stage's run dir, its warehouse copy and the clock; the data dir pointed at it (reports go there)."""
+    from bench.modeldata import models_at_size
+    from tailor.warehouse import Warehouse
+
+    run_dir = _models_dir(ctx)
+    warehouse = Warehouse(run_dir / "warehouse.duckdb")
+    if not warehouse.exists() or not _sqlite_store(run_dir).exists():
+        raise RuntimeError(f"no trained models in {run_dir}: the personalization stages use the train stage's "
+                           f"warehouse copy and MLflow store, so run train first at size {ctx.size}")
+    _, now = models_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
+    os.environ["TAILOR_DATA_DIR"] = str(run_dir)
+    return run_dir, warehouse, now
+
+
 def _models_dir(ctx: Context) -> Path:
     return ctx.work_dir / "models"
 
@@ -362,4 +431,5 @@ def _clocked_say():
 
 
 STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "gate": gate,
-          "train": train, "score": score}
+          "train": train, "score": score, "train_personalization": train_personalization,
+          "score_personalization": score_personalization}

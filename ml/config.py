@@ -79,3 +79,38 @@ def churn_horizon_days() -> int:
 
 def horizons() -> Horizons:
     return Horizons(churn_days=churn_horizon_days())
+
+
+# --- recommendations and send times (ml/personalization.py) ---------------------------------------------------------
+
+# A list: this many products, at most this share of them from one category; a product the shop's buyers re-buy at
+# least this often (marts.products.repeat_purchase_rate: buyers with two or more orders of it / its buyers) may be
+# recommended again to a customer who bought it.
+REC_LIST_SIZE = 10
+REC_MAX_CATEGORY_SHARE = 0.4
+REC_REPLENISHABLE_RATE = 0.3
+# Interactions weigh 3 (purchase), 2 (cart add) or 1 (view), halved every this many days before the as-of.
+REC_HALF_LIFE_DAYS = 90.0
+# Implicit ALS: at most this many factors, and no more than one per REC_PRODUCTS_PER_FACTOR products (more factors
+# than the catalogue can support fit noise: recommend.ImplicitAls).
+REC_ALS_FACTORS = 32
+REC_PRODUCTS_PER_FACTOR = 8
+# Candidates are judged on at most this many customers with new purchases in the later window (a fixed-seed sample):
+# HitRate@10 within about +-0.007 (95%), and a million-customer shop's validation costs what a 100k one's does.
+REC_VALIDATION_CUSTOMERS = 20_000
+# Lists are computed and written this many customers at a time: the walk's arrays grow with it (at M, 50k: 1.9 GB
+# peak; 10k: 0.8 GB, and faster for staying in cache).
+REC_BATCH_ROWS = 10_000
+# Promotion: the served recommender's validation Recall@10 must beat production's (refitted on the same window) by
+# this much; the send-time model's share of later engagements within +-1 h of its pick likewise.
+REC_PROMOTION_METRIC = "rec_recall_at_10"
+SEND_PROMOTION_METRIC = "send_hit_share"
+PERSONALIZATION_PROMOTION_MARGIN = 0.005
+
+# Send times: a click counts as this many opens; a pick is judged by the later engagements within this many hours.
+SEND_CLICK_WEIGHT = 1.0
+SEND_TOLERANCE_HOURS = 1
+# A shop without any open or click yet: everyone is sent at this local hour (mid-morning, the ESPs' usual default).
+SEND_DEFAULT_HOUR_LOCAL = 10
+# Customers are shrunk toward the profile of their RFM segment as of the date (marts.customer_features.rfm_segment).
+SEND_GROUP_COLUMN = "rfm_segment"

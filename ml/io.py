@@ -1,4 +1,5 @@
-"""The models' only door to the warehouse: read features, labels and orders as of a date; write scores.
+"""The models' only door to the warehouse: read features, labels, orders, interactions and engagements as of a
+date; write scores, recommendations and send times.
 
 Every function opens a DuckDB connection through tailor.warehouse for the one read or write it does and closes it
 before returning, so training and scoring (minutes of CPU) run with the file free for the loads and dbt. A write is
@@ -9,12 +10,16 @@ Tables the models own (schema ml):
   models train on the labels of several past dates, so each is kept once built (with the build's exact as-of time).
 - customer_scores: one row per (customer_id, as_of_date, model_version).
 - model_monitoring: drift per (as_of_date, model_version, feature) of each scoring run.
+- customer_recommendations: the top-N products per (customer_id, as_of_date, model_version), one row per rank.
+- customer_send_times: one send hour per (customer_id, as_of_date, model_version).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -259,3 +264,213 @@ def read_scores(warehouse: Warehouse, as_of_date: date, model_version: str | Non
             where, params = where + " and model_version = ?", [as_of_date, model_version]
         return con.execute(f"select * from {SCORES} where {where} order by model_version, customer_id",  # noqa: S608 constant
                            params).df()
+
+
+# --- recommendations and send times ---------------------------------------------------------------------------------
+
+INTERACTIONS = "marts.customer_product_interactions"
+PRODUCTS = "marts.products"
+EMAIL_EVENTS = "marts.email_events"
+CUSTOMERS = "marts.customers"
+RECOMMENDATIONS = "ml.customer_recommendations"
+SEND_TIMES = "ml.customer_send_times"
+
+RECOMMENDATION_COLUMNS: dict[str, str] = {
+    "customer_id": "varchar not null",
+    "as_of_date": "date not null",
+    "model_version": "varchar not null",
+    "rank": "integer not null",
+    "product_id": "varchar not null",
+    "score": "double",  # the model's score for its picks; null for a best-seller fill
+    "reason": "varchar not null",  # bought_together, viewed, category_bestseller, bestseller
+}
+SEND_TIME_COLUMNS: dict[str, str] = {
+    "customer_id": "varchar not null",
+    "as_of_date": "date not null",
+    "model_version": "varchar not null",
+    "send_hour_local": "integer not null",
+    "send_hour_utc": "integer not null",
+    "timezone": "varchar not null",  # the IANA name the hour is read in: UTC when the customer's is missing or unknown
+    "timezone_known": "boolean not null",
+    "confidence": "double not null",  # posterior mass of the hours pick - 1 .. pick + 1
+    "engagements": "double not null",  # opens and clicks the pick learnt from
+}
+_PERSONALIZATION_DDL = [
+    "create schema if not exists ml",
+    f"create table if not exists {RECOMMENDATIONS} ("
+    + ", ".join(f"{name} {kind}" for name, kind in RECOMMENDATION_COLUMNS.items())
+    + ", primary key (customer_id, as_of_date, model_version, rank))",
+    f"create table if not exists {SEND_TIMES} ("
+    + ", ".join(f"{name} {kind}" for name, kind in SEND_TIME_COLUMNS.items())
+    + ", primary key (customer_id, as_of_date, model_version))",
+]
+_BUILD_HINT = "build the dbt project first (python -m tailor build --as-of ...)"
+
+
+def read_interactions(warehouse: Warehouse, until: datetime) -> pd.DataFrame:
+    """Every purchase, cart add and product view of a known customer at or before `until` (UTC): customer_id,
+    product_id, kind (purchase, cart_add, view), occurred_at; from marts.customer_product_interactions as of its
+    latest build (which must be at or after `until`). The three text columns are categoricals (codes numbered by
+    DuckDB): tens of millions of interactions as Python strings would take gigabytes."""
+    with warehouse.reader() as con:
+        _require(con, INTERACTIONS, warehouse, _BUILD_HINT)
+        con.execute(f"create temporary table read_events as select customer_id, product_id, interaction, occurred_at "  # noqa: S608 constant
+                    f"from {INTERACTIONS} where occurred_at <= ?", [_utc(until)])
+        ids = {column: [value for (value,) in con.execute(
+            f"select distinct {column} from read_events order by 1").fetchall()]  # noqa: S608 fixed names
+            for column in ("customer_id", "product_id", "interaction")}
+        codes = con.execute("""
+            with customers as (
+                select customer_id, cast(row_number() over (order by customer_id) - 1 as integer) as code
+                from (select distinct customer_id from read_events)
+            ),
+            products as (
+                select product_id, cast(row_number() over (order by product_id) - 1 as integer) as code
+                from (select distinct product_id from read_events)
+            ),
+            kinds as (
+                select interaction, cast(row_number() over (order by interaction) - 1 as tinyint) as code
+                from (select distinct interaction from read_events)
+            )
+            select customers.code as customer, products.code as product, kinds.code as kind, occurred_at
+            from read_events
+            join customers using (customer_id) join products using (product_id) join kinds using (interaction)
+            """).df()
+        con.execute("drop table read_events")
+    return pd.DataFrame({
+        "customer_id": pd.Categorical.from_codes(codes["customer"].to_numpy(), categories=ids["customer_id"]),
+        "product_id": pd.Categorical.from_codes(codes["product"].to_numpy(), categories=ids["product_id"]),
+        "kind": pd.Categorical.from_codes(codes["kind"].to_numpy(), categories=ids["interaction"]),
+        "occurred_at": pd.to_datetime(codes["occurred_at"], utc=True),
+    })
+
+
+def read_products(warehouse: Warehouse) -> pd.DataFrame:
+    """The catalogue as of marts.products' build: product_id, category, is_available, repeat_purchase_rate,
+    created_at and what a list shows (product_title, product_url, image_url, price_amount)."""
+    with warehouse.reader() as con:
+        _require(con, PRODUCTS, warehouse, _BUILD_HINT)
+        frame = con.execute(
+            f"select product_id, product_category as category, is_available, "  # noqa: S608 constant
+            f"cast(repeat_purchase_rate as double) as repeat_purchase_rate, created_at, product_title, product_url, "
+            f"image_url, cast(price_amount as double) as price_amount from {PRODUCTS} order by product_id").df()
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    frame["is_available"] = frame["is_available"].astype(bool)
+    return frame
+
+
+def read_engagements(warehouse: Warehouse, until: datetime) -> pd.DataFrame:
+    """Email opens and clicks of known customers at or before `until`: customer_id, occurred_at (UTC), kind (open,
+    click); from marts.email_events as of its latest build."""
+    with warehouse.reader() as con:
+        _require(con, EMAIL_EVENTS, warehouse, _BUILD_HINT)
+        frame = con.execute(
+            f"select customer_id, occurred_at, case event_type when 'opened' then 'open' else 'click' end as kind "  # noqa: S608 constant
+            f"from {EMAIL_EVENTS} where event_type in ('opened', 'clicked') and customer_id is not null "
+            "and occurred_at <= ?", [_utc(until)]).df()
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
+    return frame
+
+
+def read_timezones(warehouse: Warehouse) -> pd.Series:
+    """Each customer's IANA timezone name (None when unknown), index customer_id, from marts.customers."""
+    with warehouse.reader() as con:
+        _require(con, CUSTOMERS, warehouse, _BUILD_HINT)
+        frame = con.execute(f"select customer_id, timezone from {CUSTOMERS} order by customer_id").df()  # noqa: S608 constant
+    return frame.set_index("customer_id")["timezone"].astype(object).where(frame["timezone"].notna().to_numpy(), None)
+
+
+def built_as_of(warehouse: Warehouse, table: str) -> datetime | None:
+    """The as-of time a mart with an as_of_at column was last built for (None: missing, empty or without it)."""
+    with warehouse.reader() as con:
+        if not _has_table(con, table) or "as_of_at" not in _columns(con, table):
+            return None
+        built = con.execute(f"select max(as_of_at) from {table}").fetchone()[0]  # noqa: S608 constant
+    return _utc(built) if built is not None else None
+
+
+def write_personalization(warehouse: Warehouse, table: str, batches: Iterable[pd.DataFrame], as_of_date: date,
+                          model_version: str) -> int:
+    """Replace the rows of (as_of_date, model_version) in ml.customer_recommendations or ml.customer_send_times with
+    `batches` (frames of the table's columns). Each batch is checked and spooled to a Parquet file as it comes, so the
+    batches are computed with the warehouse free; then one transaction swaps the rows: a failure anywhere leaves the
+    old ones."""
+    columns = {RECOMMENDATIONS: RECOMMENDATION_COLUMNS, SEND_TIMES: SEND_TIME_COLUMNS}.get(table)
+    if columns is None:
+        raise ValueError(f"{table} is not a personalization table")
+    with tempfile.TemporaryDirectory(prefix="tailor-ml-rows-") as spool:
+        written = 0
+        for number, frame in enumerate(batches):
+            missing = [column for column in columns if column not in frame.columns]
+            if missing:
+                raise ModelInputError(f"rows for {table} lack column {', '.join(missing)}")
+            if (frame["as_of_date"] != as_of_date).any() or (frame["model_version"] != model_version).any():
+                raise ModelInputError(f"rows for {table} hold other dates or versions than {as_of_date} / {model_version}")
+            frame[list(columns)].to_parquet(Path(spool) / f"{number:06d}.parquet", index=False)
+            written += len(frame)
+        with warehouse.writer() as con:
+            for statement in _PERSONALIZATION_DDL:
+                con.execute(statement)
+            con.execute("begin")
+            try:
+                con.execute(f"delete from {table} where as_of_date = ? and model_version = ?",  # noqa: S608 constant
+                            [as_of_date, model_version])
+                if written:
+                    con.execute(f"insert into {table} select {', '.join(columns)} "  # noqa: S608 constant
+                                f"from read_parquet(?)", [str(Path(spool) / "*.parquet")])
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+    return written
+
+
+def read_personalization(warehouse: Warehouse, table: str, as_of_date: date,
+                         model_version: str | None = None) -> pd.DataFrame:
+    """The rows of ml.customer_recommendations or ml.customer_send_times for `as_of_date` (one version or all)."""
+    columns = {RECOMMENDATIONS: RECOMMENDATION_COLUMNS, SEND_TIMES: SEND_TIME_COLUMNS}[table]
+    order = "model_version, customer_id" + (", rank" if table == RECOMMENDATIONS else "")
+    with warehouse.reader() as con:
+        if not _has_table(con, table):
+            return pd.DataFrame(columns=list(columns))
+        where, params = "as_of_date = ?", [as_of_date]
+        if model_version is not None:
+            where, params = where + " and model_version = ?", [as_of_date, model_version]
+        return con.execute(f"select * from {table} where {where} order by {order}", params).df()  # noqa: S608 constant
+
+
+def read_samples(warehouse: Warehouse, as_of_date: date, recommendations_version: str, send_times_version: str,
+                 customers: int = 3) -> pd.DataFrame:
+    """A few customers' lists with what an email shows (title, category, price, URL) and their send hour: one whose
+    list leans on what they bought, one on what they browsed, one without history (best-sellers), as far as the shop
+    has them (then more of the kinds it has). Columns: customer_id, rank, product_title, category, price_amount, product_url, reason, score,
+    send_hour_local, send_hour_utc, timezone, timezone_known."""
+    with warehouse.reader() as con:
+        for table in (RECOMMENDATIONS, SEND_TIMES, PRODUCTS):
+            _require(con, table, warehouse, "score first (python -m ml score --as-of ...)")
+        return con.execute(f"""
+            with lists as (
+                select * from {RECOMMENDATIONS} where as_of_date = $1 and model_version = $2
+            ),
+            kinds as (
+                select customer_id,
+                    case when bool_or(reason = 'bought_together') then 1
+                         when bool_or(reason = 'viewed') then 2 else 3 end as kind
+                from lists group by customer_id
+            ),
+            picked as (
+                select customer_id from (
+                    select customer_id, kind, row_number() over (partition by kind order by customer_id) as nth
+                    from kinds
+                ) order by nth, kind limit $4
+            )
+            select lists.customer_id, lists.rank, products.product_title, products.product_category as category,
+                cast(products.price_amount as double) as price_amount, products.product_url, lists.reason,
+                lists.score, send.send_hour_local, send.send_hour_utc, send.timezone, send.timezone_known
+            from lists
+            join picked using (customer_id)
+            left join {PRODUCTS} as products using (product_id)
+            left join {SEND_TIMES} as send
+                on send.customer_id = lists.customer_id and send.as_of_date = $1 and send.model_version = $3
+            order by lists.customer_id, lists.rank""",  # noqa: S608 constants
+            [as_of_date, recommendations_version, send_times_version, customers]).df()

@@ -6,8 +6,9 @@ who reorder the same products every month. So a list is built in three steps:
 - `build_interactions`: events up to T -> a sparse customers x products matrix of recency-weighted strength
   (purchase 3, cart add 2, view 1, halved every `half_life_days`), plus what each customer bought and browsed;
 - a candidate model scores products for a batch of customers: `ItemItem` (item-item neighbours on BM25-weighted or
-  cosine co-occurrence), `ImplicitAls` (Hu, Koren and Volinsky 2008; customers folded in at score time) or the
-  `Popularity` baseline;
+  cosine co-occurrence), `ImplicitAls` (Hu, Koren and Volinsky 2008; customers folded in at score time),
+  `CategoryPopularity` (the customer's categories x each category's best-sellers), a `Hybrid` averaging several, or
+  the `Popularity` baseline;
 - `recommend` turns scores into lists of n: business exclusions, a per-category cap, best-seller fills for customers
   the model knows little or nothing about. `evaluate` measures lists on new-to-customer purchases after T.
 
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ml.checks import utc_timestamp
 from ml.errors import ModelInputError
 
 EVENT_COLUMNS: tuple[str, ...] = ("customer_id", "product_id", "kind", "occurred_at")
@@ -43,6 +45,11 @@ _MAX_DENSE_CELLS = 10_000_000
 # The model's best 5 * n eligible products per customer are considered; a category cap rarely needs more, and past
 # them a best-seller is as good a guess as the model's 60th choice.
 _CANDIDATES_PER_SLOT = 5
+# Popularity-based models score at most this many products per category (and the shop): a sparse shortlist instead of
+# a dense row per customer. A list takes at most max(1, share * n) products of one category (4 of 10), so a shortlist
+# runs short only for a customer who bought nearly all of a category's 64 best-sellers; the fills (the same
+# best-seller orders) then take over.
+SHORTLIST = 64
 # First pass of the list walk: each fill (category, shop) is cut at 3 * n + the customer's excluded products. A
 # customer whose list this cannot settle is walked again, exactly, over a longer but still bounded sequence (`_walk`).
 _FILL_PER_SLOT = 3
@@ -72,18 +79,18 @@ class Interactions:
 
 def build_interactions(events: pd.DataFrame, as_of: datetime, *, weights: Mapping[str, float] | None = None,
                        half_life_days: float = 90.0) -> Interactions:
-    """Interactions from events (customer_id, product_id, kind, occurred_at as tz-aware timestamps) at or before
-    `as_of` (tz-aware). An event weighs `weights[kind]` (defaults DEFAULT_WEIGHTS; a partial mapping overrides only
+    """Interactions from events (customer_id, product_id, kind, occurred_at) at or before `as_of`. An event weighs `weights[kind]` (defaults DEFAULT_WEIGHTS; a partial mapping overrides only
     the kinds it names) times 0.5 ** (age_days / half_life_days); a customer x product cell is the sum.
 
     Empty events (with the columns) give an Interactions with zero customers and zero products: `recommend` then
     serves best-sellers to the customers named in `affinity_category`. Same events in any row order give the same
-    matrices to the bit. Raises ModelInputError for a missing column, a null id or timestamp, a timezone-naive
-    timestamp, an unknown kind, or events after as_of (they would leak the evaluation window into training)."""
+    matrices to the bit. A timezone-naive as_of or occurred_at is read as UTC (ml.checks). Raises ModelInputError for
+    a missing column, a null id or timestamp, an unknown kind, or events after as_of (they would leak the evaluation
+    window into training)."""
     kind_weights = _kind_weights(weights)
     if not (isinstance(half_life_days, int | float) and math.isfinite(half_life_days) and half_life_days > 0):
         raise ModelInputError(f"half_life_days must be a positive number of days, got {half_life_days!r}")
-    as_of_utc = _utc_timestamp(as_of)
+    as_of_utc = utc_timestamp("as_of", as_of)
     _check_columns(events, EVENT_COLUMNS, "events")
     if len(events) == 0:
         return _empty_interactions(as_of_utc)
@@ -131,7 +138,8 @@ def build_interactions(events: pd.DataFrame, as_of: datetime, *, weights: Mappin
 
 class Recommender(Protocol):
     """What `recommend` needs from a model. `personal` is False for a model that scores everyone alike (its picks are
-    reported as best-sellers); `product_ids_` is set by fit (the interactions' product_ids, columns of `score`)."""
+    reported as best-sellers); a model may name the reason of all its picks in a `pick_reason` class attribute;
+    `product_ids_` is set by fit (the interactions' product_ids, columns of `score`)."""
 
     personal: ClassVar[bool]
     product_ids_: np.ndarray | None
@@ -264,13 +272,115 @@ class Popularity:
         self.product_ids_ = interactions.product_ids
         return self
 
-    def score(self, rows: sparse.csr_matrix) -> np.ndarray:
+    def score(self, rows: sparse.csr_matrix) -> sparse.csr_matrix:
+        """The SHORTLIST best-sellers for every row (sparse): a list never reaches further down the sales order
+        than its exclusions plus its candidates, and past the shortlist the shop's best-seller fill is the same
+        order anyway."""
         _require_fitted(self, self.popularity_)
-        return np.tile(self.popularity_.astype(np.float32), (rows.shape[0], 1))
+        top = _shortlist(self.popularity_, np.zeros(len(self.popularity_), dtype=np.int64), 1, SHORTLIST)[0]
+        top = top[top >= 0]
+        top = top[self.popularity_[top] > 0]
+        return _repeat_rows(rows.shape[0], top, self.popularity_[top], len(self.popularity_))
+
+
+@dataclass
+class CategoryPopularity:
+    """Personal popularity: P(category | customer) x P(product | category). A customer's interaction strength shared
+    out over categories, times each product's share of its category's recency-weighted purchases (all-event strength
+    breaks ties between products without sales). The simple model of a shop whose customers keep to their categories:
+    it knows what a customer likes in kind, not which companions go with what they bought.
+    `categories`: product_id -> category; a product it does not name (or a null category) is in a category of its own
+    kind, "unknown". Its picks are reported as category best-sellers."""
+
+    categories: pd.Series
+    personal: ClassVar[bool] = True
+    pick_reason: ClassVar[str] = "category_bestseller"
+    product_ids_: np.ndarray | None = field(default=None, init=False, repr=False)
+    in_category_: sparse.csr_matrix | None = field(default=None, init=False, repr=False)
+    top_: np.ndarray | None = field(default=None, init=False, repr=False)  # categories x SHORTLIST columns (-1: none)
+    top_share_: np.ndarray | None = field(default=None, init=False, repr=False)  # their shares of the category
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.categories, pd.Series):
+            raise ModelInputError(f"CategoryPopularity: categories must be a pandas Series indexed by product_id, got "
+                                  f"{type(self.categories).__name__}")
+
+    def fit(self, interactions: Interactions) -> CategoryPopularity:
+        named = self.categories[~self.categories.index.duplicated()].astype(object)
+        labels = named.reindex(interactions.product_ids).where(lambda c: c.notna(), "\x00unknown").to_numpy()
+        code, categories = pd.factorize(labels, sort=True)
+        products = len(code)
+        self.in_category_ = sparse.csr_matrix((np.ones(products), (np.arange(products), code)),
+                                              shape=(products, len(categories)))
+        strength = _column_sums(interactions.purchases).astype(np.float64)
+        strength += 1e-6 * _column_sums(interactions.matrix)
+        totals = np.asarray(self.in_category_.T @ strength).ravel()
+        within = np.divide(strength, totals[code], out=np.zeros(products), where=totals[code] > 0)
+        self.top_, self.top_share_ = _shortlist(within, code, len(categories), SHORTLIST)
+        self.product_ids_ = interactions.product_ids
+        return self
+
+    def score(self, rows: sparse.csr_matrix) -> sparse.csr_matrix:
+        """Sparse: each of a row's categories contributes its SHORTLIST best-sellers (the cap keeps a list to a few
+        products per category, so deeper ones could only be reached past a customer's SHORTLIST exclusions there)."""
+        _require_fitted(self, self.in_category_)
+        by_category = sparse.csr_matrix(sparse.csr_matrix(rows, dtype=np.float64) @ self.in_category_)
+        totals = np.asarray(by_category.sum(axis=1)).ravel()
+        coo = by_category.tocoo()
+        keep = coo.data > 0
+        r, c, share = coo.row[keep], coo.col[keep], coo.data[keep] / totals[coo.row[keep]]
+        depth = self.top_.shape[1]
+        values = (share[:, None] * self.top_share_[c]).ravel()
+        columns = self.top_[c].ravel()
+        row_of = np.repeat(r, depth)
+        present = (columns >= 0) & (values > 0)
+        return sparse.csr_matrix((values[present].astype(np.float32), (row_of[present], columns[present])),
+                                 shape=(rows.shape[0], len(self.product_ids_)))
+
+
+@dataclass
+class Hybrid:
+    """The average of several models' scores, each scaled to its own best score per customer (1): neighbours find
+    companions, category popularity finds kinds, popularity steadies both where a customer's history is thin.
+    Personal when any part is; its picks are reported as a personal model's."""
+
+    parts: tuple
+    personal: ClassVar[bool] = True
+    product_ids_: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            raise ModelInputError("Hybrid: give at least one model to average")
+
+    def fit(self, interactions: Interactions) -> Hybrid:
+        for part in self.parts:
+            if part.product_ids_ is not interactions.product_ids:  # a part fitted on these very interactions is kept
+                part.fit(interactions)
+        self.product_ids_ = interactions.product_ids
+        return self
+
+    def score(self, rows: sparse.csr_matrix) -> np.ndarray | sparse.csr_matrix:
+        """Sparse when every part's scores are (their union of candidates), else dense."""
+        _require_fitted(self, self.product_ids_)
+        parts = [part.score(rows) for part in self.parts]
+        if all(sparse.issparse(scores) for scores in parts):
+            total = sparse.csr_matrix((rows.shape[0], len(self.product_ids_)), dtype=np.float64)
+            for scores in parts:
+                scores = sparse.csr_matrix(scores, dtype=np.float64)
+                best = scores.max(axis=1).toarray().ravel() if scores.shape[1] else np.zeros(rows.shape[0])
+                scale = np.divide(1.0, best, out=np.zeros_like(best), where=best > 0)
+                total = total + sparse.diags(scale) @ scores
+            return sparse.csr_matrix(total / len(parts), dtype=np.float32)
+        total = np.zeros((rows.shape[0], len(self.product_ids_)))
+        for scores in parts:
+            scores = scores.toarray() if sparse.issparse(scores) else np.asarray(scores, dtype=np.float64)
+            best = scores.max(axis=1, keepdims=True) if scores.shape[1] else np.zeros((rows.shape[0], 1))
+            total += np.divide(scores, best, out=np.zeros_like(scores, dtype=np.float64), where=best > 0)
+        return (total / len(parts)).astype(np.float32)
 
 
 def recommend(model: Recommender, interactions: Interactions, products: pd.DataFrame, *, n: int = 10,
-              max_category_share: float = 0.4, replenishable_rate: float = 0.3, batch_rows: int = 50_000,
+              max_category_share: float = 0.4, replenishable_rate: float = 0.3, batch_rows: int = 10_000,
               affinity_category: pd.Series | None = None) -> pd.DataFrame:
     """Top-n lists: customer_id, rank (1..n), product_id, score, reason; sorted by customer_id and rank.
 
@@ -300,23 +410,44 @@ def recommend(model: Recommender, interactions: Interactions, products: pd.DataF
     within a batch the model scores slices of at most `_MAX_DENSE_CELLS` / products customers, each cut at once to
     its top candidates. Raises ModelInputError for an unfitted model or one fitted on other interactions, a missing
     products column, duplicate or null product ids, a null is_available, a non-numeric repeat_purchase_rate."""
-    _check_recommend_arguments(n, max_category_share, replenishable_rate, batch_rows)
-    _check_model(model, interactions)
-    catalogue = _Catalogue.build(products, interactions, replenishable_rate)
-    customers, affinity = _customers(interactions, affinity_category, catalogue)
-    row_of = _positions(interactions.customer_ids, customers)
-    cap = max(1, math.floor(max_category_share * n + 1e-9))  # 1e-9: 0.3 * 10 is 3.0000000000000004 in floats
-    frames = [_recommend_batch(model, interactions, catalogue, customers[lo:lo + batch_rows],
-                               row_of[lo:lo + batch_rows], affinity[lo:lo + batch_rows], n=n, cap=cap)
-              for lo in range(0, len(customers), batch_rows)]
+    frames = list(recommend_batches(model, interactions, products, n=n, max_category_share=max_category_share,
+                                    replenishable_rate=replenishable_rate, batch_rows=batch_rows,
+                                    affinity_category=affinity_category))
     if not frames:
         return _recommendation_frame(np.array([], dtype=str), np.array([], dtype=np.int64), np.array([], dtype=str),
                                      np.array([]), np.array([], dtype=object))
     return pd.concat(frames, ignore_index=True)
 
 
+def recommend_batches(model: Recommender, interactions: Interactions, products: pd.DataFrame, *, n: int = 10,
+                      max_category_share: float = 0.4, replenishable_rate: float = 0.3, batch_rows: int = 10_000,
+                      affinity_category: pd.Series | None = None,
+                      customer_ids: np.ndarray | None = None) -> Iterator[pd.DataFrame]:
+    """`recommend`'s lists, `batch_rows` customers at a time (in customer_id order): a million customers' lists are
+    never all in memory. `customer_ids`: list exactly these customers (one the interactions do not hold is listed
+    as a customer without history), e.g. only those an evaluation measures; the shop's best-sellers are still those
+    of all the interactions. Arguments are checked before the first batch."""
+    _check_recommend_arguments(n, max_category_share, replenishable_rate, batch_rows)
+    _check_model(model, interactions)
+    catalogue = _Catalogue.build(products, interactions, replenishable_rate)
+    customers, affinity = _customers(interactions, affinity_category, catalogue)
+    if customer_ids is not None:
+        wanted = np.unique(_ids(pd.Series(customer_ids), "customer_ids", "customer_id").to_numpy(dtype=str))
+        known = _positions(customers, wanted)
+        customers, affinity = wanted, np.where(known >= 0, affinity[known], -1)
+    row_of = _positions(interactions.customer_ids, customers)
+    cap = max(1, math.floor(max_category_share * n + 1e-9))  # 1e-9: 0.3 * 10 is 3.0000000000000004 in floats
+
+    def batches() -> Iterator[pd.DataFrame]:
+        for lo in range(0, len(customers), batch_rows):
+            yield _recommend_batch(model, interactions, catalogue, customers[lo:lo + batch_rows],
+                                   row_of[lo:lo + batch_rows], affinity[lo:lo + batch_rows], n=n, cap=cap)
+
+    return batches()
+
+
 def evaluate(recommendations: pd.DataFrame, later_purchases: pd.DataFrame, interactions: Interactions, *,
-             k: int = 10, catalogue_size: int) -> dict[str, float]:
+             k: int = 10, catalogue_size: int, groups: pd.Series | None = None) -> dict[str, float]:
     """HitRate@k, Recall@k and NDCG@k of the lists on purchases after T, and catalogue coverage.
 
     Only new-to-customer purchases count: a later purchase of a product the customer bought at or before T (in
@@ -324,7 +455,9 @@ def evaluate(recommendations: pd.DataFrame, later_purchases: pd.DataFrame, inter
     Evaluated: every customer with at least one such purchase, including those given no list (a miss: they were
     mailed nothing useful). recall = hits / new products bought; NDCG with binary gains, ideal DCG over
     min(k, new products bought). coverage: distinct products in the top k of all lists / catalogue_size.
-    No evaluated customer: the three rates are NaN and customers is 0."""
+    No evaluated customer: the three rates are NaN and customers is 0.
+    `groups` (customer_id -> a label): also "hit_rate_by_group", {label: (customers, HitRate@k)} of the evaluated
+    customers in each group."""
     _check_columns(recommendations, ("customer_id", "rank", "product_id"), "recommendations")
     _check_columns(later_purchases, ("customer_id", "product_id"), "later_purchases")
     if not (isinstance(k, int) and k >= 1):
@@ -354,9 +487,15 @@ def evaluate(recommendations: pd.DataFrame, later_purchases: pd.DataFrame, inter
     per_customer = hits.groupby("customer_id").agg(hits=("gain", "size"), dcg=("gain", "sum"))
     table = relevant.to_frame().join(per_customer, how="left").fillna(0.0)
     coverage = float(top["product_id"].nunique() / catalogue_size)
+    by_group = {}
+    if groups is not None:
+        label = pd.Series(groups.to_numpy(), index=groups.index.astype(str)).reindex(table.index)
+        hit = (table["hits"] > 0).groupby(label.to_numpy(), sort=False)
+        by_group = {"hit_rate_by_group": {key: (int(count), float(mean)) for key, count, mean in
+                                          zip(hit.mean().index, hit.size(), hit.mean(), strict=True)}}
     if table.empty:
         return {"hit_rate": float("nan"), "recall": float("nan"), "ndcg": float("nan"), "coverage": coverage,
-                "customers": 0}
+                "customers": 0, **by_group}
     ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.minimum(table["relevant"].to_numpy(), k) - 1]
     return {
         "hit_rate": float((table["hits"] > 0).mean()),
@@ -364,6 +503,7 @@ def evaluate(recommendations: pd.DataFrame, later_purchases: pd.DataFrame, inter
         "ndcg": float((table["dcg"].to_numpy() / ideal).mean()),
         "coverage": coverage,
         "customers": len(table),
+        **by_group,
     }
 
 
@@ -381,27 +521,13 @@ def _kind_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     return merged
 
 
-def _utc_timestamp(as_of: object) -> pd.Timestamp:
-    try:
-        stamp = pd.Timestamp(as_of)
-    except (TypeError, ValueError) as error:
-        raise ModelInputError(f"as_of must be a timezone-aware datetime, got {as_of!r}") from error
-    if stamp is pd.NaT or stamp.tzinfo is None:
-        raise ModelInputError(f"as_of must be a timezone-aware datetime (UTC), got {as_of!r}")
-    return stamp.tz_convert("UTC")
-
-
 def _utc_times(column: pd.Series) -> pd.Series:
+    """occurred_at in UTC; naive timestamps are UTC already (the warehouse's `_at` convention), as in ml.checks."""
     if not isinstance(column.dtype, pd.DatetimeTZDtype):
-        if pd.api.types.is_datetime64_dtype(column.dtype):
-            raise ModelInputError("events: column occurred_at is timezone-naive; give tz-aware (UTC) timestamps")
         try:
-            column = pd.to_datetime(column)
+            column = pd.to_datetime(column, utc=True)
         except (TypeError, ValueError) as error:
             raise ModelInputError(f"events: column occurred_at is not timestamps ({error})") from error
-        if not isinstance(column.dtype, pd.DatetimeTZDtype):
-            raise ModelInputError(f"events: column occurred_at must hold tz-aware (UTC) timestamps, got dtype "
-                                  f"{column.dtype}")
     null = column.isna().to_numpy()
     if null.any():
         raise ModelInputError(f"events: column occurred_at has {int(null.sum())} null value(s) (first at row "
@@ -410,10 +536,15 @@ def _utc_times(column: pd.Series) -> pd.Series:
 
 
 def _ids(column: pd.Series, where: str, name: str) -> pd.Series:
+    """The ids as text; a categorical stays one (its categories as sorted text), so millions of events are never
+    millions of Python strings."""
     null = column.isna().to_numpy()
     if null.any():
         raise ModelInputError(f"{where}: column {name} has {int(null.sum())} null value(s) (first at row "
                               f"{column.index[np.argmax(null)]!r})")
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        text = column.cat.rename_categories(column.cat.categories.astype(str))
+        return text.cat.reorder_categories(sorted(text.cat.categories))
     return column.astype(str)
 
 
@@ -683,7 +814,10 @@ def _recommend_batch(model: Recommender, interactions: Interactions, catalogue: 
     r, item, source, score = r[order], item[order], source[order], score[order]
 
     reason = np.where(source == 1, "category_bestseller", "bestseller").astype(object)
-    if model.personal:
+    pick_reason = getattr(model, "pick_reason", None)
+    if pick_reason is not None:
+        reason[source == 0] = pick_reason
+    elif model.personal:
         pick = source == 0
         browsed_keys = catalogue.from_model[browsed_c]
         browsed_keys = np.unique(browsed_r[browsed_keys >= 0] * n_products + browsed_keys[browsed_keys >= 0])
@@ -712,7 +846,7 @@ def _model_candidates(model: Recommender, rows: sparse.csr_matrix, excluded_r: n
     for lo in range(0, len(with_history), step):
         chunk = with_history[lo:lo + step]
         scores = model.score(rows[chunk])
-        inside = np.isin(excluded_r, chunk)
+        inside = _member(excluded_r, chunk)
         local_r = np.searchsorted(chunk, excluded_r[inside])
         if sparse.issparse(scores):
             coo = sparse.coo_matrix(scores)
@@ -721,7 +855,7 @@ def _model_candidates(model: Recommender, rows: sparse.csr_matrix, excluded_r: n
             keep &= ~np.isin(r.astype(np.int64) * n_columns + c, local_r * n_columns + excluded_c[inside])
             r, c, v = _keep_top(r[keep], c[keep], v[keep], k)
         else:
-            dense = np.array(scores, dtype=np.float64)
+            dense = np.array(scores, dtype=np.float64)  # float64: np.partition is faster on it than on float32
             dense[np.isnan(dense)] = -np.inf
             dense[:, catalogue.model_blocked] = -np.inf
             dense[local_r, excluded_c[inside]] = -np.inf
@@ -751,7 +885,7 @@ def _walk(rows: np.ndarray, *, exact: bool, picks: _Picks, affinity: np.ndarray,
     a cost of about categories x depth per customer instead of the catalogue."""
     n_products = len(catalogue.product_ids)
     n_rows = int(rows.max()) + 1 if len(rows) else 0
-    in_rows = np.isin(picks.row, rows)
+    in_rows = _member(picks.row, rows)
     parts_r, parts_item, parts_source = [picks.row[in_rows]], [picks.item[in_rows]], [np.zeros(int(in_rows.sum()))]
     parts_index = [_run_positions(picks.row[in_rows])]
     cut_at = np.full(n_rows, 3, dtype=np.int8)  # the source holding the first cut that drops products; 3: none
@@ -788,7 +922,7 @@ def _walk(rows: np.ndarray, *, exact: bool, picks: _Picks, affinity: np.ndarray,
     order = np.lexsort((index, source, r))
     r, item, source, score = r[order], item[order], source[order], score[order]
     keys = r * n_products + item
-    keep = ~np.isin(keys, excluded_keys)
+    keep = ~_member(keys, excluded_keys)
     first = np.zeros(len(keys), dtype=bool)
     first[np.unique(keys, return_index=True)[1]] = True  # a product's first place in the walk
     keep &= first
@@ -896,6 +1030,34 @@ def _run_positions(*keys: np.ndarray) -> np.ndarray:
     for key in keys:
         starts[1:] |= key[1:] != key[:-1]
     return np.arange(size) - np.maximum.accumulate(np.where(starts, np.arange(size), 0))
+
+
+def _member(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """np.isin(values, sorted_unique) for a sorted array of unique values: a binary search per value."""
+    if len(sorted_unique) == 0:
+        return np.zeros(len(values), dtype=bool)
+    position = np.minimum(np.searchsorted(sorted_unique, values), len(sorted_unique) - 1)
+    return sorted_unique[position] == values
+
+
+def _shortlist(values: np.ndarray, group: np.ndarray, groups: int, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, its `depth` columns of highest value (ties to the smaller column), padded with -1: (groups x
+    depth columns, their values)."""
+    order = np.lexsort((np.arange(len(values)), -values, group))
+    rank = _run_positions(group[order])
+    keep = order[rank < depth]
+    top = np.full((groups, depth), -1, dtype=np.int64)
+    top_values = np.zeros((groups, depth))
+    top[group[keep], rank[rank < depth]] = keep
+    top_values[group[keep], rank[rank < depth]] = values[keep]
+    return top, top_values
+
+
+def _repeat_rows(rows: int, columns: np.ndarray, values: np.ndarray, width: int) -> sparse.csr_matrix:
+    """`rows` identical sparse rows holding `values` at `columns`."""
+    indptr = np.arange(rows + 1, dtype=np.int64) * len(columns)
+    return sparse.csr_matrix((np.tile(values.astype(np.float32), rows), np.tile(columns, rows), indptr),
+                             shape=(rows, width))
 
 
 def _keep_top(r: np.ndarray, c: np.ndarray, v: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

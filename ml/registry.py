@@ -117,11 +117,14 @@ class Production:
 
 
 class Registry:
-    """Tailor's models in one MLflow experiment and one registered model (see the module docstring)."""
+    """One registered model of Tailor's (customer models by default) in one MLflow experiment (see the module docstring)."""
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str = "tailor") -> None:
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "tailor",
+                 model: str = REGISTERED_MODEL, description: str = "Tailor's customer models") -> None:
         self.tracking_uri = tracking_uri or _default_tracking_uri()
         self.experiment = experiment
+        self.model = model  # the registered model: each family of models is promoted on its own rule
+        self.description = description
         mlflow = _import_mlflow()
         db_file = _sqlite_file(self.tracking_uri)
         if db_file is not None:
@@ -179,7 +182,7 @@ class Registry:
             (staging / DATA_WINDOW_FILE).write_text(json.dumps(window, indent=2) + "\n", encoding="utf-8")
             (staging / MODEL_CARD_FILE).write_text(model_card, encoding="utf-8")
 
-            run_tags = {**user_tags, KIND_TAG: "candidate", "tailor.registered_model": REGISTERED_MODEL}
+            run_tags = {**user_tags, KIND_TAG: "candidate", "tailor.registered_model": self.model}
             run = self._client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
             run_id = run.info.run_id
             try:
@@ -201,7 +204,7 @@ class Registry:
 
                 self._ensure_registered_model()
                 version = self._client.create_model_version(
-                    REGISTERED_MODEL,
+                    self.model,
                     source=f"{run.info.artifact_uri.rstrip('/')}/{BUNDLE_DIR}",
                     run_id=run_id,
                     tags={**user_tags, KIND_TAG: "candidate", RUN_NAME_TAG: run_name},
@@ -209,7 +212,7 @@ class Registry:
                 )
                 candidate = Candidate(run_id=run_id, version=str(version.version), model_version=f"v{version.version}")
                 self._client.set_model_version_tag(
-                    REGISTERED_MODEL, candidate.version, MODEL_VERSION_TAG, candidate.model_version
+                    self.model, candidate.version, MODEL_VERSION_TAG, candidate.model_version
                 )
                 self._client.log_batch(run_id, tags=[RunTag(MODEL_VERSION_TAG, candidate.model_version)])
             except BaseException:
@@ -232,7 +235,7 @@ class Registry:
         version = self._aliases().get(PRODUCTION_ALIAS)
         if version is None:
             return None
-        model_version = self._client.get_model_version(REGISTERED_MODEL, str(version))
+        model_version = self._client.get_model_version(self.model, str(version))
         run = self._client.get_run(model_version.run_id)
         return Production(
             version=str(model_version.version),
@@ -248,7 +251,7 @@ class Registry:
         self._checked_candidate(candidate)
         self._record_decision(candidate, "promoted", reason)
         # The alias moves last: if recording the decision failed, production is still the previous model.
-        self._client.set_registered_model_alias(REGISTERED_MODEL, PRODUCTION_ALIAS, candidate.version)
+        self._client.set_registered_model_alias(self.model, PRODUCTION_ALIAS, candidate.version)
         _log.info("promoted %s to production: %s", candidate.model_version, reason)
 
     def reject(self, candidate: Candidate, reason: str) -> None:
@@ -271,7 +274,7 @@ class Registry:
             version = self._model_version(str(int(match.group(1))))
         if version is None:
             raise ModelInputError(
-                f"no model version {model_version!r} in {REGISTERED_MODEL}; available: {self._available()}"
+                f"no model version {model_version!r} in {self.model}; available: {self._available()}"
             )
         return self._load_bundle(version)
 
@@ -310,7 +313,7 @@ class Registry:
 
         try:
             self._client.create_registered_model(
-                REGISTERED_MODEL, description="Tailor's customer models: one version per training run"
+                self.model, description=f"{self.description}: one version per training run"
             )
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -321,7 +324,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            model = self._client.get_registered_model(REGISTERED_MODEL)
+            model = self._client.get_registered_model(self.model)
         except MlflowException as error:
             if error.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return {}
@@ -332,7 +335,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self._client.get_model_version(REGISTERED_MODEL, version)
+            return self._client.get_model_version(self.model, version)
         except MlflowException as error:
             if error.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
@@ -342,7 +345,7 @@ class Registry:
         versions: list[ModelVersion] = []
         page_token = None
         while True:
-            page = self._client.search_model_versions(f"name='{REGISTERED_MODEL}'", page_token=page_token)
+            page = self._client.search_model_versions(f"name='{self.model}'", page_token=page_token)
             versions.extend(page)
             page_token = page.token
             if not page_token:
@@ -356,7 +359,7 @@ class Registry:
         version = self._model_version(candidate.version)
         if version is None or version.run_id != candidate.run_id:
             raise ModelInputError(
-                f"{candidate.model_version} (run {candidate.run_id}) is not a version of {REGISTERED_MODEL}; "
+                f"{candidate.model_version} (run {candidate.run_id}) is not a version of {self.model}; "
                 f"available: {self._available()}"
             )
 
@@ -367,7 +370,7 @@ class Registry:
             raise ModelInputError(f"a decision on {candidate.model_version} needs a reason")
         reason = reason[:_MAX_TAG_VALUE]
         for key, value in ((DECISION_TAG, decision), (REASON_TAG, reason)):
-            self._client.set_model_version_tag(REGISTERED_MODEL, candidate.version, key, value)
+            self._client.set_model_version_tag(self.model, candidate.version, key, value)
         self._client.log_batch(candidate.run_id, tags=[RunTag(DECISION_TAG, decision), RunTag(REASON_TAG, reason)])
 
     def _load_bundle(self, version: ModelVersion) -> object:

@@ -5,6 +5,10 @@ The page is a single file (PNG plots embedded as base64 data URIs, inline CSS, n
 marketer can open it anywhere or attach it to an email. Plots are drawn with matplotlib's Agg canvas on private
 Figure objects (never pyplot), so rendering neither touches global matplotlib state nor needs a display. A plot whose
 data is empty or degenerate is replaced by a one-line explanation: a report never fails because of its input.
+
+The personalization models (product recommendations and send times) get the same kind of page from the same parts:
+how the recommendation candidates compare overall and by customer history, how the send hours did against the shop's
+single best hour, which send hours customers were given, and a few example customers.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 from sklearn.metrics import roc_auc_score, roc_curve
 
 PSI_WARN = 0.1
@@ -36,6 +41,8 @@ _FONT = 8
 _STATUS_COLOURS = {"ok": "#4c9a5f", "warn": "#e0a030", "fail": "#c8453c"}
 _MAX_DRIFT_BARS = 30
 _MAX_HEATMAP_CELLS_ANNOTATED = 150
+_SERVED_COLOUR = "#4c9a5f"
+_OTHER_COLOUR = "#9aa5b1"
 
 
 @dataclass
@@ -66,6 +73,23 @@ class TrainingReport:
     clv_deciles: pd.DataFrame | None  # decile, customers, predicted_mean, actual_mean[, metric]
     clv_metrics: pd.DataFrame | None  # metric, model, mae, ...
     drift: pd.DataFrame | None  # feature, psi, status; None = no drift check in this run
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PersonalizationReport:
+    """Everything one training of the personalization models shows; a None or empty part is explained on the page."""
+
+    title: str
+    as_of: str  # ISO date or datetime; its date names the file
+    model_versions: dict[str, str]  # e.g. {"recommendations": "v3", "send times": "v2"}
+    summary: dict[str, str]  # validation window, served candidate, promotion decisions, ...
+    rec_metrics: pd.DataFrame | None  # candidate, hit_rate, recall, ndcg, coverage, customers, served (bool)
+    rec_hit_rate_by_history: pd.DataFrame | None  # candidate, history (bucket label, display order), customers, hit_rate
+    send_metrics: pd.DataFrame | None  # method, customers, engagements, hits, hit_share
+    send_hour_distribution: pd.DataFrame | None  # hour (0..23 local), customers, engagement_share (sums to 1)
+    send_prior: pd.DataFrame | None  # group, concentration, customers, uses_shop_prior, best_hour
+    samples: pd.DataFrame | None  # customer_id, rank, product_title, category, reason, send_hour_local, timezone
     notes: list[str] = field(default_factory=list)
 
 
@@ -100,6 +124,10 @@ def _label(value: Any) -> str:
 
 def _joined(notes: Sequence[str]) -> str:
     return " ".join(n for n in notes if n)
+
+
+def _missing_columns(frame: pd.DataFrame, needed: set[str]) -> str:
+    return ", ".join(sorted(needed - set(frame.columns)))
 
 
 def _clean_candidate(candidate: ScoredCandidate) -> tuple[np.ndarray, np.ndarray] | str:
@@ -387,6 +415,143 @@ def plot_drift(drift: pd.DataFrame | None) -> Plot:
     return Plot(_png(fig), " ".join(notes))
 
 
+def _hit_rate_grid(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """HitRate@10 with a row per history bucket and a column per candidate, both in the order given, and each
+    bucket's tick label with its customer count (the same for every candidate, so the largest one is taken)."""
+    data = frame.assign(history=frame["history"].astype(str), candidate=frame["candidate"].astype(str),
+                        hit_rate=pd.to_numeric(frame["hit_rate"], errors="coerce"),
+                        customers=pd.to_numeric(frame["customers"], errors="coerce"))
+    buckets = list(pd.unique(data["history"]))
+    grid = (data.groupby(["history", "candidate"])["hit_rate"].mean().unstack()
+            .reindex(index=buckets, columns=list(pd.unique(data["candidate"]))))
+    customers = data.groupby("history")["customers"].max().reindex(buckets)
+    labels = [f"{_label(b)}\n({_format_number(n)} customers)" for b, n in customers.items()]
+    return grid, labels
+
+
+def plot_hit_rate_by_history(frame: pd.DataFrame | None) -> Plot:
+    """HitRate@10 per customer-history bucket, bars grouped by candidate: a personal model should beat the
+    best-sellers where there is history, and fall back to them (not below) where there is none."""
+    needed = {"candidate", "history", "customers", "hit_rate"}
+    if frame is None or frame.empty:
+        return Plot(None, "Hit rate by history skipped: no history buckets.")
+    if not needed <= set(frame.columns):
+        return Plot(None, f"Hit rate by history skipped: missing columns {_missing_columns(frame, needed)}.")
+    grid, labels = _hit_rate_grid(frame)
+    if grid.isna().all().all():
+        return Plot(None, "Hit rate by history skipped: no numeric hit rates.")
+    fig = _figure(max(6.0, 0.9 * len(labels) + 2.0), 4.0)
+    ax = fig.add_subplot()
+    positions = np.arange(len(labels))
+    width = 0.8 / grid.shape[1]
+    for i, candidate in enumerate(grid.columns):
+        ax.bar(positions - 0.4 + width * (i + 0.5), grid[candidate].to_numpy(dtype=float), width=width,
+               label=_label(candidate))
+    ax.set_xticks(positions, labels, fontsize=_FONT)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.tick_params(axis="y", labelsize=_FONT)
+    ax.set_xlabel("customer history before the validation window", fontsize=_FONT)
+    ax.set_ylabel("HitRate@10 (customers with a hit)", fontsize=_FONT)
+    ax.set_title("HitRate@10 by customer history", fontsize=_FONT + 2)
+    ax.legend(fontsize=_FONT)
+    ax.grid(axis="y", alpha=0.3)
+    return Plot(_png(fig))
+
+
+def plot_coverage(rec_metrics: pd.DataFrame | None) -> Plot:
+    """Catalogue coverage per recommendation candidate as horizontal bars, the served one highlighted."""
+    if rec_metrics is None or rec_metrics.empty:
+        return Plot(None, "Coverage plot skipped: no recommendation metrics.")
+    if not {"candidate", "coverage"} <= set(rec_metrics.columns):
+        missing = _missing_columns(rec_metrics, {"candidate", "coverage"})
+        return Plot(None, f"Coverage plot skipped: missing columns {missing}.")
+    served = rec_metrics["served"].eq(True) if "served" in rec_metrics else pd.Series(False, index=rec_metrics.index)
+    frame = rec_metrics.assign(coverage=pd.to_numeric(rec_metrics["coverage"], errors="coerce"), served=served)
+    notes = []
+    missing = frame["coverage"].isna().sum()
+    if missing:
+        notes.append(f"{missing} candidate(s) without a coverage value not drawn.")
+    frame = frame.dropna(subset=["coverage"])
+    if frame.empty:
+        return Plot(None, "Coverage plot skipped: no coverage values.")
+    if not frame["served"].any():
+        notes.append("No candidate is marked as served.")
+    fig = _figure(6.0, max(2.0, 0.35 * len(frame) + 1.2))
+    ax = fig.add_subplot()
+    rows = np.arange(len(frame))
+    coverage = frame["coverage"].to_numpy(dtype=float)
+    ax.barh(rows, coverage, color=[_SERVED_COLOUR if s else _OTHER_COLOUR for s in frame["served"]])
+    names = [_label(n) + (" (served)" if s else "") for n, s in zip(frame["candidate"], frame["served"], strict=True)]
+    ax.set_yticks(rows, names, fontsize=_FONT)
+    ax.invert_yaxis()
+    for row, value in enumerate(coverage):
+        ax.annotate(f"{value:.1%}", (value, row), xytext=(2, 0), textcoords="offset points", va="center",
+                    fontsize=_FONT - 1)
+    ax.set_xlim(0, max(0.01, float(coverage.max())) * 1.2)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.tick_params(axis="x", labelsize=_FONT)
+    ax.set_xlabel("share of the catalogue in the top 10 of any customer's list", fontsize=_FONT)
+    ax.set_title("Catalogue coverage", fontsize=_FONT + 2)
+    ax.grid(axis="x", alpha=0.3)
+    return Plot(_png(fig), " ".join(notes))
+
+
+def plot_send_hours(frame: pd.DataFrame | None) -> Plot:
+    """Customers per local send hour (bars) against the shop's share of past engagements per local hour (line, right
+    axis). Hours absent from the frame had no customers."""
+    if frame is None or frame.empty:
+        return Plot(None, "Send hours plot skipped: no send hours.")
+    if "hour" not in frame or not {"customers", "engagement_share"} & set(frame.columns):
+        missing = _missing_columns(frame, {"hour", "customers", "engagement_share"})
+        return Plot(None, f"Send hours plot skipped: missing columns {missing}.")
+    hours = pd.to_numeric(frame["hour"], errors="coerce")
+    valid = hours.between(0, 23) & (hours % 1 == 0)
+    notes = []
+    if (~valid).sum():
+        notes.append(f"{(~valid).sum()} row(s) with an hour outside 0..23 not drawn.")
+    by_hour = hours[valid].astype(int)
+    day = pd.RangeIndex(24)
+
+    def per_hour(column: str) -> pd.Series:
+        if column not in frame:
+            return pd.Series(np.nan, index=day)
+        values = pd.to_numeric(frame.loc[valid, column], errors="coerce")
+        return values.groupby(by_hour.to_numpy()).sum(min_count=1).reindex(day)
+
+    customers = per_hour("customers")
+    share = per_hour("engagement_share")
+    if customers.isna().all() and share.isna().all():
+        return Plot(None, "Send hours plot skipped: no customers and no engagement shares per hour.")
+    if customers.isna().all():
+        notes.append("No customers per hour: bars not drawn.")
+    if share.isna().all():
+        notes.append("No engagement shares: line not drawn.")
+    fig = _figure(7.0, 3.8)
+    ax = fig.add_subplot()
+    handles = []
+    if not customers.isna().all():
+        handles.append(ax.bar(day, customers.fillna(0).to_numpy(dtype=float), color="#4a78a8",
+                              label="customers given this send hour"))
+    ax.set_xticks(day, [str(h) for h in day], fontsize=_FONT)
+    ax.set_xlim(-0.6, 23.6)
+    ax.tick_params(axis="y", labelsize=_FONT)
+    ax.set_xlabel("local hour of day", fontsize=_FONT)
+    ax.set_ylabel("customers", fontsize=_FONT)
+    if not share.isna().all():
+        right = ax.twinx()
+        handles.extend(right.plot(day, share.to_numpy(dtype=float), color="#c8453c", marker="o", ms=3, lw=1.5,
+                                  label="shop's past engagements at this hour"))
+        right.set_ylim(bottom=0)
+        right.yaxis.set_major_formatter(PercentFormatter(1.0))
+        right.tick_params(axis="y", labelsize=_FONT)
+        right.set_ylabel("share of engagements", fontsize=_FONT)
+    ax.set_title("Send hours given vs the shop's engagement by hour", fontsize=_FONT + 2)
+    ax.legend(handles=handles, fontsize=_FONT, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    return Plot(_png(fig), " ".join(notes))
+
+
 # ------------------------------------------------------------------------------------------------------------- HTML
 
 _CSS = """
@@ -411,6 +576,14 @@ _SECTIONS = [
     ("k", "Choosing the number of segments"),
     ("clv", "Customer lifetime value"),
     ("drift", "Feature drift"),
+    ("notes", "Notes"),
+]
+
+_PERSONALIZATION_SECTIONS = [
+    ("summary", "Summary"),
+    ("recommendations", "Product recommendations"),
+    ("send-times", "Send times"),
+    ("samples", "Example customers"),
     ("notes", "Notes"),
 ]
 
@@ -470,10 +643,12 @@ def _key_values(values: dict[str, str]) -> str:
     return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
 
 
-def _figure_html(plot: Plot, alt: str) -> str:
+def _figure_html(plot: Plot, alt: str, caption: str = "") -> str:
+    """The plot with its caption (what to look for) and its note, or only the note saying why it was skipped."""
     if plot.png is None:
         return f'<p class="skip">{_esc(plot.note)}</p>'
-    caption = f"<figcaption>{_esc(plot.note)}</figcaption>" if plot.note else ""
+    text = _joined([caption, plot.note])
+    caption = f"<figcaption>{_esc(text)}</figcaption>" if text else ""
     return f'<figure><img src="data:image/png;base64,{plot.png}" alt="{_esc(alt)}">{caption}</figure>'
 
 
@@ -486,9 +661,33 @@ def _safe(draw: Callable[..., Plot], *args: Any) -> Plot:
         return Plot(None, f"This plot could not be drawn ({type(exc).__name__}: {exc}).")
 
 
-def _section(key: str, body: str) -> str:
-    title = dict(_SECTIONS)[key]
-    return f'<section id="{key}"><h2>{_esc(title)}</h2>\n{body}\n</section>'
+def _notes(notes: Sequence[str]) -> str:
+    return ("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes \
+        else '<p class="skip">No notes.</p>'
+
+
+def _page(title: str, version: str, meta: str, sections: Sequence[tuple[str, str]], bodies: dict[str, str]) -> str:
+    """The document around the sections, the same for every report: `meta` is HTML (escaped by the caller), the
+    sections come in the order of `sections` (key, heading), each with its body from `bodies` and a link at the top."""
+    nav = "".join(f'<a href="#{key}">{_esc(heading)}</a>' for key, heading in sections)
+    parts = "\n".join(f'<section id="{key}"><h2>{_esc(heading)}</h2>\n{bodies[key]}\n</section>'
+                      for key, heading in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_esc(title)} — {_esc(version)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<h1>{_esc(title)}</h1>
+<p class="meta">{meta}</p>
+<nav>{nav}</nav>
+{parts}
+</body>
+</html>
+"""
 
 
 def render_report(report: TrainingReport) -> str:
@@ -530,48 +729,93 @@ def render_report(report: TrainingReport) -> str:
         drift = _figure_html(_safe(plot_drift, report.drift), "PSI per feature") + _table(report.drift,
                                                                                          "No features checked.")
 
-    notes = ("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in report.notes) + "</ul>") if report.notes \
-        else '<p class="skip">No notes.</p>'
-
     bodies = {"summary": summary, "churn": "\n".join(churn), "segments": segments, "k": k_choice, "clv": clv,
-              "drift": drift, "notes": notes}
-    nav = "".join(f'<a href="#{key}">{_esc(title)}</a>' for key, title in _SECTIONS)
-    sections = "\n".join(_section(key, bodies[key]) for key, _ in _SECTIONS)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_esc(report.title)} — {_esc(report.model_version)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<h1>{_esc(report.title)}</h1>
-<p class="meta">Model version <strong>{_esc(report.model_version)}</strong> · as of {_esc(report.as_of)}</p>
-<nav>{nav}</nav>
-{sections}
-</body>
-</html>
-"""
+              "drift": drift, "notes": _notes(report.notes)}
+    meta = f"Model version <strong>{_esc(report.model_version)}</strong> · as of {_esc(report.as_of)}"
+    return _page(report.title, report.model_version, meta, _SECTIONS, bodies)
+
+
+def render_personalization_report(report: PersonalizationReport) -> str:
+    """The personalization report as one self-contained HTML document."""
+    if report.rec_metrics is None and report.rec_hit_rate_by_history is None:
+        recommendations = '<p class="skip">No recommendation evaluation in this run.</p>'
+    else:
+        recommendations = (
+            _table(report.rec_metrics, "No recommendation metrics.")
+            + "<h3>HitRate@10 by customer history</h3>"
+            + _figure_html(_safe(plot_hit_rate_by_history, report.rec_hit_rate_by_history),
+                           "HitRate@10 by customer history",
+                           "With little or no history the lists are mostly best-seller fills, so those bars should be "
+                           "close; look for the personal models to pull ahead as history grows.")
+            + "<h3>Catalogue coverage</h3>"
+            + _figure_html(_safe(plot_coverage, report.rec_metrics), "Catalogue coverage per candidate",
+                           "A low share means most customers are shown the same few products (mostly the "
+                           "best-sellers): weigh it against the hit rate before preferring a candidate.")
+        )
+
+    if report.send_metrics is None and report.send_hour_distribution is None and report.send_prior is None:
+        send_times = '<p class="skip">No send-time evaluation in this run.</p>'
+    else:
+        send_times = (
+            _table(report.send_metrics, "No send-time back-test (it needs engagements after the training window).")
+            + "<h3>Send hours given</h3>"
+            + _figure_html(_safe(plot_send_hours, report.send_hour_distribution), "Customers per local send hour",
+                           "Bars that follow the line give customers the shop's busy hours; bars away from it come "
+                           "from customers' own histories. One tall bar alone means nearly everyone got the same hour.")
+            + "<h3>Hour priors per group</h3>"
+            + _table(report.send_prior, "No hour priors.")
+        )
+
+    bodies = {"summary": _key_values(report.summary), "recommendations": recommendations, "send-times": send_times,
+              "samples": _table(report.samples, "No example customers."), "notes": _notes(report.notes)}
+    versions = (report.model_versions or {}).items()
+    listed = ", ".join(f"{_esc(name)} <strong>{_esc(version)}</strong>" for name, version in versions) or "none"
+    meta = f"Model versions {listed} · as of {_esc(report.as_of)}"
+    return _page(report.title, ", ".join(f"{name} {version}" for name, version in versions) or "unversioned", meta,
+                 _PERSONALIZATION_SECTIONS, bodies)
+
+
+def _file_day(as_of: str, owner: str) -> str:
+    try:
+        return datetime.fromisoformat(as_of).date().isoformat()
+    except ValueError as exc:
+        raise ValueError(f"{owner}.as_of must be an ISO date or datetime, got {as_of!r}") from exc
+
+
+def _file_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
 
 
 def report_filename(report: TrainingReport) -> str:
     """training-<as_of date>-<model_version>.html, the version reduced to characters safe in a file name."""
-    try:
-        day = datetime.fromisoformat(report.as_of).date().isoformat()
-    except ValueError as exc:
-        raise ValueError(f"TrainingReport.as_of must be an ISO date or datetime, got {report.as_of!r}") from exc
-    version = re.sub(r"[^A-Za-z0-9._-]+", "_", report.model_version).strip("._") or "unversioned"
-    return f"training-{day}-{version}.html"
+    version = _file_safe(report.model_version) or "unversioned"
+    return f"training-{_file_day(report.as_of, 'TrainingReport')}-{version}.html"
+
+
+def personalization_report_filename(report: PersonalizationReport) -> str:
+    """personalization-<as_of date>-<model>_<version>-....html, e.g. personalization-2024-06-30-recommendations_v3-
+    send_times_v2.html: both versions are in the name so a retrain of either model gets its own page."""
+    named = ("_".join(part for part in (_file_safe(str(name)), _file_safe(str(version))) if part)
+             for name, version in (report.model_versions or {}).items())
+    versions = "-".join(n for n in named if n) or "unversioned"
+    return f"personalization-{_file_day(report.as_of, 'PersonalizationReport')}-{versions}.html"
 
 
 def write_report(report: TrainingReport, directory: Path) -> Path:
-    """Write the report to directory/training-<as_of date>-<model_version>.html (replacing it atomically: a reader
-    sees the old page or the new one, never half of one) and return the path."""
-    directory = Path(directory)
+    """Write the report to directory/training-<as_of date>-<model_version>.html and return the path."""
+    return _write_atomically(Path(directory), report_filename(report), render_report(report))
+
+
+def write_personalization_report(report: PersonalizationReport, directory: Path) -> Path:
+    """Write the report to directory/personalization-<as_of date>-<model>_<version>-....html and return the path."""
+    return _write_atomically(Path(directory), personalization_report_filename(report),
+                             render_personalization_report(report))
+
+
+def _write_atomically(directory: Path, name: str, text: str) -> Path:
+    """Replace directory/name atomically (a reader sees the old page or the new one, never half of one)."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / report_filename(report)
-    text = render_report(report)
+    target = directory / name
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -19,6 +19,9 @@ from tailor.transform import WITHOUT_TESTS, build
 from tailor.warehouse import Warehouse
 
 SNAPSHOT_SELECT = ("+customer_features", "+churn_labels")
+# What the personalization models read as of the run's own time besides the features: the catalogue, the interactions
+# and (through customer_features) the email events and customers.
+PERSONALIZATION_SELECT = ("+products", "+customer_product_interactions")
 
 
 def _stamp(moment: datetime) -> str:
@@ -26,9 +29,11 @@ def _stamp(moment: datetime) -> str:
 
 
 def prepare(warehouse: Warehouse, as_of: datetime, labelled: Iterable[datetime], *, allow_build: bool = True,
+            featured: Iterable[datetime] = (), personalization: bool = False,
             say: Callable[[str], None] = print) -> list[datetime]:
-    """Make sure features exist as of `as_of` and every `labelled` time, labels as of every `labelled` time, and the
-    marts are as of `as_of`. Returns the as-of times built (empty when everything was there).
+    """Make sure features exist as of `as_of`, every `labelled` and every `featured` time, labels as of every
+    `labelled` time, and the marts are as of `as_of` (with `personalization`, marts.products and
+    marts.customer_product_interactions too). Returns the as-of times built (empty when everything was there).
 
     allow_build False: raise ModelInputError naming the missing snapshots and the command that builds them."""
     labelled = sorted(set(labelled))
@@ -36,17 +41,22 @@ def prepare(warehouse: Warehouse, as_of: datetime, labelled: Iterable[datetime],
     labels = io.label_snapshots(warehouse)
     missing = [moment for moment in labelled
                if features.get(moment.date()) != moment or labels.get(moment.date()) != moment]
+    missing_features = [moment for moment in sorted(set(featured) - set(labelled))
+                        if features.get(moment.date()) != moment]
     newest_order = io.orders_built_as_of(warehouse)
     marts_later = newest_order is not None and newest_order > as_of
-    rebuild_now = bool(missing) or features.get(as_of.date()) != as_of or marts_later
+    current_select = SNAPSHOT_SELECT + (PERSONALIZATION_SELECT if personalization else ())
+    stale = personalization and any(io.built_as_of(warehouse, table) != as_of
+                                    for table in (io.PRODUCTS, io.INTERACTIONS))
+    rebuild_now = bool(missing or missing_features) or features.get(as_of.date()) != as_of or marts_later or stale
     if not rebuild_now:
         return []
     if not allow_build:
-        wanted = [_stamp(m) for m in missing] + ([] if features.get(as_of.date()) == as_of and not marts_later
-                                                 else [_stamp(as_of)])
+        wanted = [_stamp(m) for m in sorted(missing + missing_features)] + ([] if features.get(as_of.date()) == as_of and not marts_later
+                                                 and not stale else [_stamp(as_of)])
         raise ModelInputError(
             f"the warehouse lacks the snapshots as of {', '.join(wanted)}: build each with "
-            f"`python -m tailor build --as-of <time> --select {' '.join(SNAPSHOT_SELECT)}` or let the models build them")
+            f"`python -m tailor build --as-of <time> --select {' '.join(current_select)}` or let the models build them")
     built = []
     for moment in missing:
         say(f"ml: building the training snapshot as of {_stamp(moment)} (dbt: {' '.join(SNAPSHOT_SELECT)})")
@@ -55,8 +65,15 @@ def prepare(warehouse: Warehouse, as_of: datetime, labelled: Iterable[datetime],
         labelled_customers = io.keep_labels(warehouse, moment)
         say(f"ml:   {result.seconds:.1f} s; {labelled_customers:,} labelled customers")
         built.append(moment)
+    for moment in missing_features:
+        say(f"ml: building the feature snapshot as of {_stamp(moment)} (dbt: +customer_features)")
+        result = build(moment, select=["+customer_features"], exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path,
+                       quiet=True)
+        say(f"ml:   {result.seconds:.1f} s")
+        built.append(moment)
     say(f"ml: building the marts as of {_stamp(as_of)} again, the time this run is for")
-    result = build(as_of, select=list(SNAPSHOT_SELECT), exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path, quiet=True)
+    result = build(as_of, select=list(current_select), exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path,
+                   quiet=True)
     say(f"ml:   {result.seconds:.1f} s")
     built.append(as_of)
     if io.feature_snapshots(warehouse).get(as_of.date()) != as_of:

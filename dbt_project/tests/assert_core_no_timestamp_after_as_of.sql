@@ -1,7 +1,9 @@
 -- No timestamp in the core marts (and the identity crosswalk) is later than the run's as_of: nothing from the
 -- future leaks into a backfill. Every timestamp column of each relation is checked, found from the warehouse's
 -- column types, so a column added later is covered too.
-{%- set relations = [ref('customer_identity_crosswalk'), ref('customers'), ref('orders'), ref('order_lines')] -%}
+{%- set relations = [
+    ref('customer_identity_crosswalk'), ref('customers'), ref('orders'), ref('order_lines'), ref('products'),
+] -%}
 {%- set checks = [] -%}
 {%- if execute -%}
     {%- for relation in relations -%}

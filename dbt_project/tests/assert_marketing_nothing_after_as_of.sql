@@ -1,4 +1,5 @@
--- No marketing mart and no feature row carries a time after the run's as_of (future leak guard).
+-- No marketing mart, no feature row and no product interaction carries a time after the run's as_of (future
+-- leak guard).
 -- churn_labels is the documented exception (its label looks past as_of by definition) and is not checked here.
 {%- set as_of = tailor.as_of() %}
 
@@ -35,6 +36,15 @@ select
     last_interaction_at as leaked_at
 from {{ ref('customer_product_affinity') }}
 where last_interaction_at > {{ as_of }}
+
+union all
+
+select
+    'customer_product_interactions' as model_name,
+    source_id as row_key,
+    occurred_at as leaked_at
+from {{ ref('customer_product_interactions') }}
+where occurred_at > {{ as_of }}
 
 union all
 

@@ -1,6 +1,6 @@
--- Features must never see the future: no model upstream of customer_features (or of the marketing marts) may be
--- one of the models that read past as_of for churn labels. Checked on the DAG at compile time; returns one row per
--- offending dependency.
+-- Features must never see the future: no model upstream of customer_features (or of the marketing marts, the
+-- product interactions and products) may be one of the models that read past as_of for churn labels. Checked on the
+-- DAG at compile time; returns one row per offending dependency.
 {%- set past_readers = [
     'model.tailor.churn_labels',
     'model.tailor.int_orders_in_churn_horizon',
@@ -11,6 +11,8 @@
     'model.tailor.customer_rfm',
     'model.tailor.customer_engagement',
     'model.tailor.customer_product_affinity',
+    'model.tailor.customer_product_interactions',
+    'model.tailor.products',
     'model.tailor.email_events',
 ] -%}
 {%- set offending = [] -%}

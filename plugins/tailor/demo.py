@@ -1,6 +1,7 @@
 """`make demo`: run what Tailor has so far on the embedded defaults: extract from the local live simulator, load
 DuckDB, gate raw.*, publish the raw snapshot, build the dbt project as of the extract's end, gate the marts, show
-them, then train the customer models (segments, churn, CLV) against their baselines and score every customer.
+them, then train the customer models (segments, churn, CLV) and the personalization models (product recommendations,
+send times) against their baselines and score every customer: three sample customers' lists and send hours end it.
 
 The simulator (tailor.local_simulator) is a live shop whose anchor is kept under the data dir, so each run of the
 demo meets the same shop, further on: the first run lands its whole history, later runs what changed since.
@@ -98,12 +99,14 @@ def run() -> int:
         return finish(1)
     _print_marts()
     # training builds the past feature and label snapshots it lacks (once per date), then the marts as of `stamp` again
-    if step("trained segments, churn and CLV against their baselines", "train", "--as-of", stamp, package="ml") != 0:
+    if step("trained segments, churn, CLV, recommenders and send times against their baselines", "train", "--as-of",
+            stamp, package="ml") != 0:
         return finish(1)
-    if step("scored every customer into ml.customer_scores", "score", "--as-of", stamp, package="ml") != 0:
+    if step("scored every customer into ml.customer_scores, ml.customer_recommendations and ml.customer_send_times",
+            "score", "--as-of", stamp, package="ml") != 0:
         return finish(1)
     finish(0)
-    print("\ndemo: next: recommendations, send times and the per-customer feed export.\n"
+    print("\ndemo: next: the per-customer feed export.\n"
           "demo: The shop keeps trading: run `make demo` again to extract only what changed since the watermarks.\n"
           "demo: Explore the project yourself beside the schedule: cd dbt_project && ../.venv/bin/dbt build --target dev")
     return 0

@@ -29,6 +29,11 @@ SHOP = {
 # Disjoint id ranges for objects the world does not number itself.
 CUSTOMER_ADDRESS_OFFSET = 2_000_000_000_000
 ORDER_ADDRESS_OFFSET = 3_000_000_000_000
+MEDIA_IMAGE_OFFSET = 22_000_000_000_000  # a product's featured image: product id + offset
+
+# Where the simulated shop's storefront and its files live (Product.onlineStoreUrl, featured images).
+STOREFRONT_URL = f"https://{SHOP['myshopifyDomain']}"
+CDN_FILES_URL = "https://cdn.shopify.com/s/files/1/0000/0001"
 
 CUSTOMER_TAGS = ("newsletter", "loyalty", "vip", "wholesale", "returning", "gift-buyer", "eco", "early-access")
 ORDER_TAGS = ("web", "priority", "gift", "repeat", "promo", "wholesale", "review-requested", "ship-later")
@@ -195,6 +200,29 @@ class ProductRec(_RecordRec):
 
     def variant(self, position: int) -> VariantRec:
         return VariantRec(self, position)
+
+
+class MediaImageRec:
+    """A product's featured image (every simulated product has exactly one, uploaded with the product). One
+    object serves MediaImage, its MediaPreviewImage and the Image in it: each type reads what it needs."""
+
+    typename = "MediaImage"
+    __slots__ = ("product",)
+
+    def __init__(self, product: ProductRec):
+        self.product = product
+
+    @property
+    def ident(self) -> int:
+        return self.product.ident + MEDIA_IMAGE_OFFSET
+
+    @property
+    def gid(self) -> str:
+        return f"gid://shopify/MediaImage/{self.ident}"
+
+    @property
+    def url(self) -> str:
+        return f"{CDN_FILES_URL}/products/{self.product.ident}.jpg"
 
 
 class VariantRec:
@@ -616,6 +644,12 @@ def _price_range(s: ProductRec) -> dict:
     return {"min": (min(prices), catalog.SHOP_CURRENCY), "max": (max(prices), catalog.SHOP_CURRENCY)}
 
 
+def _online_store_url(s: ProductRec) -> str | None:
+    """The product page on the storefront; null, as on Shopify, when the product is not published to the Online
+    Store (here: exactly when it is not active, as publishedAt)."""
+    return f"{STOREFRONT_URL}/products/{slug(s.d['title'])}" if s.d["status"] == "active" else None
+
+
 def _option_name(s: ProductRec) -> str:
     return catalog.CATEGORIES[int(s.ctx.world.products.category[s.i])].variant_kind.capitalize()
 
@@ -640,6 +674,29 @@ resolvers(
     priceRangeV2=lambda s, a, c: _price_range(s),
     variants=_variants,
     variantsCount=lambda s, a, c: (len(s.d["variants"]), "EXACT"),
+    onlineStoreUrl=lambda s, a, c: _online_store_url(s),
+    featuredMedia=lambda s, a, c: MediaImageRec(s),
+)
+resolvers(
+    "MediaImage",
+    id=lambda s, a, c: s.gid,
+    alt=lambda s, a, c: s.product.d["title"],
+    createdAt=lambda s, a, c: iso(s.product.d["created_at"]),
+    updatedAt=lambda s, a, c: iso(s.product.d["created_at"]),
+    image=lambda s, a, c: s,
+    mediaContentType=lambda s, a, c: "IMAGE",
+    mimeType=lambda s, a, c: "image/jpeg",
+    preview=lambda s, a, c: s,
+    status=lambda s, a, c: "READY",
+)
+resolvers("MediaPreviewImage", image=lambda s, a, c: s, status=lambda s, a, c: "READY")
+resolvers(
+    "Image",
+    id=lambda s, a, c: f"gid://shopify/ImageSource/{s.ident}",
+    altText=lambda s, a, c: s.product.d["title"],
+    url=lambda s, a, c: s.url,
+    width=lambda s, a, c: 2048,
+    height=lambda s, a, c: 2048,
 )
 resolvers(
     "ProductPriceRangeV2",

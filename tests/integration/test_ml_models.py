@@ -1,6 +1,8 @@
-"""The customer models end to end on a simulator world extracted over real HTTP, loaded and built with real dbt, with
-MLflow on a local store: training and scoring against the world's future, promotion, determinism and stable segment
-ids, no look past the training as-of, and the CLI. (Shops replayed from transactions files: test_ml_replayed.py.)"""
+"""The customer and personalization models end to end on a simulator world extracted over real HTTP, loaded and built
+with real dbt, with MLflow on a local store: training and scoring against the world's future and its latent tastes,
+promotion, determinism and stable segment ids, no look past the training as-of, and the CLI. (Shops replayed from
+transactions files: test_ml_replayed.py; purpose-built shops for the lists' exclusions and edge cases:
+test_ml_personalization_cases.py.)"""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score, average_precision_score, roc_auc_score
 
-from ml import churn, config, io, training
+from ml import churn, config, io, personalization, training
 from ml.registry import Registry
+from simulator import catalog
 from simulator.model import NEVER
 from simulator.world import World, WorldConfig
 from tailor.transform import WITHOUT_TESTS, build
@@ -58,6 +61,8 @@ class Trained:
     warehouse: Warehouse
     result: training.TrainResult
     scored: training.ScoreResult
+    personalized: personalization.TrainResult
+    listed: personalization.ScoreResult
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,9 @@ def trained(shop: Shop, root: Path) -> Iterator[Trained]:
         warehouse = shop.install(data_dir)
         result = training.train(shop.now, say=quiet)
         scored = training.score(shop.now, say=quiet)
-        yield Trained(data_dir, warehouse, result, scored)
+        personalized = personalization.train(shop.now, say=quiet)
+        listed = personalization.score(shop.now, say=quiet)
+        yield Trained(data_dir, warehouse, result, scored, personalized, listed)
 
 
 @pytest.fixture
@@ -156,6 +163,63 @@ def test_train_then_score_beats_baselines_against_the_worlds_truth(shop: Shop, i
     assert mae < naive
 
 
+def _persons(shop: Shop, warehouse: Warehouse) -> pd.DataFrame:
+    """Per customer that is one person of the world: their favourite category (highest latent taste), preferred
+    local reading hour and timezone."""
+    persons = shop.world.persons
+    names = np.array([category.name for category in catalog.CATEGORIES], dtype=object)
+    with warehouse.reader() as con:
+        customer_ids = customer_of_person(con, shop.world)
+    rows = [{"customer_id": next(iter(ids)), "favourite": names[int(np.argmax(persons.taste[person]))],
+             "preferred_hour": int(persons.preferred_hour[person]), "true_timezone": shop.world._timezone(person)}
+            for person, ids in customer_ids.items() if len(ids) == 1]
+    return pd.DataFrame(rows).set_index("customer_id")
+
+
+def test_recommendations_and_send_times_beat_baselines_and_find_the_worlds_tastes(shop: Shop,
+                                                                                   in_trained: Trained) -> None:
+    warehouse, result, listed = in_trained.warehouse, in_trained.personalized, in_trained.listed
+    assert result.recommendations_promoted and result.send_times_promoted
+    metrics = result.rec_metrics.set_index("candidate")
+    print(f"recommenders on new-to-customer purchases of ({result.recipe.validation_as_of}, {shop.now}]:\n"
+          f"{metrics.round(4).to_string()}")
+    print(f"send times on later engagements:\n{result.send_metrics.round(4).to_string()}")
+    print(f"hit rate by history:\n{result.rec_by_history.round(4).to_string()}")
+    served = metrics.loc[result.recipe.candidate]
+    assert served["served"] and result.recipe.candidate != "popularity"
+    for key in ("hit_rate", "recall"):
+        assert served[key] > metrics.loc["popularity", key], metrics
+    send = result.send_metrics.set_index("method")["hit_share"]
+    assert send["model"] > send["shop_hour"], send
+
+    lists = io.read_personalization(warehouse, io.RECOMMENDATIONS, shop.now.date(), listed.recommendations_version)
+    hours = io.read_personalization(warehouse, io.SEND_TIMES, shop.now.date(), listed.send_times_version)
+    customers = io.read_features(warehouse, shop.now.date(), ["order_count"])
+    assert set(hours["customer_id"]) == set(customers.index) and hours["customer_id"].is_unique
+    assert set(lists["customer_id"]) == set(customers.index), "every customer gets a list"
+    assert (lists.groupby("customer_id").size() == 10).all(), "lists are full: the catalogue allows it"
+    products = io.read_products(warehouse).set_index("product_id")
+    assert products.loc[lists["product_id"], "is_available"].all()
+
+    # the latent favourite category is over-represented in the lists against chance (its share of the catalogue)
+    truth = _persons(shop, warehouse)
+    listed_categories = lists.join(products["category"], on="product_id").join(truth, on="customer_id", how="inner")
+    in_favourite = (listed_categories["category"] == listed_categories["favourite"]).groupby(
+        listed_categories["customer_id"]).mean()
+    available = products[products["is_available"]]["category"].value_counts(normalize=True)
+    chance = truth.loc[in_favourite.index, "favourite"].map(available).fillna(0)
+    print(f"favourite category in the lists: {in_favourite.mean():.3f} of items; chance {chance.mean():.3f}")
+    assert in_favourite.mean() > 1.5 * chance.mean()
+
+    # send hours against each customer's true preferred hour, for customers with 5+ engagements in a known zone
+    judged = hours[(hours["engagements"] >= 5) & hours["timezone_known"]].join(truth, on="customer_id", how="inner")
+    distance = (judged["send_hour_local"] - judged["preferred_hour"]).abs()
+    distance = np.minimum(distance, 24 - distance)
+    print(f"send hour vs the true preferred hour over {len(judged)} customers with 5+ engagements: "
+          f"exact {(distance == 0).mean():.3f}, within 1 h {(distance <= 1).mean():.3f}")
+    assert len(judged) >= 50 and (distance <= 1).mean() > 0.5
+
+
 def test_same_inputs_same_scores_and_one_more_day_keeps_segment_ids(shop: Shop, in_trained: Trained) -> None:
     warehouse, first = in_trained.warehouse, in_trained.result
     # trained again on the same warehouse: the same models, so rejected (no better by the margin)
@@ -217,9 +281,19 @@ def test_training_for_a_past_date_never_reads_later_data(shop: Shop, tmp_path: P
               exclude=list(WITHOUT_TESTS))
         result = training.train(past, say=quiet)
         training.score(past, say=quiet)
-        runs[name] = (result, io.read_scores(Warehouse(data_dir / "warehouse.duckdb"), past.date(), "v1"))
+        personalized = personalization.train(past, say=quiet)
+        personalization.score(past, say=quiet)
+        warehouse = Warehouse(data_dir / "warehouse.duckdb")
+        runs[name] = (result, io.read_scores(warehouse, past.date(), "v1"), personalized,
+                      *(io.read_personalization(warehouse, table, past.date(), "v1")
+                        for table in (io.RECOMMENDATIONS, io.SEND_TIMES)))
     pd.testing.assert_frame_equal(runs["whole"][1], runs["cut"][1])
     pd.testing.assert_frame_equal(runs["whole"][0].churn_metrics, runs["cut"][0].churn_metrics)
+    pd.testing.assert_frame_equal(runs["whole"][2].rec_metrics, runs["cut"][2].rec_metrics)
+    pd.testing.assert_frame_equal(runs["whole"][2].send_metrics, runs["cut"][2].send_metrics)
+    for table in (3, 4):  # the lists and the send hours
+        assert len(runs["whole"][table]) > 300
+        pd.testing.assert_frame_equal(runs["whole"][table], runs["cut"][table])
 
 
 def test_the_cli_scores_and_evaluates_with_production(shop: Shop, in_trained: Trained) -> None:
@@ -228,11 +302,21 @@ def test_the_cli_scores_and_evaluates_with_production(shop: Shop, in_trained: Tr
                             capture_output=True, text=True, check=False, timeout=600)
     assert scored.returncode == 0, scored.stderr
     assert "wrote" in scored.stdout and "segments scored" in scored.stdout
+    assert scored.stdout.count("ml: customer ") == 3 and "send at" in scored.stdout, scored.stdout
     for name in in_trained.result.segments["segment_name"]:
         assert name in scored.stdout
     evaluation = training.evaluate(shop.now, say=quiet)
     assert list(evaluation.metrics["customers"].unique()) == [evaluation.metrics["customers"].iloc[0]]
     assert evaluation.metrics["roc_auc"].between(0.5, 1).all(), evaluation.metrics
+    checked = personalization.evaluate(shop.now, say=quiet)
+    served = in_trained.personalized.recipe.candidate
+    assert list(checked.rec_metrics["candidate"]) == [served, "popularity"]
+    # production's recipe refitted on the same window as its training's validation: the same figures
+    pd.testing.assert_frame_equal(
+        checked.rec_metrics.reset_index(drop=True),
+        in_trained.personalized.rec_metrics.set_index("candidate").loc[[served, "popularity"]].reset_index()
+        .drop(columns="served"))
+    assert list(checked.send_metrics["method"]) == ["model", "shop_hour", "historical_mode"]
     bad = subprocess.run([sys.executable, "-m", "ml", "score", "--as-of", "yesterday"], capture_output=True,
                          text=True, check=False, timeout=600)
     assert bad.returncode == 2 and "yesterday" in bad.stderr

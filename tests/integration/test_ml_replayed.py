@@ -1,5 +1,6 @@
 """Shops replayed from transactions files (an order-line export, the simulator's --transactions mode) train and score
-end to end: one with two years of history, and one too young for a labelled churn window, where BG/NBD serves alone."""
+end to end, the customer and the personalization models: one with two years of history, and one too young for a
+labelled churn window, where BG/NBD serves alone (and the recommenders serve unvalidated)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml import config, io, training
+from ml import config, io, personalization, training
 from simulator.world import World, WorldConfig
 from tests.integration.mlkit import Shop, quiet, use_data_dir
 
@@ -76,3 +77,15 @@ def test_a_shop_replayed_from_transactions_trains_and_scores(days: int, labelled
     scores = io.read_scores(warehouse, now.date(), "v1")
     assert len(scores) > 400 and scores["churn_probability"].notna().sum() > 400
     assert scores["expected_orders_12m"].notna().all() == (scores["churn_probability"].notna().all())
+
+    personalized = personalization.train(now, say=quiet)
+    assert personalized.recommendations_promoted and personalized.send_times_promoted
+    print(f"recommenders on the replayed shop:\n{personalized.rec_metrics.round(4).to_string()}\n"
+          f"send times:\n{personalized.send_metrics.round(4).to_string()}")
+    assert personalized.recipe.candidate in personalization.RECOMMENDERS
+    listed = personalization.score(now, say=quiet)
+    lists = io.read_personalization(warehouse, io.RECOMMENDATIONS, now.date(), listed.recommendations_version)
+    sizes = lists.groupby("customer_id").size()
+    # 24 products: a customer who bought most of them has fewer than 10 left to be shown
+    assert lists["customer_id"].nunique() == len(scores) and sizes.max() == 10 and (sizes == 10).mean() > 0.9
+    assert listed.send_time_rows == len(scores)

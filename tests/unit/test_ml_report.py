@@ -1,5 +1,6 @@
-"""The training report: one self-contained HTML file per run, every section present, plots embedded as data URIs,
-user text escaped, degenerate inputs explained instead of raised, and the file replaced atomically."""
+"""The training and personalization reports: one self-contained HTML file per run, every section present, plots
+embedded as data URIs, user text escaped, degenerate inputs explained instead of raised, and the file replaced
+atomically."""
 
 from __future__ import annotations
 
@@ -11,19 +12,27 @@ import pandas as pd
 import pytest
 
 from ml.report import (
+    PersonalizationReport,
     ScoredCandidate,
     TrainingReport,
+    _hit_rate_grid,
     lift_by_decile,
     plot_calibration,
+    plot_coverage,
     plot_drift,
+    plot_hit_rate_by_history,
     plot_roc,
+    plot_send_hours,
+    render_personalization_report,
     render_report,
+    write_personalization_report,
     write_report,
 )
 
 IMG = '<img src="data:image/png;base64,'
 HEADINGS = ["Summary", "Churn model", "Customer segments", "Choosing the number of segments",
             "Customer lifetime value", "Feature drift", "Notes"]
+PERSONALIZATION_HEADINGS = ["Summary", "Product recommendations", "Send times", "Example customers", "Notes"]
 
 
 def _candidates(n: int = 600, seed: int = 1) -> list[ScoredCandidate]:
@@ -196,3 +205,130 @@ def test_the_report_is_replaced_atomically(tmp_path, monkeypatch):
         write_report(report, tmp_path)
     assert os.listdir(tmp_path) == [path.name]  # the temp file is gone, the old page intact
     assert "second" in path.read_text(encoding="utf-8")
+
+
+def _personalization_report(**overrides) -> PersonalizationReport:
+    candidates = ["item_item", "als", "popularity"]
+    buckets = [("0", 4000), ("1-4", 2500), ("5-19", 900), ("20+", 120)]
+    hours = np.arange(24)
+    engagement = np.exp(-0.5 * ((hours - 19) / 3) ** 2) + 0.3 * np.exp(-0.5 * ((hours - 8) / 2) ** 2)
+    fields = dict(
+        title="Tailor personalization run",
+        as_of="2024-06-30T04:00:00+00:00",
+        model_versions={"recommendations": "v3", "send times": "v2"},
+        summary={"validation window": "2024-06-01 .. 2024-06-30", "served recommender": "item_item",
+                 "send times": "promoted: hit share 0.31 > 0.24 & stable"},
+        rec_metrics=pd.DataFrame({
+            "candidate": candidates, "hit_rate": [0.1812345, 0.15, 0.09], "recall": [0.12, 0.1, 0.06],
+            "ndcg": [0.08, 0.07, np.nan], "coverage": [0.32, 0.21, 0.004], "customers": [7520, 7520, 7520],
+            "served": [True, False, False]}),
+        rec_hit_rate_by_history=pd.DataFrame([
+            {"candidate": c, "history": bucket, "customers": n, "hit_rate": 0.06 + 0.01 * i * (2 - j)}
+            for j, c in enumerate(candidates) for i, (bucket, n) in enumerate(buckets)
+        ]),
+        send_metrics=pd.DataFrame({
+            "method": ["model", "shop_hour", "historical_mode"], "customers": [3000, 3000, 3000],
+            "engagements": [8000, 8000, 8000], "hits": [2480, 1920, 2240], "hit_share": [0.31, 0.24, 0.28]}),
+        send_hour_distribution=pd.DataFrame({
+            "hour": hours, "customers": np.round(3000 * engagement / engagement.sum()).astype(int),
+            "engagement_share": engagement / engagement.sum()}),
+        send_prior=pd.DataFrame({"group": ["retail", "wholesale", "unknown"], "concentration": [3.2, 11.5, np.nan],
+                                 "customers": [2500, 400, 100], "uses_shop_prior": [False, False, True],
+                                 "best_hour": [19, 8, 19]}),
+        samples=pd.DataFrame({
+            "customer_id": ["c-1", "c-1", "c-2"], "rank": [1, 2, 1],
+            "product_title": ["Linen shirt", "<script>alert(1)</script> mug", "$ gift card"],
+            "category": ["shirts", "kitchen", "gifts"], "reason": ["bought_together", "viewed", "bestseller"],
+            "send_hour_local": [19, 19, 8], "timezone": ["Europe/Berlin", "Europe/Berlin", "America/New_York"]}),
+        notes=["ALS fitted with 64 factors", "note with <b>markup</b>"],
+    )
+    fields.update(overrides)
+    return PersonalizationReport(**fields)
+
+
+def test_a_full_personalization_report_is_one_file_with_every_section_plot_and_table(tmp_path):
+    path = write_personalization_report(_personalization_report(), tmp_path / "reports")
+
+    assert path == tmp_path / "reports" / "personalization-2024-06-30-recommendations_v3-send_times_v2.html"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    text = path.read_text(encoding="utf-8")
+    for heading in PERSONALIZATION_HEADINGS:
+        assert f"<h2>{heading}</h2>" in text
+    assert text.count(IMG) == 3  # hit rate by history, coverage, send hours
+    assert text.count("<figcaption>") == 3  # each plot says what to look for
+    for cell in ("item_item", "historical_mode", "wholesale", "Europe/Berlin", "bought_together"):
+        assert f"<td>{cell}</td>" in text
+    assert "0.1812" in text and "—" in text  # 4 significant digits; the missing ndcg and concentration
+    assert "recommendations <strong>v3</strong>, send times <strong>v2</strong>" in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; mug" in text and "<script" not in text
+    assert "&lt;b&gt;markup&lt;/b&gt;" in text
+    assert "hit share 0.31 &gt; 0.24 &amp; stable" in text
+    assert "could not be drawn" not in text and "skipped" not in text
+    assert "http://" not in text and "https://" not in text
+    png = base64.b64decode(text.split(IMG, 1)[1].split('"', 1)[0])
+    assert png.startswith(b"\x89PNG")
+
+
+def test_a_personalization_report_without_any_optional_input_still_renders():
+    empty = pd.DataFrame()
+    for value in (None, empty):
+        report = _personalization_report(
+            model_versions={}, summary={}, rec_metrics=value, rec_hit_rate_by_history=value, send_metrics=value,
+            send_hour_distribution=value, send_prior=value, samples=value, notes=[])
+
+        text = render_personalization_report(report)
+
+        for heading in PERSONALIZATION_HEADINGS:
+            assert f"<h2>{heading}</h2>" in text
+        assert IMG not in text
+        assert "No summary." in text and "No example customers." in text and "No notes." in text
+        if value is None:
+            assert "No recommendation evaluation in this run." in text
+            assert "No send-time evaluation in this run." in text
+        else:
+            assert "No recommendation metrics." in text and "Hit rate by history skipped" in text
+            assert "Coverage plot skipped" in text and "Send hours plot skipped" in text
+            assert "No send-time back-test" in text and "No hour priors." in text
+
+
+def test_a_shop_without_engagements_gets_its_send_hours_without_a_back_test(tmp_path):
+    report = _personalization_report(model_versions={"recommendations": "../v 4"}, send_metrics=None)
+    report.send_hour_distribution["engagement_share"] = np.nan
+
+    path = write_personalization_report(report, tmp_path)
+
+    assert path.name == "personalization-2024-06-30-recommendations_v_4.html"
+    text = path.read_text(encoding="utf-8")
+    assert "No send-time back-test (it needs engagements after the training window)." in text
+    assert "No engagement shares: line not drawn." in text
+    assert text.count(IMG) == 3
+    with pytest.raises(ValueError, match="PersonalizationReport.as_of"):
+        write_personalization_report(_personalization_report(as_of="last tuesday"), tmp_path)
+
+
+def test_hit_rates_keep_the_bucket_order_and_label_each_bucket_with_its_customers():
+    frame = pd.DataFrame({"candidate": ["als", "als", "popularity", "popularity"],
+                          "history": ["20+", "0", "20+", "0"], "customers": [120, 4000, 118, 4000],
+                          "hit_rate": [0.2, 0.05, 0.1, np.nan]})
+
+    grid, labels = _hit_rate_grid(frame)
+
+    assert list(grid.index) == ["20+", "0"] and list(grid.columns) == ["als", "popularity"]
+    assert labels == ["20+\n(120 customers)", "0\n(4,000 customers)"]
+    assert np.isnan(grid.loc["0", "popularity"])
+    assert plot_hit_rate_by_history(frame).png is not None
+
+
+def test_degenerate_personalization_plots_are_explained_not_raised():
+    assert "missing columns hit_rate" in plot_hit_rate_by_history(pd.DataFrame({"candidate": ["a"], "history": ["0"],
+                                                                                "customers": [1]})).note
+    assert plot_hit_rate_by_history(pd.DataFrame({"candidate": ["a"], "history": ["0"], "customers": [1],
+                                                  "hit_rate": [None]})).png is None
+    no_served = plot_coverage(pd.DataFrame({"candidate": ["a", "b"], "coverage": [0.2, None]}))
+    assert no_served.png is not None
+    assert no_served.note == "1 candidate(s) without a coverage value not drawn. No candidate is marked as served."
+    assert plot_coverage(pd.DataFrame({"candidate": ["a"], "coverage": ["n/a"], "served": [True]})).png is None
+    odd_hours = plot_send_hours(pd.DataFrame({"hour": [7, 24, -1, 3.5], "customers": [10, 1, 1, 1]}))
+    assert odd_hours.png is not None
+    assert odd_hours.note == "3 row(s) with an hour outside 0..23 not drawn. No engagement shares: line not drawn."
+    assert plot_send_hours(pd.DataFrame({"hour": [7], "customers": [None], "engagement_share": [None]})).png is None

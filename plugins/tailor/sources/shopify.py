@@ -34,7 +34,7 @@ response and, before each request, waits just long enough for the bucket to hold
 (learned from `requestedQueryCost` per query), so a steady extraction is rarely THROTTLED. A THROTTLED answer
 (HTTP 200 with errors[].extensions.code THROTTLED) is not data: it is retried after the time the bucket needs.
 Page sizes: 250 records per page; nested lineItems 100, refundLineItems 50, variants 100 (further nested pages
-are fetched through node(id:)). Requested costs at 250 are customers 57, orders 541, products 134 points, under
+are fetched through node(id:)). Requested costs at 250 are customers 57, orders 541, products 266 points, under
 the 1000-point single-query cap; the bucket is charged the actual cost (customers 57, orders ~178 per page of
 250), so the Standard plan allows ~440 customers/s or ~140 orders/s once the initial bucket is spent. If a shop
 prices a query above the cap (MAX_COST_EXCEEDED), the page size is halved until it fits.
@@ -46,7 +46,7 @@ The node exactly as selected below, with each nested connection flattened to the
   defaultAddress (objects or null).
 - orders: scalar fields, customer {id}, money bags ({shopMoney, presentmentMoney} of {amount, currencyCode}),
   shippingAddress, `refunds`: [Refund {..., refundLineItems: [RefundLineItem]}], `lineItems`: [LineItem].
-- products: scalar fields, `variants`: [ProductVariant].
+- products: scalar fields, featuredMedia {preview {image {url}}} (or null), `variants`: [ProductVariant].
 Nested lists hold every node (further pages are fetched). Key order follows the selection. Downstream parses the
 payload and must tolerate fields that come and go; `extra_fields` / `without_fields` change the selection.
 A bulk operation reads the shop as of its creation, after the window's end, so the exactness argument above
@@ -162,7 +162,7 @@ REFUND_LINE_FIELDS = (
 )
 PRODUCT_FIELDS = (
     "id", "legacyResourceId", "title", "handle", "productType", "vendor", "status", "tags", "createdAt", "updatedAt",
-    "publishedAt", "totalInventory",
+    "publishedAt", "totalInventory", "onlineStoreUrl", "featuredMedia { preview { image { url } } }",
 )
 VARIANT_FIELDS = (
     "id title sku barcode price compareAtPrice inventoryQuantity availableForSale position taxable "

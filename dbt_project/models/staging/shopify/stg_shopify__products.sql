@@ -1,6 +1,7 @@
 -- One row per Shopify product existing at as_of (created by then, not deleted by then): its state at as_of by the
 -- two-time rule (macros/as_of.sql). For a product whose loaded versions are all later, its description (title,
--- category, vendor) comes from the earliest one; its status and tags (which carry no time of their own) are unknown.
+-- category, vendor, storefront URL, image) comes from the earliest one; its status and tags (which carry no time of
+-- their own) are unknown.
 with
 
 versions as (
@@ -19,6 +20,8 @@ final as (
         versions.vendor,
         case when not versions.is_after_as_of then versions.status end as status,
         case when not versions.is_after_as_of then versions.tags end as tags,
+        versions.online_store_url,
+        versions.image_url,
         versions.created_at,
         versions.is_after_as_of as is_reduced_to_as_of,
         {{ tailor.state_updated_at('versions') }} as updated_at

@@ -22,6 +22,9 @@ final as (
         {{ tailor.json_text('versions.payload', ['vendor']) }} as vendor,
         lower({{ tailor.json_text('versions.payload', ['status']) }}) as status,
         {{ tailor.json_string_array_agg('versions.payload', ['tags']) }} as tags,
+        -- null when the product is not on the Online Store / has no featured image (or the payload predates them)
+        {{ tailor.json_text('versions.payload', ['onlineStoreUrl']) }} as online_store_url,
+        {{ tailor.json_text('versions.payload', ['featuredMedia', 'preview', 'image', 'url']) }} as image_url,
         {{ tailor.to_timestamp_tz(tailor.json_text('versions.payload', ['createdAt'])) }} as created_at,
         {{ tailor.json_array_length('versions.payload', ['variants']) }} as variant_count,
         versions.batch_id,
