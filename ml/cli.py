@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 first = rows.iloc[0]
                 zone = (f"{first['timezone']} ({first['send_hour_utc']:02d}:00 UTC)" if first["timezone_known"]
                         else "UTC (timezone unknown)")
-                print(f"\nml: customer {customer_id}: send at {first['send_hour_local']:02d}:00 {zone}")
+                print(f"\nml: customer {customer_id} ({first['history']}): send at {first['send_hour_local']:02d}:00 "
+                      f"{zone}")
                 shown = rows.assign(price=rows["price_amount"].map(lambda v: "" if pd.isna(v) else f"{v:,.2f}"))
                 print(shown[["rank", "product_title", "category", "price", "reason"]].to_string(index=False))
         else:

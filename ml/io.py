@@ -441,34 +441,39 @@ def read_personalization(warehouse: Warehouse, table: str, as_of_date: date,
 
 def read_samples(warehouse: Warehouse, as_of_date: date, recommendations_version: str, send_times_version: str,
                  customers: int = 3) -> pd.DataFrame:
-    """A few customers' lists with what an email shows (title, category, price, URL) and their send hour: one whose
-    list leans on what they bought, one on what they browsed, one without history (best-sellers), as far as the shop
-    has them (then more of the kinds it has). Columns: customer_id, rank, product_title, category, price_amount, product_url, reason, score,
-    send_hour_local, send_hour_utc, timezone, timezone_known."""
+    """A few customers' lists with what an email shows (title, category, price, URL) and their send hour: one who
+    bought, one who only browsed, one without history, as far as the shop has them (then more of the kinds it has).
+    Columns: customer_id, history (has bought, has only browsed, no history), rank, product_title, category,
+    price_amount, product_url, reason, score, send_hour_local, send_hour_utc, timezone, timezone_known."""
     with warehouse.reader() as con:
-        for table in (RECOMMENDATIONS, SEND_TIMES, PRODUCTS):
+        for table in (RECOMMENDATIONS, SEND_TIMES, PRODUCTS, INTERACTIONS):
             _require(con, table, warehouse, "score first (python -m ml score --as-of ...)")
         return con.execute(f"""
             with lists as (
                 select * from {RECOMMENDATIONS} where as_of_date = $1 and model_version = $2
             ),
             kinds as (
-                select customer_id,
-                    case when bool_or(reason = 'bought_together') then 1
-                         when bool_or(reason = 'viewed') then 2 else 3 end as kind
-                from lists group by customer_id
+                select listed.customer_id,
+                    case when bool_or(interactions.interaction = 'purchase') then 1
+                         when count(interactions.customer_id) > 0 then 2 else 3 end as kind
+                from (select distinct customer_id from lists) as listed
+                left join {INTERACTIONS} as interactions using (customer_id)
+                group by listed.customer_id
             ),
             picked as (
-                select customer_id from (
+                select customer_id, kind from (
                     select customer_id, kind, row_number() over (partition by kind order by customer_id) as nth
                     from kinds
                 ) order by nth, kind limit $4
             )
-            select lists.customer_id, lists.rank, products.product_title, products.product_category as category,
+            select lists.customer_id,
+                case picked.kind when 1 then 'has bought' when 2 then 'has only browsed' else 'no history' end
+                    as history,
+                lists.rank, products.product_title, products.product_category as category,
                 cast(products.price_amount as double) as price_amount, products.product_url, lists.reason,
                 lists.score, send.send_hour_local, send.send_hour_utc, send.timezone, send.timezone_known
             from lists
-            join picked using (customer_id)
+            join picked on picked.customer_id = lists.customer_id
             left join {PRODUCTS} as products using (product_id)
             left join {SEND_TIMES} as send
                 on send.customer_id = lists.customer_id and send.as_of_date = $1 and send.model_version = $3
