@@ -256,14 +256,20 @@ def write_scores(warehouse: Warehouse, scores: pd.DataFrame, drift: pd.DataFrame
 
 def read_scores(warehouse: Warehouse, as_of_date: date, model_version: str | None = None) -> pd.DataFrame:
     """The scores of `as_of_date` (of one model version, or all), ordered by customer."""
+    return _read_dated(warehouse, SCORES, list(SCORE_COLUMNS), as_of_date, model_version, "model_version, customer_id")
+
+
+def _read_dated(warehouse: Warehouse, table: str, columns: list[str], as_of_date: date, model_version: str | None,
+                order: str) -> pd.DataFrame:
+    """The rows of an ml.* table keyed by as-of date and model version: one date, one version or all; none yet: an
+    empty frame with the columns."""
     with warehouse.reader() as con:
-        if not _has_table(con, SCORES):
-            return pd.DataFrame(columns=list(SCORE_COLUMNS))
+        if not _has_table(con, table):
+            return pd.DataFrame(columns=columns)
         where, params = "as_of_date = ?", [as_of_date]
         if model_version is not None:
             where, params = where + " and model_version = ?", [as_of_date, model_version]
-        return con.execute(f"select * from {SCORES} where {where} order by model_version, customer_id",  # noqa: S608 constant
-                           params).df()
+        return con.execute(f"select * from {table} where {where} order by {order}", params).df()  # noqa: S608 constant
 
 
 # --- recommendations and send times ---------------------------------------------------------------------------------
@@ -430,13 +436,7 @@ def read_personalization(warehouse: Warehouse, table: str, as_of_date: date,
     """The rows of ml.customer_recommendations or ml.customer_send_times for `as_of_date` (one version or all)."""
     columns = {RECOMMENDATIONS: RECOMMENDATION_COLUMNS, SEND_TIMES: SEND_TIME_COLUMNS}[table]
     order = "model_version, customer_id" + (", rank" if table == RECOMMENDATIONS else "")
-    with warehouse.reader() as con:
-        if not _has_table(con, table):
-            return pd.DataFrame(columns=list(columns))
-        where, params = "as_of_date = ?", [as_of_date]
-        if model_version is not None:
-            where, params = where + " and model_version = ?", [as_of_date, model_version]
-        return con.execute(f"select * from {table} where {where} order by {order}", params).df()  # noqa: S608 constant
+    return _read_dated(warehouse, table, list(columns), as_of_date, model_version, order)
 
 
 def read_samples(warehouse: Warehouse, as_of_date: date, recommendations_version: str, send_times_version: str,
