@@ -13,6 +13,9 @@ def served(world: World, rate_limits: bool) -> Iterator[str]:
     """The simulator over `world` in its own forked process (sharing the world copy-on-write, so the client does
     not compete with it for the GIL); yields its URL."""
     import multiprocessing
+    import shutil
+    import tempfile
+    from pathlib import Path
 
     from simulator.server import port_free, start_in_thread
     from simulator.state import SimState
@@ -20,9 +23,11 @@ def served(world: World, rate_limits: bool) -> Iterator[str]:
     fork = multiprocessing.get_context("fork")
     port = next(p for p in range(18_765, 18_865) if port_free("127.0.0.1", p))
     ready = fork.Event()
+    # The bulk-operation files live here, owned by this process: the server is terminated, so it cannot clean up.
+    files_dir = Path(tempfile.mkdtemp(prefix="tailor-sim-"))
 
     def run_server() -> None:
-        start_in_thread(SimState(world=world, rate_limits=rate_limits), port=port)
+        start_in_thread(SimState(world=world, rate_limits=rate_limits, files_dir=files_dir), port=port)
         ready.set()
         fork.Event().wait()  # serve until terminated
 
@@ -34,3 +39,5 @@ def served(world: World, rate_limits: bool) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
+        server.join(10)
+        shutil.rmtree(files_dir, ignore_errors=True)
