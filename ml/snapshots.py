@@ -5,7 +5,8 @@ date (daily runs and backfills accumulate them); churn_labels holds its latest b
 kept in ml.churn_label_snapshots right after their build. A date missing either is built here as of its exact time
 (dbt, the models behind customer_features and churn_labels, without tests: the data was gated when it was loaded),
 earliest first; then the marts are built once more as of the training time itself, so the warehouse ends as the run
-for that time leaves it, and the orders the models read are those as of it.
+for that time leaves it, and the orders the models read are those as of it. The personalization models also ask for
+features alone at their validation date, and for the catalogue and the interactions as of the run's time.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def prepare(warehouse: Warehouse, as_of: datetime, labelled: Iterable[datetime],
     if not rebuild_now:
         return []
     if not allow_build:
-        wanted = [_stamp(m) for m in sorted(missing + missing_features)] + ([] if features.get(as_of.date()) == as_of and not marts_later
-                                                 and not stale else [_stamp(as_of)])
+        current = features.get(as_of.date()) == as_of and not marts_later and not stale
+        wanted = [_stamp(m) for m in sorted(missing + missing_features)] + ([] if current else [_stamp(as_of)])
         raise ModelInputError(
             f"the warehouse lacks the snapshots as of {', '.join(wanted)}: build each with "
             f"`python -m tailor build --as-of <time> --select {' '.join(current_select)}` or let the models build them")
