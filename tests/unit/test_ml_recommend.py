@@ -36,6 +36,8 @@ MODELS = {
     "item_item_bm25": ItemItem,
     "item_item_cosine": lambda: ItemItem(weighting="cosine"),
     "als": ImplicitAls,
+    # product factors from half the customers (as at scale); the other half is folded in at scoring like everyone
+    "als_sampled": lambda: ImplicitAls(max_fit_customers=200),
     "category_popularity": lambda: CategoryPopularity(SHOP_CATEGORIES),
     "hybrid": lambda: Hybrid((ItemItem(), CategoryPopularity(SHOP_CATEGORIES), Popularity())),
     "popularity": Popularity,
