@@ -33,6 +33,12 @@ ORDERS = "marts.orders"
 LABEL_SNAPSHOTS = "ml.churn_label_snapshots"
 SCORES = "ml.customer_scores"
 MONITORING = "ml.model_monitoring"
+# One row per (as-of date, table, model version) written, with when: the feed serves, per date and table, the version
+# scored last (a rescoring with a rolled-back version wins over a newer one scored before it).
+SCORING_RUNS = "ml.scoring_runs"
+SCORING_RUNS_DDL = f"""create table if not exists {SCORING_RUNS} (
+    as_of_date date not null, table_name varchar not null, model_version varchar not null,
+    scored_at timestamptz not null, rows bigint not null, primary key (as_of_date, table_name, model_version))"""
 
 LABEL_COLUMNS = ("customer_id", "as_of_date", "as_of_at", "churn_horizon_days", "days_since_last_order",
                  "orders_in_horizon", "next_order_at", "is_churned")
@@ -67,6 +73,7 @@ _DDL = [
     f"create table if not exists {SCORES} ("
     + ", ".join(f"{name} {kind}" for name, kind in SCORE_COLUMNS.items())
     + ", primary key (customer_id, as_of_date, model_version))",
+    SCORING_RUNS_DDL,
     f"""create table if not exists {MONITORING} (
         as_of_date date not null, model_version varchar not null, kind varchar not null, name varchar not null,
         psi double, status varchar not null, needs_retraining boolean not null,
@@ -247,11 +254,20 @@ def write_scores(warehouse: Warehouse, scores: pd.DataFrame, drift: pd.DataFrame
                             [as_of_date, model_version])
                 con.execute(f"insert into {table} select {', '.join(columns)} from rows_frame")  # noqa: S608 constant
                 con.unregister("rows_frame")
+            _record_scoring_run(con, SCORES, as_of_date, model_version, len(scores))
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
             raise
     return len(scores)
+
+
+def _record_scoring_run(con: duckdb.DuckDBPyConnection, table: str, as_of_date: date, model_version: str,
+                        rows: int) -> None:
+    """Inside the write's transaction: this version is now the one scored last for the date."""
+    con.execute(f"delete from {SCORING_RUNS} where as_of_date = ? and table_name = ? and model_version = ?",  # noqa: S608 constant
+                [as_of_date, table, model_version])
+    con.execute(f"insert into {SCORING_RUNS} values (?, ?, ?, now(), ?)", [as_of_date, table, model_version, rows])  # noqa: S608 constant
 
 
 def read_scores(warehouse: Warehouse, as_of_date: date, model_version: str | None = None) -> pd.DataFrame:
@@ -303,6 +319,7 @@ SEND_TIME_COLUMNS: dict[str, str] = {
 }
 _PERSONALIZATION_DDL = [
     "create schema if not exists ml",
+    SCORING_RUNS_DDL,
     f"create table if not exists {RECOMMENDATIONS} ("
     + ", ".join(f"{name} {kind}" for name, kind in RECOMMENDATION_COLUMNS.items())
     + ", primary key (customer_id, as_of_date, model_version, rank))",
@@ -417,6 +434,7 @@ def write_personalization(warehouse: Warehouse, table: str, batches: Iterable[pd
                 if written:
                     con.execute(f"insert into {table} select {', '.join(columns)} "  # noqa: S608 constant
                                 f"from read_parquet(?)", [str(Path(spool) / "*.parquet")])
+                _record_scoring_run(con, table, as_of_date, model_version, written)
                 con.execute("commit")
             except BaseException:
                 con.execute("rollback")

@@ -106,12 +106,14 @@ class BuildFailed(RuntimeError):
         self.failures = list(failures)
 
 
+# The feed's nodes (dbt_project.yml): built only when selected (selectors.yml "feed"), after the models scored.
+FEED_TAG = "tag:feed"
 # `exclude` for a build that only makes tables: dbt's data and unit tests skipped (for rebuilds of data gated before).
 WITHOUT_TESTS = ("resource_type:test", "resource_type:unit_test")
 
 
 def build(as_of: datetime | str | None = None, *, known_at: datetime | str | None = None,
-          select: Sequence[str] | str | None = None,
+          select: Sequence[str] | str | None = None, selector: str | None = None,
           exclude: Sequence[str] | str | None = None, full_refresh: bool = False, target: str | None = None,
           vars: Mapping[str, object] | None = None, duckdb_path: str | Path | None = None,
           env: Mapping[str, str] | None = None, state_dir: str | Path | None = None, quiet: bool = False,
@@ -125,7 +127,9 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
     the warehouse file (default tailor.settings.duckdb_path()); on the dev target, the dev file (default
     tailor.settings.dev_duckdb_path()), which reads the raw snapshot tailor.settings.raw_snapshot_path() (override it
     with env={"TAILOR_RAW_SNAPSHOT_PATH": ...}). env: extra environment variables the profile reads for
-    this build only (e.g. TAILOR_PG_DBNAME). vars: more dbt vars (as_of is set from `as_of`). state_dir: where dbt
+    this build only (e.g. TAILOR_PG_DBNAME). selector: a selector of dbt_project/selectors.yml (without one, and
+    without select, everything but the feed, which needs the models' scores: FEED_TAG). vars: more dbt
+    vars (as_of is set from `as_of`). state_dir: where dbt
     writes target/ and logs/ (default <data dir>/dbt).
     Raises BuildFailed when a node fails, WarehouseLockTimeout when the DuckDB file stayed locked too long.
     """
@@ -147,8 +151,12 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
         args += ["--vars", json.dumps(run_vars)]
     if select:
         args += ["--select", *_words(select)]
-    if exclude:
-        args += ["--exclude", *_words(exclude)]
+    if selector:
+        args += ["--selector", selector]
+    # the feed is built only when selected (it needs the models' scores, written after the marts)
+    feed = [] if select or selector else [FEED_TAG]
+    if exclude or feed:
+        args += ["--exclude", *_words(exclude or ()), *feed]
     if full_refresh:
         args.append("--full-refresh")
     if quiet:

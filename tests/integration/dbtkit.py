@@ -109,8 +109,9 @@ def manifest_models(state_dir: Path) -> dict[str, dict]:
 
 
 def incremental_models(state_dir: Path) -> list[str]:
+    """The incremental models a pipeline build makes (the feed's, tagged feed, are built after scoring only)."""
     return sorted(name for name, node in manifest_models(state_dir).items()
-                  if node["config"]["materialized"] == "incremental")
+                  if node["config"]["materialized"] == "incremental" and "feed" not in node.get("tags", []))
 
 
 def normalized(value: object) -> object:
