@@ -85,7 +85,8 @@ class RecommenderRecipe:
             return recommend.ItemItem(weighting="cosine")
         if name == "implicit_als":
             factors = int(min(config.REC_ALS_FACTORS, max(2, len(products) // config.REC_PRODUCTS_PER_FACTOR)))
-            return recommend.ImplicitAls(factors=factors, seed=self.seed)
+            return recommend.ImplicitAls(factors=factors, seed=self.seed,
+                                         max_fit_customers=config.REC_ALS_FIT_CUSTOMERS)
         if name == "category_popularity":
             return recommend.CategoryPopularity(categories)
         if name == "hybrid":
