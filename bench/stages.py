@@ -379,6 +379,65 @@ def score_personalization(ctx: Context) -> StageResult:
     })
 
 
+def feed(ctx: Context) -> StageResult:
+    """Build (dbt, selector feed), gate and export the feed as of the world's clock, on the warehouse the score stages
+    wrote (score and score_personalization first): the consented customers' rows, their lists joined to the
+    catalogue, the feed gate, and the outbox files."""
+    from tailor.export import feed as feed_steps
+    from tailor.export import steps
+
+    run_dir, warehouse, now = _trained_dir(ctx)
+    seconds = {}
+    started = time.perf_counter()
+    feed_steps.build_feed(now, warehouse=warehouse)
+    seconds["build"] = time.perf_counter() - started
+    report = feed_steps.gate_feed(now, warehouse=warehouse, raise_on_failure=False)
+    seconds["gate"] = time.perf_counter() - started - seconds["build"]
+    if not report.success:
+        raise RuntimeError(f"the feed gate failed: {report.summary()}")
+    exported = steps.export(now, warehouse=warehouse, outbox_dir=run_dir / "outbox")
+    total = time.perf_counter() - started
+    seconds["export"] = total - seconds["build"] - seconds["gate"]
+    return StageResult(rows=exported.rows, unit="feed rows", seconds=total, details={
+        "seconds": "; ".join(f"{part} {value:,.1f}" for part, value in seconds.items()),
+        "files": "; ".join(f"{item['name']} {item['bytes'] / 1e6:,.1f} MB" for item in exported.manifest["files"]),
+        "export_rows_per_second": f"{exported.rows / seconds['export']:,.0f}",
+    })
+
+
+def deliver(ctx: Context) -> StageResult:
+    """Deliver the feed stage's export to Klaviyo's bulk profile import (the simulator's, over HTTP, rate limits on,
+    in its own process), as a first full sync; then the same day again as a delta, which must send nothing. The
+    import limits bound the pace: each job is one POST and, in the simulator, two polls to completion, on endpoints
+    of 150 requests a minute each (steady), so at most 75 jobs a minute; the ratio to that bound is reported."""
+    from simulator.state import TOKENS
+    from tailor.export import deliveries, steps
+    from tailor.export.klaviyo import KlaviyoSink
+    from tailor.sources import Credentials
+
+    run_dir, warehouse, now = _trained_dir(ctx)
+    deliveries.ensure_tables(warehouse)
+    with warehouse.writer() as con:  # a first delivery each time the stage runs
+        con.execute(f"delete from {deliveries.DELIVERED_ROWS} where sink = 'klaviyo'")  # noqa: S608 constant
+        con.execute(f"delete from {deliveries.DELIVERIES} where sink = 'klaviyo'")  # noqa: S608 constant
+    world = World.build(WorldConfig(customers=100, seed=ctx.seed))  # the profiles are imported as new ones
+    with served(world, rate_limits=True) as url:
+        sink = KlaviyoSink(Credentials("bench klaviyo", url, TOKENS["klaviyo"]))
+        started = time.perf_counter()
+        result = steps.deliver(now, "klaviyo", warehouse=warehouse, outbox_dir=run_dir / "outbox", full=True,
+                               sink_object=sink, say=lambda line: None)
+        seconds = time.perf_counter() - started
+        again = steps.deliver(now, "klaviyo", warehouse=warehouse, outbox_dir=run_dir / "outbox",
+                              sink_object=sink, say=lambda line: None)
+    jobs_per_minute = result.batches / seconds * 60
+    return StageResult(rows=result.sent, unit="profiles delivered", seconds=seconds, details={
+        "jobs": f"{result.batches:,} ({result.sent / max(result.batches, 1):,.0f} profiles each)",
+        "jobs_per_minute": f"{jobs_per_minute:,.1f} of at most 75 ({jobs_per_minute / 75:.0%})",
+        "failed_skipped": f"{result.failed:,} failed, {result.skipped:,} skipped",
+        "delta_of_the_same_day": f"{again.sent:,} sent, {again.plan.rows_unchanged:,} unchanged",
+    })
+
+
 def _personalization_registries(run_dir: Path) -> dict:
     """The recommendations' and send times' registered models in the train stage's MLflow store."""
     from ml import personalization
@@ -432,4 +491,4 @@ def _clocked_say():
 
 STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "gate": gate,
           "train": train, "score": score, "train_personalization": train_personalization,
-          "score_personalization": score_personalization}
+          "score_personalization": score_personalization, "feed": feed, "deliver": deliver}

@@ -5,6 +5,7 @@ Endpoints (https://developers.klaviyo.com/en/v2026-10-15/reference):
   GET  /api/events                              filter on datetime/timestamp/metric_id/profile_id, include
   GET  /api/metrics, /api/metrics/{id}
   POST /api/profile-bulk-import-jobs            202 + job; GET /api/profile-bulk-import-jobs/{id} polls it
+  GET  /api/profile-bulk-import-jobs/{id}/import-errors   the job's per-profile failures (cursor-paged)
 
 Every request needs `Authorization: Klaviyo-API-Key pk_...` and a `revision` header. Paging is by cursor:
 `links.next` carries an opaque page[cursor] naming the sort key and record of the last item returned, so
@@ -21,7 +22,14 @@ while the page is read (mid-read updates); events never change, so they only see
 Imported profiles are kept in this surface's runtime state: edits to world profiles (their `updated` moves
 through World.touch) and profiles created for unknown emails, which are listed alongside the world's.
 Import jobs advance one step per poll (queued -> processing -> complete), so the lifecycle is observable
-and deterministic.
+and deterministic. A job accepts up to 10,000 profiles and 5 MB of request body (413 past it); each profile is
+checked on its own (at most 100 KB as compact UTF-8 JSON, a 'profile' resource, an email): one that fails is
+counted in failed_count and listed by import-errors as an `import-error` (code, title, detail, source.pointer
+`/data/attributes/profiles/data/<index in the request>`, original_payload: the profile's attributes), and the
+others are imported. A profile's `meta.patch_properties.unset` (a key or a list of keys) removes those custom
+properties. A transport fault (429, 5xx) is decided before the request reaches the surface, so a refused POST
+creates no job; a truncated or slow answer to a POST does create one (the client may send it again: an import
+is an upsert, so the second job changes nothing the first did not).
 """
 
 from __future__ import annotations
@@ -69,9 +77,11 @@ RATE_LIMITS = {
     "get_metric": (10, 150),
     "bulk_import_profiles": (10, 150),
     "get_bulk_import_profiles_job": (10, 150),
+    "get_errors_for_bulk_import_profiles_job": (10, 150),
 }
 PROFILES_PAGE_SIZE = (20, 100)  # (default, max)
 EVENTS_PAGE_SIZE = (200, 1000)
+IMPORT_ERRORS_PAGE_SIZE = (20, 100)
 BULK_IMPORT_MAX_PROFILES = 10_000
 BULK_IMPORT_MAX_BYTES = 5 * 1024 * 1024
 BULK_IMPORT_MAX_PROFILE_BYTES = 100 * 1024
@@ -95,6 +105,7 @@ FIELDS = {
                 "image", "created", "updated", "last_event_date", "location", "properties", "subscriptions"),
     "event": ("timestamp", "event_properties", "datetime", "uuid"),
     "metric": ("name", "created", "updated", "integration"),
+    "import-error": ("id", "code", "title", "detail", "source", "source.pointer", "original_payload"),
 }
 IMPORTABLE_ATTRIBUTES = ("phone_number", "external_id", "first_name", "last_name", "organization", "locale",
                          "title", "image")
@@ -323,6 +334,15 @@ class ImportedProfile:
     properties: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ImportFailure:
+    """Why one profile of a bulk import was not imported (an import-error)."""
+
+    code: str
+    title: str
+    detail: str
+
+
 @dataclass
 class ImportJob:
     job_id: str
@@ -334,6 +354,7 @@ class ImportJob:
     completed_at: int | None = None
     completed_count: int = 0
     failed_count: int = 0
+    errors: list[tuple[int, ImportFailure]] = field(default_factory=list)  # (index in the request, why)
 
 
 class _EventSet:
@@ -570,6 +591,8 @@ class KlaviyoSurface:
         attributes.update(edits.get("attributes", {}))
         attributes["location"] = {**attributes["location"], **edits.get("location", {})}
         attributes["properties"] = {**attributes["properties"], **edits.get("properties", {})}
+        for key in edits.get("unset", ()):  # removed by an import's meta.patch_properties.unset
+            attributes["properties"].pop(key, None)
         if with_subscriptions:
             attributes["subscriptions"] = self.subscriptions(q, t)
         if fields:
@@ -929,8 +952,8 @@ class KlaviyoSurface:
                 "lists": {"data": [{"type": "list", "id": i} for i in job.list_ids],
                           "links": {"self": f"{base}relationships/lists/", "related": f"{base}lists/"}},
                 "profiles": {"links": {"self": f"{base}relationships/profiles/", "related": f"{base}profiles/"}},
-                "import-errors": {"links": {"self": f"{base}relationships/import-errors/",
-                                            "related": f"{base}import-errors/"}},
+                # the reference gives this relationship only a related link (no relationships/import-errors)
+                "import-errors": {"links": {"related": f"{base}import-errors/"}},
             },
             "links": {"self": base},
         }
@@ -993,20 +1016,38 @@ class KlaviyoSurface:
         if job.status == "queued":
             job.status, job.started_at, job.completed_count = "processing", t, len(job.profiles) // 2
         elif job.status == "processing":
-            failures = sum(self.import_profile(p, t) is not None for p in job.profiles)
+            job.errors = [(i, failure) for i, p in enumerate(job.profiles)
+                          if (failure := self.import_profile(p, t)) is not None]
             job.status, job.completed_at = "complete", t
-            job.completed_count, job.failed_count = len(job.profiles) - failures, failures
+            job.completed_count, job.failed_count = len(job.profiles) - len(job.errors), len(job.errors)
 
-    def import_profile(self, resource: object, t: int) -> str | None:
-        """Upsert one profile by email: the reason it failed, or None. Nulls never clear a field."""
+    def import_profile(self, resource: object, t: int) -> ImportFailure | None:
+        """Upsert one profile by email: why it failed, or None. Nulls never clear a field; meta.patch_properties.unset
+        removes custom properties."""
         attributes = resource.get("attributes") if isinstance(resource, dict) else None
         if not isinstance(attributes, dict) or resource.get("type") != "profile":
-            return "each profile must be a 'profile' resource with attributes"
-        if len(json.dumps(resource)) > BULK_IMPORT_MAX_PROFILE_BYTES:
-            return "profile exceeds the maximum size of 100KB"
+            return ImportFailure("invalid", "Invalid input.",
+                                 "Each profile must be a 'profile' resource with attributes.")
+        size = len(json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > BULK_IMPORT_MAX_PROFILE_BYTES:
+            return ImportFailure("invalid", "Profile too large.",
+                                 f"The profile is {size} bytes, over the maximum size of 100KB "
+                                 f"({BULK_IMPORT_MAX_PROFILE_BYTES} bytes).")
         email = attributes.get("email")
         if not isinstance(email, str) or "@" not in email.strip():
-            return "a valid email is required to import a profile in the simulator"
+            return ImportFailure("invalid", "Invalid email address.",
+                                 f"{email!r} is not a valid email address; the simulator imports profiles by email.")
+        for part in ("properties", "location"):
+            if attributes.get(part) is not None and not isinstance(attributes[part], dict):
+                return ImportFailure("invalid", "Invalid input.", f"attributes.{part} must be an object.")
+        meta = resource.get("meta")
+        patch = meta.get("patch_properties") if isinstance(meta, dict) else None
+        unset = patch.get("unset") if isinstance(patch, dict) else None
+        unset = [unset] if isinstance(unset, str) else unset
+        if unset is not None and (not isinstance(unset, list) or not all(isinstance(k, str) for k in unset)):
+            return ImportFailure("invalid", "Invalid input.",
+                                 "meta.patch_properties.unset must be a property name or a list of them.")
+        unset = unset or []
         email = email.strip().lower()
         edit = {"attributes": {k: attributes[k] for k in IMPORTABLE_ATTRIBUTES if attributes.get(k) is not None},
                 "location": {k: v for k, v in (attributes.get("location") or {}).items()
@@ -1015,6 +1056,11 @@ class KlaviyoSurface:
         q = self.profile_by_email().get(email, -1)
         if q >= 0 and self.world.profiles.created_at[q] <= t:
             merged = self.edits.setdefault(q, {"attributes": {}, "location": {}, "properties": {}})
+            removed = merged.setdefault("unset", set())
+            for key in unset:
+                merged["properties"].pop(key, None)
+                removed.add(key)
+            removed.difference_update(edit["properties"])
             for part, values in edit.items():
                 merged[part].update(values)
             self.world.touch("profiles", q, t)
@@ -1030,9 +1076,58 @@ class KlaviyoSurface:
         imported.updated = max(imported.updated, t)
         imported.attributes.update(edit["attributes"])
         imported.location.update(edit["location"])
+        for key in unset:
+            imported.properties.pop(key, None)
         imported.properties.update(edit["properties"])
         self.overlay_version += 1
         return None
+
+    def get_import_errors(self, request: Request, job_id: str) -> Response:
+        """A job's import-errors, in the order of the request's profiles; page[cursor] names the last one returned."""
+        guard = self.guard(request, "get_errors_for_bulk_import_profiles_job")
+        if isinstance(guard, Response):
+            return guard
+        try:
+            return self._get_import_errors(request, job_id, guard)
+        except ApiError as exc:
+            return self.error(exc, guard)
+
+    def _get_import_errors(self, request: Request, job_id: str, headers: dict) -> Response:
+        params = request.query_params
+        size = self.page_size(request, IMPORT_ERRORS_PAGE_SIZE)
+        fields = self.fields(request, "import-error")
+        with self._lock:
+            job = self.jobs.get(job_id)
+            errors = list(job.errors) if job is not None else []
+        if job is None:
+            raise ApiError(404, "not_found", "Not found.", f"A profile bulk import job with id {job_id} does not exist.")
+        token = params.get("page[cursor]")
+        start, repeat = 0, False
+        if token:
+            values = decode_cursor(token)
+            if (not values or values[:2] != ["import-errors", job_id] or len(values) != 3
+                    or not isinstance(values[2], int)):
+                raise _invalid("The page[cursor] is invalid or belongs to another query.", "page[cursor]")
+            start = next((n for n, (i, _) in enumerate(errors) if i > values[2]), len(errors))
+            key = request_key("GET", request.url.path, request.url.query)
+            repeat = start > 0 and size > 1 and self.state.dice.hits("duplicates", key, self.state.faults.duplicates)
+        end = min(len(errors), start + size - repeat)
+        page = errors[start - 1:end] if repeat else errors[start:end]
+        data = [self.import_error_object(job, index, failure, fields) for index, failure in page]
+        cursor = encode_cursor("import-errors", job_id, errors[end - 1][0]) if end < len(errors) else None
+        return self.json({"data": data, "links": self.collection_links(request, cursor)}, headers=headers)
+
+    def import_error_object(self, job: ImportJob, index: int, failure: ImportFailure, fields: list[str]) -> dict:
+        resource = job.profiles[index]
+        original = resource.get("attributes") if isinstance(resource, dict) else None
+        attributes = {"code": failure.code, "title": failure.title, "detail": failure.detail,
+                      "source": {"pointer": f"/data/attributes/profiles/data/{index}"},
+                      "original_payload": original if isinstance(original, dict) else {}}
+        wanted = {f.split(".")[0] for f in fields if f != "id"}
+        if wanted:
+            attributes = {k: v for k, v in attributes.items() if k in wanted}
+        return {"type": "import-error", "id": stable_uuid(self.world.config.seed, "import-error", job.job_id, index),
+                "attributes": attributes}
 
 
 def _is_date(text: str) -> bool:
@@ -1056,6 +1151,7 @@ def router(state: SimState) -> APIRouter:
         ("metrics/{metric_id}", surface.get_metric, ["GET"]),
         ("profile-bulk-import-jobs", surface.bulk_import_profiles, ["POST"]),
         ("profile-bulk-import-jobs/{job_id}", surface.get_import_job, ["GET"]),
+        ("profile-bulk-import-jobs/{job_id}/import-errors", surface.get_import_errors, ["GET"]),
     ):
         api.add_api_route(f"{PATH_PREFIX}{path}", endpoint, methods=methods)
         api.add_api_route(f"{PATH_PREFIX}{path}/", endpoint, methods=methods, include_in_schema=False)

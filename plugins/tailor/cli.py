@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         "gate", help="validate a quality gate (a GX suite in expectations/) inside DuckDB as of a time",
         description="Run the suite expectations/<gate>.yml as of --as-of (default: now). Exit 1 when a fail-level "
                     "expectation fails, with the suite, expectation, table, column, count and sample values.")
-    gate.add_argument("gate", help="the gate: raw or marts (expectations/<gate>.yml)")
+    gate.add_argument("gate", help="the gate: raw, marts or feed (expectations/<gate>.yml; feed is `feed gate`)")
     gate.add_argument("--as-of", help="the time to validate as of, ISO 8601 (default: now)")
     snapshot = sub.add_parser(
         "snapshot", help="publish the raw snapshot that `dbt build --target dev` reads (a read-only copy of raw.*)",
@@ -67,6 +67,20 @@ def main(argv: list[str] | None = None) -> int:
                     "as long as that takes.")
     snapshot.add_argument("--full", action="store_true",
                           help="copy raw.* whole instead of adding what was loaded since the previous snapshot")
+    feed = sub.add_parser(
+        "feed", help="build, gate, export or deliver the per-customer feed of an as-of date",
+        description="The feed of --as-of's date (UTC), one step at a time: build (dbt: exports.esp_feed from the marts "
+                    "and the models' scores; score first with python -m ml score), gate (expectations/feed.yml), "
+                    "export (the gated rows to TAILOR_DATA_DIR/outbox/<date>/, manifest.json last) and deliver (the "
+                    "export to each sink of TAILOR_FEED_SINKS, or --sink: only the rows that changed since the "
+                    "sink's last accepted ones, all of them every TAILOR_FEED_FULL_SYNC_DAYS). Every step can be "
+                    "re-run: nothing is sent twice.")
+    feed.add_argument("step", choices=("build", "gate", "export", "deliver"))
+    feed.add_argument("--as-of", required=True, help="the as-of time the models scored, ISO 8601")
+    feed.add_argument("--sink", action="append", choices=("s3", "klaviyo"),
+                      help="deliver to this sink (repeatable; default TAILOR_FEED_SINKS, else klaviyo)")
+    feed.add_argument("--dry-run", action="store_true", help="deliver: report what would be sent, send nothing")
+    feed.add_argument("--full", action="store_true", help="deliver: every row, not only the changed ones")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from tailor import demo
@@ -82,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             return _build(args)
         if args.command == "snapshot":
             return _snapshot(args)
+        if args.command == "feed":
+            return _feed(args)
+        if args.command == "gate" and args.gate == "feed":  # with the recommender's list size and the export log
+            return _feed(argparse.Namespace(step="gate", as_of=args.as_of or _stamp(datetime.now(UTC))))
         if args.command == "gate":
             from tailor.quality import cli_main
 
@@ -323,3 +341,75 @@ def _snapshot(args: argparse.Namespace) -> int:
     _say(f"snapshot: {result.summary()}")
     _say("next: cd dbt_project && dbt build --target dev")
     return 0
+
+
+# --- feed ------------------------------------------------------------------------------------------------------
+
+
+def _feed(args: argparse.Namespace) -> int:
+    from tailor import settings
+    from tailor.export import deliveries, feed, steps
+    from tailor.quality import GateError, GateFailed
+    from tailor.transform import BuildFailed
+    from tailor.warehouse import Warehouse, WarehouseLockTimeout
+
+    as_of = _parse_time("--as-of", args.as_of)
+    warehouse = Warehouse()
+    failures = (feed.FeedError, steps.ExportError, deliveries.DeliveryError, BuildFailed, GateError,
+                WarehouseLockTimeout)
+    try:
+        if args.step == "build":
+            result = feed.build_feed(as_of, warehouse=warehouse)
+            with warehouse.reader() as con:
+                rows = feed.feed_rows(con, as_of.date())
+                lift = feed.lift_readout(con)
+            _say(f"feed build: {rows:,} consented customers in {feed.FEED} for {as_of.date()} ({result.summary()})")
+            if lift:
+                _say("feed build: the lift readout (exports.feed_lift: conversion and net sales per customer after "
+                     "each feed date, treatment against holdout):")
+                for line in lift:
+                    _say(line)
+            _say(f"next: python -m tailor feed gate --as-of {args.as_of}")
+            return 0
+        if args.step == "gate":
+            report = feed.gate_feed(as_of, warehouse=warehouse, raise_on_failure=False)
+            for line in report.lines() if report.success else [report.summary(), str(GateFailed(report))]:
+                _say(line)
+            return 0 if report.success else 1
+        if args.step == "export":
+            exported = steps.export(as_of, warehouse=warehouse)
+            files = ", ".join(f"{item['name']} {item['bytes']:,} B" for item in exported.manifest["files"])
+            _say(f"feed export: {exported.rows:,} rows to {exported.path} ({files}; manifest.json last)")
+            return 0
+        sinks = tuple(args.sink or settings.feed_sinks())
+        if not sinks:
+            _say("feed deliver: TAILOR_FEED_SINKS=none: the outbox export is the only delivery")
+            return 0
+        code = 0
+        for sink in sinks:
+            plan, _ = steps.plan(as_of, sink, warehouse=warehouse, full=True if args.full else None)
+            _say(f"feed deliver {sink}: {plan.mode} sync of {plan.as_of_date}: {len(plan.pending):,} of "
+                 f"{plan.rows_in_feed:,} rows to send, {plan.rows_unchanged:,} unchanged since the last delivery"
+                 + (f" (resuming after {', '.join(plan.resumes)})" if plan.resumes else ""))
+            if args.dry_run:
+                continue
+            try:
+                result = steps.deliver(as_of, sink, warehouse=warehouse, full=True if args.full else None, say=_say)
+            except failures as exc:
+                _say(f"feed deliver {sink}: error: {exc}")
+                code = 1
+                continue
+            _say(f"feed deliver: {result.summary()}")
+            for customer_id, kind, reason in result.issues:
+                _say(f"  {kind} {customer_id}: {reason}")
+        if args.dry_run:
+            _say("feed deliver: dry run: nothing sent")
+        else:
+            _say(f"delivery log ({deliveries.DELIVERIES}):")
+            _say(deliveries.delivery_log(warehouse, as_of.date()).to_string(index=False))
+        return code
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from None
+    except failures as exc:
+        _say(f"feed {args.step}: error: {exc}")
+        return 1

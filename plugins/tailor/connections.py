@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tailor import settings
@@ -94,20 +95,40 @@ def lake_from_fields(login: str | None, password: str | None, extra: dict | None
     url = settings.lake_url()
     if not url.startswith("s3://"):
         return Lake.from_url(url)
-    extra = extra or {}
-    if not isinstance(extra, dict):
-        raise ConnectionConfigError(f"connection '{AWS_CONN_ID}': extra must be a JSON object")
-    client = s3_client(access_key_id=login or None, secret_access_key=password or None,
-                       region_name=extra.get("region_name"), endpoint_url=extra.get("endpoint_url"))
-    return Lake.from_url(url, client=client)
+    return Lake.from_url(url, client=s3_client_from_fields(login, password, extra))
 
 
 def lake() -> Lake:
     """The lake for runs outside Airflow: on S3 with AIRFLOW_CONN_AWS_DEFAULT's keys when it is set, else boto3's
     standard chain (AWS_* variables, profile, instance role)."""
-    raw = os.environ.get(_env_name(AWS_CONN_ID))
-    if raw is None or not settings.lake_url().startswith("s3://"):
+    fields = _aws_fields()
+    if fields is None or not settings.lake_url().startswith("s3://"):
         return Lake.from_url()
+    return lake_from_fields(*fields)
+
+
+def s3_client_from_fields(login: str | None, password: str | None, extra: dict | None) -> Any:
+    """An S3 client from an aws Connection's fields: login = access key id, password = secret, the extra's
+    region_name and endpoint_url (the endpoint otherwise from TAILOR_S3_ENDPOINT_URL)."""
+    extra = extra or {}
+    if not isinstance(extra, dict):
+        raise ConnectionConfigError(f"connection '{AWS_CONN_ID}': extra must be a JSON object")
+    return s3_client(access_key_id=login or None, secret_access_key=password or None,
+                     region_name=extra.get("region_name"), endpoint_url=extra.get("endpoint_url"))
+
+
+def s3_drop_client() -> Any:
+    """The S3 drop sink's client for runs outside Airflow: AIRFLOW_CONN_AWS_DEFAULT's keys when it is set, else
+    boto3's standard chain (AWS_* variables, profile, instance role), like the lake's."""
+    fields = _aws_fields()
+    return s3_client() if fields is None else s3_client_from_fields(*fields)
+
+
+def _aws_fields() -> tuple[str | None, str | None, dict] | None:
+    """AIRFLOW_CONN_AWS_DEFAULT's login, password and extra; None when it is not set."""
+    raw = os.environ.get(_env_name(AWS_CONN_ID))
+    if raw is None:
+        return None
     fields = _parse_env(AWS_CONN_ID, raw)
     extra = fields.get("extra")
     if isinstance(extra, str):  # Airflow's JSON form allows the extra as an encoded string too
@@ -115,4 +136,4 @@ def lake() -> Lake:
             extra = json.loads(extra) if extra.strip() else {}
         except json.JSONDecodeError as exc:
             raise ConnectionConfigError(f"{_env_name(AWS_CONN_ID)}: extra is not valid JSON: {exc.msg}") from None
-    return lake_from_fields(fields.get("login"), fields.get("password"), extra)
+    return fields.get("login"), fields.get("password"), extra

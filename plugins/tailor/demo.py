@@ -1,7 +1,8 @@
 """`make demo`: run what Tailor has so far on the embedded defaults: extract from the local live simulator, load
 DuckDB, gate raw.*, publish the raw snapshot, build the dbt project as of the extract's end, gate the marts, show
 them, then train the customer models (segments, churn, CLV) and the personalization models (product recommendations,
-send times) against their baselines and score every customer: three sample customers' lists and send hours end it.
+send times) against their baselines, score every customer, and build, gate, export and deliver the per-customer feed:
+the local outbox and the simulator's Klaviyo (bulk profile import); three exported rows and the delivery log end it.
 
 The simulator (tailor.local_simulator) is a live shop whose anchor is kept under the data dir, so each run of the
 demo meets the same shop, further on: the first run lands its whole history, later runs what changed since.
@@ -73,40 +74,76 @@ def run() -> int:
             print(f"  {line}")
         return code
 
+    # The simulator stays up to the end: the feed is delivered to its Klaviyo.
     with local_simulator.running(settings.simulator_url(), say=lambda line: print(f"demo: {line}", flush=True)) as url:
         did.append(f"ok   started or reused the live simulator at {url}")
-        tour = subprocess.run([sys.executable, "-m", "simulator", "tour", "--url", url], check=False)
-        if tour.returncode != 0:
-            return finish(tour.returncode)
-        # A manual run: from each entity's watermark (none yet: the whole history) to now, then load what landed.
-        if step("extracted every source since its watermark", "extract", "--source", "all") != 0:
-            return finish(1)
-        if step("loaded the landed batches into raw.*", "load") != 0:
-            return finish(1)
-        # The data describes the shop up to the simulator's clock: build as of it (or now, if the clock is ahead:
-        # the extract stopped at now), so recency, engagement windows and churn are measured from the data's present.
-        as_of = min(local_simulator.clock(url), datetime.now(UTC))
+        code = _pipeline(url, step)
+    finish(code)
+    if code == 0:
+        print("\ndemo: The shop keeps trading: run `make demo` again to extract only what changed since the "
+              "watermarks;\ndemo: the next delivery sends only the customers whose feed row changed.\n"
+              "demo: Explore the project yourself beside the schedule: cd dbt_project && ../.venv/bin/dbt build "
+              "--target dev")
+    return code
+
+
+def _pipeline(url: str, step) -> int:
+    tour = subprocess.run([sys.executable, "-m", "simulator", "tour", "--url", url], check=False)
+    if tour.returncode != 0:
+        return tour.returncode
+    # A manual run: from each entity's watermark (none yet: the whole history) to now, then load what landed.
+    if step("extracted every source since its watermark", "extract", "--source", "all") != 0:
+        return 1
+    if step("loaded the landed batches into raw.*", "load") != 0:
+        return 1
+    # The data describes the shop up to the simulator's clock: build as of it (or now, if the clock is ahead: the
+    # extract stopped at now), so recency, engagement windows and churn are measured from the data's present.
+    as_of = min(local_simulator.clock(url), datetime.now(UTC))
     _print_raw_counts()
     # the raw gate checks the loads just made: as of now, the end of the window they covered
     if step("passed the raw gate", "gate", "raw", "--as-of", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")) != 0:
-        return finish(1)
+        return 1
     if step("published the raw snapshot for dbt's dev target", "snapshot") != 0:
-        return finish(1)
+        return 1
     stamp = as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
     if step(f"built the dbt project as of {stamp}", "build", "--as-of", stamp, "--quiet") != 0:
-        return finish(1)
+        return 1
     if step("passed the marts gate", "gate", "marts", "--as-of", stamp) != 0:
-        return finish(1)
+        return 1
     _print_marts()
     # training builds the past feature and label snapshots it lacks (once per date), then the marts as of `stamp` again
     if step("trained segments, churn, CLV, recommenders and send times against their baselines", "train", "--as-of",
             stamp, package="ml") != 0:
-        return finish(1)
+        return 1
     if step("scored every customer into ml.customer_scores, ml.customer_recommendations and ml.customer_send_times",
             "score", "--as-of", stamp, package="ml") != 0:
-        return finish(1)
-    finish(0)
-    print("\ndemo: next: the per-customer feed export.\n"
-          "demo: The shop keeps trading: run `make demo` again to extract only what changed since the watermarks.\n"
-          "demo: Explore the project yourself beside the schedule: cd dbt_project && ../.venv/bin/dbt build --target dev")
+        return 1
+    for what, args in (("built the feed (exports.esp_feed) of the consented customers", ("build",)),
+                       ("passed the feed gate", ("gate",)),
+                       ("exported the feed to the outbox", ("export",)),
+                       ("delivered the feed to the simulator's Klaviyo (bulk profile import)",
+                        ("deliver", "--sink", "klaviyo"))):
+        if step(what, "feed", *args, "--as-of", stamp) != 0:
+            return 1
+    _print_feed_samples(as_of)
     return 0
+
+
+def _print_feed_samples(as_of: datetime) -> None:
+    """Three exported rows, as the ESP received them."""
+    import json
+
+    from tailor.export.steps import exported_payloads
+
+    export_dir = settings.outbox_dir() / as_of.date().isoformat()
+    print(f"\ndemo: three rows of {export_dir / 'feed.jsonl.gz'} (what the ESP received):")
+    for number, payload in enumerate(exported_payloads(export_dir)()):
+        if number == 3:
+            break
+        fields = dict(payload.fields)
+        recommendations = fields.pop("tailor_recommendations")
+        print(f"  {json.dumps(fields, ensure_ascii=False)}")
+        for item in recommendations[:3]:
+            print(f"    #{item['rank']} {item['title']} ({item['price']}, {item['reason']}) {item['url']}")
+        if len(recommendations) > 3:
+            print(f"    ... {len(recommendations) - 3} more")

@@ -80,6 +80,22 @@ def s3_endpoint_url() -> str | None:
     return os.environ.get("TAILOR_S3_ENDPOINT_URL", "").strip() or None
 
 
+# s3://bucket[/prefix]: a DNS-style bucket name (3-63 lowercase letters, digits, dots, hyphens).
+_S3_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+
+
+def s3_drop_url() -> str | None:
+    """Where the S3 drop sink writes the feed for an ESP that ingests from a bucket (Braze, Iterable):
+    TAILOR_S3_DROP_URL, s3://bucket/prefix; unset, no S3 drop."""
+    url = os.environ.get("TAILOR_S3_DROP_URL", "").strip()
+    if not url:
+        return None
+    if not _S3_URL.match(url):
+        raise ValueError(f"TAILOR_S3_DROP_URL={url!r} is not s3://bucket/prefix (a lowercase bucket name, 3 to 63 "
+                         "letters, digits, dots or hyphens)")
+    return url
+
+
 def lookback() -> timedelta:
     """How far each extract window reaches back before its interval, for late-arriving updates
     (TAILOR_LOOKBACK_MINUTES, default 15)."""
@@ -110,6 +126,37 @@ def quarantine_max_share() -> float:
     if share > 1:
         raise ValueError(f"TAILOR_QUARANTINE_MAX_SHARE={share} is a share: give a number from 0 to 1")
     return share
+
+
+def outbox_dir() -> Path:
+    """The local sink, always on: one folder per as-of date of exported feed files (<data dir>/outbox)."""
+    return data_dir() / "outbox"
+
+
+FEED_SINKS = ("s3", "klaviyo")
+
+
+def feed_sinks() -> tuple[str, ...]:
+    """Where `feed deliver` sends the exported feed besides the outbox (TAILOR_FEED_SINKS, comma-separated from
+    s3, klaviyo; default klaviyo: the simulator's Klaviyo until a klaviyo_default Connection points at a real one).
+    "none" delivers to the outbox only."""
+    raw = os.environ.get("TAILOR_FEED_SINKS", "").strip() or "klaviyo"
+    if raw == "none":
+        return ()
+    chosen = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    unknown = [sink for sink in chosen if sink not in FEED_SINKS]
+    if unknown or not chosen:
+        raise ValueError(f"TAILOR_FEED_SINKS={raw!r}: sinks are {', '.join(FEED_SINKS)} (comma-separated) or none")
+    return chosen
+
+
+def full_sync_days() -> int:
+    """A delivery sends every row, not only the changed ones, when the sink's last full sync is this many as-of days
+    back (TAILOR_FEED_FULL_SYNC_DAYS, default 7): what the ESP holds cannot drift from the feed for longer."""
+    days = _positive_float("TAILOR_FEED_FULL_SYNC_DAYS", 7.0)
+    if days != int(days):
+        raise ValueError(f"TAILOR_FEED_FULL_SYNC_DAYS={days} is not a whole number of days")
+    return int(days)
 
 
 def _positive_float(name: str, default: float, allow_zero: bool = False) -> float:

@@ -9,7 +9,14 @@ import httpx
 import numpy as np
 import pytest
 
-from simulator.klaviyo import BULK_IMPORT_MAX_PROFILES, METRIC_IDS, RATE_LIMITS, REVISION, klaviyo_time
+from simulator.klaviyo import (
+    BULK_IMPORT_MAX_PROFILE_BYTES,
+    BULK_IMPORT_MAX_PROFILES,
+    METRIC_IDS,
+    RATE_LIMITS,
+    REVISION,
+    klaviyo_time,
+)
 from simulator.state import TOKENS
 from simulator.world import DAY, iso
 
@@ -374,3 +381,164 @@ def test_official_sdk_pages_profiles_and_events(simulator):
             break
         cursor = httpx.URL(page.links.next).params["page[cursor]"]
     assert set(events) == world.truth_versions("events", world.now, start) and len(events) == len(set(events))
+
+
+# ---- bulk import: per-profile failures, import-errors, faults -------------------------------------------------------
+def _submit_and_complete(c: httpx.Client, profiles: list[dict]) -> dict:
+    """POST a job of these profile resources, poll it to completion: the job's attributes (and id)."""
+    body = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": profiles}}}}
+    posted = c.post("/api/profile-bulk-import-jobs", json=body)
+    assert posted.status_code == 202, posted.text
+    job_id = posted.json()["data"]["id"]
+    before = c.get(f"/api/profile-bulk-import-jobs/{job_id}/import-errors")
+    assert before.status_code == 200 and before.json()["data"] == []  # nothing is known before it completes
+    for _ in range(2):
+        job = c.get(f"/api/profile-bulk-import-jobs/{job_id}").json()["data"]
+    assert job["attributes"]["status"] == "complete"
+    return {"id": job_id, **job["attributes"]}
+
+
+def _error_pages(c: httpx.Client, job_id: str, **params) -> list[dict]:
+    return pages(c, f"/api/profile-bulk-import-jobs/{job_id}/import-errors", **params)
+
+
+def _mixed_profiles() -> tuple[list[dict], dict[int, str]]:
+    """250 profiles of which some fail, and the title each failing index gets."""
+    profiles = [{"type": "profile", "attributes": {"email": f"bulk{i}@example.com", "external_id": str(i),
+                                                   "properties": {"n": i}}} for i in range(250)]
+    bad = {}
+    for i in (3, 57, 58, 199):
+        profiles[i]["attributes"]["email"] = f"not-an-email-{i}"
+        bad[i] = "Invalid email address."
+    profiles[120]["attributes"]["properties"]["notes"] = "x" * (BULK_IMPORT_MAX_PROFILE_BYTES + 1)
+    bad[120] = "Profile too large."
+    profiles[200] = {"type": "person", "attributes": {"email": "bulk200@example.com"}}
+    bad[200] = "Invalid input."
+    profiles[201]["attributes"]["properties"] = "not an object"
+    bad[201] = "Invalid input."
+    return profiles, bad
+
+
+def test_import_errors_list_every_failed_profile_by_pointer(simulator):
+    sim = simulator(customers=300, rate_limits=False)
+    c = client(sim)
+    profiles, bad = _mixed_profiles()
+    job = _submit_and_complete(c, profiles)
+    assert (job["total_count"], job["completed_count"], job["failed_count"]) == (250, 250 - len(bad), len(bad))
+    bodies = _error_pages(c, job["id"], **{"page[size]": 2})
+    assert [len(b["data"]) for b in bodies] == [2, 2, 2, 1]
+    errors = [e for body in bodies for e in body["data"]]
+    assert len({e["id"] for e in errors}) == len(errors) == len(bad)
+    for error in errors:
+        assert error["type"] == "import-error" and set(error) == {"type", "id", "attributes"}
+        attributes = error["attributes"]
+        assert set(attributes) == {"code", "title", "detail", "source", "original_payload"}
+        index = int(attributes["source"]["pointer"].removeprefix("/data/attributes/profiles/data/"))
+        assert attributes["title"] == bad[index] and attributes["code"] == "invalid" and attributes["detail"]
+        assert attributes["original_payload"] == profiles[index]["attributes"]
+    pointers = [e["attributes"]["source"]["pointer"] for e in errors]
+    assert pointers == [f"/data/attributes/profiles/data/{i}" for i in sorted(bad)]  # in request order
+    by_index = {int(p.rsplit("/", 1)[1]): e["attributes"]["detail"] for p, e in zip(pointers, errors, strict=True)}
+    assert "'not-an-email-3'" in by_index[3] and "100KB" in by_index[120]
+    # the good ones were imported, the bad ones not
+    for i, expect in ((0, 1), (3, 0), (120, 0), (249, 1)):
+        found = c.get("/api/profiles", params={"filter": f'equals(email,"bulk{i}@example.com")'}).json()["data"]
+        assert len(found) == expect, i
+    # default page size 20 (one page here), sparse fieldsets, bad page sizes and cursors, unknown jobs
+    single = c.get(f"/api/profile-bulk-import-jobs/{job['id']}/import-errors/")
+    assert len(single.json()["data"]) == len(bad) and single.json()["links"]["next"] is None
+    sparse = c.get(f"/api/profile-bulk-import-jobs/{job['id']}/import-errors",
+                   params={"fields[import-error]": "detail,source.pointer"}).json()["data"][0]["attributes"]
+    assert set(sparse) == {"detail", "source"}
+    for params in ({"page[size]": 101}, {"page[size]": 0}, {"fields[import-error]": "email"},
+                   {"page[cursor]": "bm90LWEtY3Vyc29y"}):
+        refused = c.get(f"/api/profile-bulk-import-jobs/{job['id']}/import-errors", params=params)
+        assert refused.status_code == 400 and refused.json()["errors"][0]["code"] == "invalid", params
+    other = _submit_and_complete(c, [{"type": "profile", "attributes": {"email": "x"}}])
+    foreign = httpx.URL(bodies[0]["links"]["next"]).params["page[cursor]"]
+    assert c.get(f"/api/profile-bulk-import-jobs/{other['id']}/import-errors",
+                 params={"page[cursor]": foreign}).status_code == 400
+    assert c.get("/api/profile-bulk-import-jobs/01ZZZZZZZZZZZZZZZZZZZZZZZZ/import-errors").status_code == 404
+    relationship = c.get(f"/api/profile-bulk-import-jobs/{job['id']}").json()["data"]["relationships"]
+    assert relationship["import-errors"]["links"]["related"].endswith(f"/api/profile-bulk-import-jobs/{job['id']}"
+                                                                       "/import-errors/")
+
+
+def test_import_errors_through_the_official_sdk(simulator):
+    from klaviyo_api import KlaviyoAPI
+
+    sim = simulator(customers=300, rate_limits=False)
+    c = client(sim)
+    profiles, bad = _mixed_profiles()
+    job = _submit_and_complete(c, profiles)
+    api = KlaviyoAPI(TOKENS["klaviyo"], max_retries=0, test_host=sim.url)
+    polled = api.Profiles.get_bulk_import_profiles_job(job["id"])
+    assert polled.data.attributes.failed_count == len(bad)
+    seen, cursor = [], None
+    while True:
+        page = api.Profiles.get_errors_for_bulk_import_profiles_job(job["id"], page_size=4, page_cursor=cursor)
+        seen += [(e.attributes.source.pointer, e.attributes.title) for e in page.data]
+        if not page.links.next:
+            break
+        cursor = httpx.URL(page.links.next).params["page[cursor]"]
+    assert seen == [(f"/data/attributes/profiles/data/{i}", bad[i]) for i in sorted(bad)]
+
+
+def test_import_errors_rate_limit_and_duplicates_fault(simulator):
+    assert RATE_LIMITS["get_errors_for_bulk_import_profiles_job"] == (10, 150)
+    sim = simulator(customers=300, rate_limits=False, faults="duplicates=1.0")
+    c = client(sim)
+    profiles = [{"type": "profile", "attributes": {"email": f"nobody{i}"}} for i in range(30)]
+    job = _submit_and_complete(c, profiles)
+    bodies = _error_pages(c, job["id"], **{"page[size]": 10})
+    for previous, body in zip(bodies, bodies[1:], strict=False):
+        assert body["data"][0]["id"] == previous["data"][-1]["id"]
+    ids = [e["id"] for body in bodies for e in body["data"]]
+    (whole,) = _error_pages(client(sim), job["id"], **{"page[size]": 100})
+    assert set(ids) == {e["id"] for e in whole["data"]} and len(whole["data"]) == 30
+    assert len(ids) - len(set(ids)) == len(bodies) - 1
+    limited = client(simulator(customers=300, rate_limits=True))
+    job = _submit_and_complete(limited, profiles[:1])
+    answers = [limited.get(f"/api/profile-bulk-import-jobs/{job['id']}/import-errors") for _ in range(10)]
+    assert [a.status_code for a in answers[:9]] == [200] * 9  # one was used by _submit_and_complete
+    assert answers[0].headers["RateLimit-Limit"] == "150"
+    assert answers[-1].status_code == 429 and int(answers[-1].headers["Retry-After"]) >= 1
+
+
+def test_patch_properties_unset_removes_custom_properties(simulator):
+    sim = simulator(customers=300, rate_limits=False)
+    world, c = sim.state.world, client(sim)
+    known = world.profile_at(int(world.index("profiles", world.now)[0][0]), world.now)["email"]
+    for email in (known, "unset.me@example.com"):
+        _submit_and_complete(c, [{"type": "profile", "attributes": {"email": email,
+                                                                    "properties": {"a": 1, "b": 2, "c": 3}}}])
+        _submit_and_complete(c, [{"type": "profile", "attributes": {"email": email, "properties": {"c": 4}},
+                                  "meta": {"patch_properties": {"unset": ["a", "birthday"]}}}])
+        _submit_and_complete(c, [{"type": "profile", "attributes": {"email": email},
+                                  "meta": {"patch_properties": {"unset": "b"}}}])
+        (found,) = c.get("/api/profiles", params={"filter": f'equals(email,"{email}")'}).json()["data"]
+        assert found["attributes"]["properties"] == {"c": 4}, email
+    job = _submit_and_complete(c, [{"type": "profile", "attributes": {"email": "x@example.com"},
+                                    "meta": {"patch_properties": {"unset": 5}}}])
+    assert job["failed_count"] == 1
+
+
+def test_transport_faults_on_bulk_import_create_no_job(simulator):
+    """A 429 or 5xx is decided before the request reaches Klaviyo's surface: a refused POST makes no job, so a
+    client retrying until one answer succeeds has made exactly one; polls meet the same faults."""
+    sim = simulator(customers=300, rate_limits=False, faults="429=0.4,5xx=0.4")
+    c = client(sim)
+    surface = sim.state.vendor_state["klaviyo"]
+    body = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": [
+        {"type": "profile", "attributes": {"email": "faulted@example.com"}}]}}}}
+    statuses = []
+    while not statuses or statuses[-1] != 202:
+        statuses.append(c.post("/api/profile-bulk-import-jobs", json=body).status_code)
+    assert set(statuses) - {202} and set(statuses) <= {202, 429, 500, 502, 503}
+    assert len(surface.jobs) == 1
+    job_id = next(iter(surface.jobs))
+    polls = []
+    while not polls or polls[-1] != "complete":
+        answer = c.get(f"/api/profile-bulk-import-jobs/{job_id}")
+        polls.append(answer.json()["data"]["attributes"]["status"] if answer.status_code == 200 else answer.status_code)
+    assert {429, 500, 502, 503} & set(polls) and [p for p in polls if isinstance(p, str)] == ["processing", "complete"]

@@ -29,7 +29,7 @@ from typing import Any
 
 from tailor import settings
 from tailor.quality.results import SAMPLES, GateError, GateFailed, GateReport, Outcome, stamp
-from tailor.quality.suite import Asset, Check, Suite, gx_parameter, load_suite
+from tailor.quality.suite import Asset, Check, Suite, SuiteError, gx_parameter, load_suite
 from tailor.warehouse import QUARANTINE_DDL, Warehouse
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,11 @@ def docs_index() -> Path:
 
 
 def run_gate(gate: str, as_of: datetime, warehouse: Warehouse | None = None, *,
-             suites_dir: Path | None = None, raise_on_failure: bool = True, data_docs: bool = True) -> GateReport:
+             suites_dir: Path | None = None, raise_on_failure: bool = True, data_docs: bool = True,
+             params: dict[str, Any] | None = None) -> GateReport:
     """Validate expectations/<gate>.yml as of `as_of`; return the report, or raise GateFailed if a `fail`
-    expectation failed (GateError if the gate could not run at all)."""
+    expectation failed (GateError if the gate could not run at all). params: values for some of the suite's params
+    that live in code elsewhere (the feed gate's list length is the recommender's), replacing the file's defaults."""
     if as_of.tzinfo is None:
         raise ValueError(f"as_of {as_of} has no timezone")
     started = time.monotonic()
@@ -101,7 +103,10 @@ def run_gate(gate: str, as_of: datetime, warehouse: Warehouse | None = None, *,
     context = _context(gx)
     source = add_warehouse_datasource(context, "warehouse", warehouse)
     engine = source.get_engine()
-    parameters = suite.parameters(as_of)
+    unknown = sorted(set(params or {}) - set(suite.params))
+    if unknown:
+        raise SuiteError(f"{suite.path}: no param {', '.join(unknown)} to set (params: {', '.join(sorted(suite.params))})")
+    parameters = {**suite.parameters(as_of), **(params or {})}
     gx_run = RunIdentifier(run_name=report.run_id, run_time=report.run_at)
     result_ids: list = []
     try:

@@ -156,18 +156,23 @@ class HttpClient:
         return delay
 
     def request_json(self, method: str, path: str, *, params: dict | list | None = None, json_body: object = None,
-                     cost: float = 1.0, headers: dict[str, str] | None = None) -> tuple[object, httpx.Response]:
-        """Send with retries; return (decoded JSON body, response). Raises SourceError subclasses."""
+                     cost: float = 1.0, headers: dict[str, str] | None = None,
+                     content: bytes | None = None) -> tuple[object, httpx.Response]:
+        """Send with retries; return (decoded JSON body, response). Raises SourceError subclasses.
+
+        `content`: a body already encoded (exactly these bytes are sent, e.g. to stay within a size limit), instead
+        of `json_body`; give its Content-Type in `headers`."""
         retrying = Retrying(stop=stop_after_attempt(self.policy.attempts), wait=self._wait,
                             retry=retry_if_exception_type(_Transient), sleep=self.sleep, reraise=True)
         try:
-            return retrying(self._once, method, path, params, json_body, cost, headers)
+            return retrying(self._once, method, path, params, json_body, cost, headers, content)
         except _Transient as exc:
             raise RetryBudgetExhausted(
                 f"{self.vendor} ({self.credentials.conn_id}): {method} {path} still failing after "
                 f"{self.policy.attempts} attempts: {exc.reason}") from None
 
-    def _once(self, method: str, path: str, params, json_body, cost: float, headers) -> tuple[object, httpx.Response]:
+    def _once(self, method: str, path: str, params, json_body, cost: float, headers,
+              content: bytes | None = None) -> tuple[object, httpx.Response]:
         pause = self.pacer.wait_before(cost)
         if pause > 0:
             self.progress.rate_waits += 1
@@ -175,7 +180,8 @@ class HttpClient:
             self.sleep(pause)
         self.requests_sent += 1
         try:
-            response = self._client.request(method, path, params=params, json=json_body, headers=headers)
+            response = self._client.request(method, path, params=params, json=json_body, headers=headers,
+                                            content=content)
         except httpx.TimeoutException:
             raise _Transient(f"timed out after {self.policy.timeout:.0f}s") from None
         except httpx.TransportError as exc:

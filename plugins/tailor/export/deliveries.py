@@ -1,0 +1,231 @@
+"""Delivery to a sink (S3 drop, Klaviyo): only what changed, each change once, resumable, logged.
+
+    plan = plan_delivery(warehouse, export_dir, sink="klaviyo", as_of_date=d)   # what would be sent, and why
+    result = deliver(warehouse, plan, sink_object)                              # send it; logs export.deliveries
+
+What is sent comes from the day's outbox export (the gated files, not the warehouse), so a delivery reads exactly
+what was exported and holds no DuckDB connection while it talks to the ESP. export.delivered_rows keeps, per sink and
+customer, the hash of the row last accepted and the as-of date it was sent for:
+- delta: a customer is sent when the sink never accepted them or their row's hash changed;
+- full (every TAILOR_FEED_FULL_SYNC_DAYS of as-of dates, or forced): every customer not yet sent for this date.
+A sink reports each batch once the ESP holds it (an S3 object written, a Klaviyo job complete) and the batch's rows
+are recorded at once, in one transaction: a delivery killed midway resumes where it stopped, and re-running a day
+sends nothing twice. Rows the ESP rejected or that were skipped (over a size limit) are not recorded as delivered:
+they are logged in export.delivery_issues with the reason and tried again by the next delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from tailor.export.payload import BatchOutcome, Payload
+from tailor.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+DELIVERIES = "export.deliveries"
+DELIVERED_ROWS = "export.delivered_rows"
+DELIVERY_ISSUES = "export.delivery_issues"
+EXPORTS = "export.exports"
+
+DDL = [
+    "create schema if not exists export",
+    f"""create table if not exists {EXPORTS} (
+        as_of_date date primary key, exported_at timestamptz not null, rows bigint not null,
+        content_sha256 varchar not null, path varchar not null, gate_run_id varchar not null)""",
+    f"""create table if not exists {DELIVERIES} (
+        delivery_id varchar primary key, sink varchar not null, as_of_date date not null, mode varchar not null,
+        status varchar not null,                -- running | complete | failed | interrupted
+        started_at timestamptz not null, finished_at timestamptz, duration_seconds double,
+        rows_in_feed bigint not null, rows_unchanged bigint not null, rows_sent bigint not null default 0,
+        rows_skipped bigint not null default 0, rows_failed bigint not null default 0, batches bigint not null default 0,
+        export_sha256 varchar not null, content_hash varchar, error varchar)""",
+    f"""create table if not exists {DELIVERED_ROWS} (
+        sink varchar not null, customer_id varchar not null, row_hash varchar not null, as_of_date date not null,
+        delivery_id varchar not null, primary key (sink, customer_id))""",
+    f"""create table if not exists {DELIVERY_ISSUES} (
+        delivery_id varchar not null, sink varchar not null, customer_id varchar not null, kind varchar not null,
+        reason varchar not null)""",
+]
+
+
+class Sink(Protocol):
+    name: str
+
+    def deliver(self, payloads: Iterator[Payload], *, as_of_date: date, delivery_id: str,
+                on_batch: Callable[[BatchOutcome], None]) -> None: ...
+
+
+class DeliveryError(RuntimeError):
+    """A delivery could not start or did not finish: the message names the sink, the date and what to do."""
+
+
+def ensure_tables(warehouse: Warehouse) -> None:
+    with warehouse.writer() as con:
+        for statement in DDL:
+            con.execute(statement)
+
+
+@dataclass
+class Plan:
+    """What a delivery of one export to one sink would send."""
+
+    sink: str
+    as_of_date: date
+    mode: str  # delta | full
+    export_dir: Path
+    export_sha256: str
+    rows_in_feed: int
+    pending: set[str]  # customer ids to send
+    resumes: list[str] = field(default_factory=list)  # earlier deliveries of this date that did not finish
+
+    @property
+    def rows_unchanged(self) -> int:
+        return self.rows_in_feed - len(self.pending)
+
+
+@dataclass
+class DeliveryResult:
+    delivery_id: str
+    plan: Plan
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    issues: list[tuple[str, str, str]] = field(default_factory=list)  # (customer_id, kind, reason), the first few
+
+    def summary(self) -> str:
+        return (f"{self.plan.sink} {self.plan.mode} delivery {self.delivery_id} for {self.plan.as_of_date}: "
+                f"{self.sent:,} sent, {self.plan.rows_unchanged:,} unchanged, {self.skipped:,} skipped, "
+                f"{self.failed:,} failed in {self.batches:,} batches, {self.seconds:.1f} s "
+                f"({self.sent / self.seconds if self.seconds else 0:,.0f} rows/s)")
+
+
+def full_sync_due(warehouse: Warehouse, sink: str, as_of_date: date, every_days: int) -> bool:
+    """A full sync is due when this sink's last complete full delivery is `every_days` as-of days back or more (as-of
+    dates, not the wall clock: a backfill decides as the day's run did)."""
+    with warehouse.reader() as con:
+        (last,) = con.execute(f"select max(as_of_date) from {DELIVERIES} where sink = ? and mode = 'full' "  # noqa: S608 constant
+                              "and status = 'complete' and as_of_date <= ?", [sink, as_of_date]).fetchone()
+    return last is None or (as_of_date - last) >= timedelta(days=every_days)
+
+
+def plan_delivery(warehouse: Warehouse, payloads: Callable[[], Iterator[Payload]], *, sink: str, as_of_date: date,
+                  export_dir: Path, export_sha256: str, full: bool) -> Plan:
+    """Compare the export's rows with what the sink holds: the customers to send."""
+    with warehouse.reader() as con:
+        held = dict(con.execute(f"select customer_id, row_hash || '@' || cast(as_of_date as varchar) "  # noqa: S608 constant
+                                f"from {DELIVERED_ROWS} where sink = ?", [sink]).fetchall())
+        resumes = [delivery_id for (delivery_id,) in con.execute(
+            f"select delivery_id from {DELIVERIES} where sink = ? and as_of_date = ? and status in ('running', "  # noqa: S608 constant
+            "'failed', 'interrupted') order by started_at", [sink, as_of_date]).fetchall()]
+    pending: set[str] = set()
+    rows = 0
+    today = f"@{as_of_date.isoformat()}"
+    for payload in payloads():
+        rows += 1
+        last = held.get(payload.customer_id)
+        if last is None or not last.startswith(payload.row_hash) or (full and not last.endswith(today)):
+            pending.add(payload.customer_id)
+    return Plan(sink=sink, as_of_date=as_of_date, mode="full" if full else "delta", export_dir=export_dir,
+                export_sha256=export_sha256, rows_in_feed=rows, pending=pending, resumes=resumes)
+
+
+def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[], Iterator[Payload]],
+            say: Callable[[str], None] = log.info) -> DeliveryResult:
+    """Send the plan's pending rows through `sink`, recording each batch as the sink reports it."""
+    delivery_id = f"{plan.sink}-{plan.as_of_date.isoformat()}-{uuid.uuid4().hex[:12]}"
+    result = DeliveryResult(delivery_id=delivery_id, plan=plan)
+    content = hashlib.sha256()
+    started = time.monotonic()
+    with warehouse.writer() as con:
+        con.execute("begin")
+        # a delivery of the same sink and date that never finished (killed): this one takes over where it stopped
+        con.execute(f"update {DELIVERIES} set status = 'interrupted' where sink = ? and as_of_date = ? "  # noqa: S608 constant
+                    "and status = 'running'", [plan.sink, plan.as_of_date])
+        con.execute(f"insert into {DELIVERIES} (delivery_id, sink, as_of_date, mode, status, started_at, rows_in_feed, "  # noqa: S608 constant
+                    "rows_unchanged, export_sha256) values (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                    [delivery_id, plan.sink, plan.as_of_date, plan.mode, datetime.now(UTC), plan.rows_in_feed,
+                     plan.rows_unchanged, plan.export_sha256])
+        con.execute("commit")
+
+    def record(outcome: BatchOutcome) -> None:
+        sent = pd.DataFrame({"sink": plan.sink, "customer_id": [p.customer_id for p in outcome.sent],
+                             "row_hash": [p.row_hash for p in outcome.sent], "as_of_date": plan.as_of_date,
+                             "delivery_id": delivery_id})
+        issues = pd.DataFrame(
+            [(delivery_id, plan.sink, payload.customer_id, kind, reason)
+             for kind, items in (("failed", outcome.failed), ("skipped", outcome.skipped)) for payload, reason in items],
+            columns=["delivery_id", "sink", "customer_id", "kind", "reason"])
+        with warehouse.writer() as con:
+            con.execute("begin")
+            try:
+                if len(sent):
+                    con.register("sent_rows", sent)
+                    con.execute(f"insert or replace into {DELIVERED_ROWS} "  # noqa: S608 constant
+                                "select sink, customer_id, row_hash, as_of_date, delivery_id from sent_rows")
+                    con.unregister("sent_rows")
+                if len(issues):
+                    con.register("issue_rows", issues)
+                    con.execute(f"insert into {DELIVERY_ISSUES} select * from issue_rows")  # noqa: S608 constant
+                    con.unregister("issue_rows")
+                con.execute(f"update {DELIVERIES} set rows_sent = rows_sent + ?, rows_failed = rows_failed + ?, "  # noqa: S608 constant
+                            "rows_skipped = rows_skipped + ?, batches = batches + 1 where delivery_id = ?",
+                            [len(outcome.sent), len(outcome.failed), len(outcome.skipped), delivery_id])
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+        for payload in outcome.sent:
+            content.update(f"{payload.customer_id}:{payload.row_hash}\n".encode())
+        result.sent += len(outcome.sent)
+        result.failed += len(outcome.failed)
+        result.skipped += len(outcome.skipped)
+        result.batches += 1
+        for kind, items in (("failed", outcome.failed), ("skipped", outcome.skipped)):
+            for payload, reason in items:
+                log.warning("%s delivery %s: %s customer %s: %s", plan.sink, delivery_id, kind, payload.customer_id,
+                            reason)
+                if len(result.issues) < 20:
+                    result.issues.append((payload.customer_id, kind, reason))
+        say(f"deliver {plan.sink}: batch {result.batches}: {len(outcome.sent):,} sent, {len(outcome.failed):,} "
+            f"failed, {len(outcome.skipped):,} skipped ({result.sent:,} of {len(plan.pending):,} so far)")
+
+    pending = (payload for payload in payloads() if payload.customer_id in plan.pending)
+    try:
+        sink.deliver(pending, as_of_date=plan.as_of_date, delivery_id=delivery_id, on_batch=record)
+    except BaseException as exc:
+        _finish(warehouse, delivery_id, "failed", time.monotonic() - started, None, f"{type(exc).__name__}: {exc}")
+        raise
+    result.seconds = time.monotonic() - started
+    _finish(warehouse, delivery_id, "complete", result.seconds, content.hexdigest(), None)
+    return result
+
+
+def _finish(warehouse: Warehouse, delivery_id: str, status: str, seconds: float, content_hash: str | None,
+            error: str | None) -> None:
+    with warehouse.writer() as con:
+        con.execute(f"update {DELIVERIES} set status = ?, finished_at = ?, duration_seconds = ?, content_hash = ?, "  # noqa: S608 constant
+                    "error = ? where delivery_id = ?",
+                    [status, datetime.now(UTC), seconds, content_hash, error, delivery_id])
+
+
+def delivery_log(warehouse: Warehouse, as_of_date: date | None = None, limit: int = 20) -> pd.DataFrame:
+    """The latest deliveries (of one date, or all), newest first."""
+    where, params = ("where as_of_date = ?", [as_of_date]) if as_of_date else ("", [])
+    with warehouse.reader() as con:
+        return con.execute(f"select delivery_id, sink, as_of_date, mode, status, rows_in_feed, rows_unchanged, "  # noqa: S608 constant
+                           f"rows_sent, rows_skipped, rows_failed, batches, round(duration_seconds, 1) as seconds, "
+                           f"content_hash from {DELIVERIES} {where} order by started_at desc limit {int(limit)}",
+                           params).df()

@@ -1,0 +1,193 @@
+"""The feed for one as-of date: built by dbt (exports.esp_feed), gated (expectations/feed.yml), read as payloads.
+
+    build_feed(as_of)            dbt build --selector feed: the feed rows of as_of's date (others kept)
+    gate_feed(as_of)             the feed gate; raises GateFailed naming what failed
+    feed_payloads(con, date)     the date's rows as the ESP receives them (ESP_FIELDS), in customer order
+
+The feed reads the models' scores for the date (ml.customer_scores, ml.customer_recommendations,
+ml.customer_send_times, each at the version scored last for the date), so it is built after `python -m ml score`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from tailor.export.payload import Payload
+from tailor.warehouse import Warehouse
+
+FEED = "exports.esp_feed"
+FEED_SELECTOR = "feed"
+SCORED_TABLES = ("ml.customer_scores", "ml.customer_recommendations", "ml.customer_send_times")
+
+# exports.esp_feed column -> the name the ESP sees. Klaviyo keeps email, external_id and first_name as profile
+# attributes and everything else as custom properties; the CSV and the S3 drop use the same names. The as-of date is
+# in the manifest, not in each row: a row that did not change keeps its hash, so a delta sync does not resend it.
+ESP_FIELDS: dict[str, str] = {
+    "customer_id": "external_id",
+    "email": "email",
+    "first_name": "first_name",
+    "greeting_name": "tailor_greeting_name",
+    "shopify_customer_id": "tailor_shopify_customer_id",
+    "klaviyo_profile_id": "tailor_klaviyo_profile_id",
+    "segment_id": "tailor_segment_id",
+    "segment_name": "tailor_segment",
+    "rfm_segment": "tailor_rfm_segment",
+    "churn_probability": "tailor_churn_probability",
+    "churn_risk_band": "tailor_churn_risk",
+    "expected_net_sales_12m": "tailor_predicted_value_12m",
+    "expected_next_order_date": "tailor_next_order_date",
+    "currency_code": "tailor_currency",
+    "recommendations": "tailor_recommendations",
+    "send_hour_local": "tailor_send_hour_local",
+    "send_hour_utc": "tailor_send_hour_utc",
+    "timezone": "tailor_timezone",
+    "next_best_action": "tailor_next_best_action",
+    "content_block": "tailor_content_block",
+    "greeting_block": "tailor_greeting_block",
+    "recommendations_block": "tailor_recommendations_block",
+    "experiment_group": "tailor_experiment_group",
+}
+MODEL_VERSION_COLUMNS = ("scores_model_version", "recommendations_model_version", "send_times_model_version")
+# Rounded for the ESP: a template shows 2 decimals, and a score moving in its 4th decimal is not a change worth
+# resending a profile for.
+ROUNDED = {"churn_probability": 2, "expected_net_sales_12m": 2}
+FETCH_ROWS = 10_000
+
+
+class FeedError(RuntimeError):
+    """The feed cannot be built, gated or read: the message says what is missing and which command makes it."""
+
+
+def build_feed(as_of: datetime, *, warehouse: Warehouse | None = None, quiet: bool = True):
+    """dbt build the feed models (and their tests) as of `as_of`: replaces the rows of its date only."""
+    from tailor import transform
+
+    warehouse = warehouse or Warehouse()
+    missing = unscored_tables(warehouse, as_of.date())
+    if missing:
+        raise FeedError(f"no scores for {as_of.date()} in {', '.join(missing)}: score first "
+                        f"(python -m ml score --as-of {as_of.date()})")
+    return transform.build(as_of, selector=FEED_SELECTOR, duckdb_path=warehouse.path, quiet=quiet)
+
+
+def unscored_tables(warehouse: Warehouse, as_of_date: date) -> list[str]:
+    """The models' tables with no scoring run for the date (ml.scoring_runs)."""
+    with warehouse.reader() as con:
+        if not _has_table(con, "ml.scoring_runs"):
+            return list(SCORED_TABLES)
+        scored = {name for (name,) in con.execute(
+            "select distinct table_name from ml.scoring_runs where as_of_date = ?", [as_of_date]).fetchall()}
+    return [table for table in SCORED_TABLES if table not in scored]
+
+
+def gate_params() -> dict[str, Any]:
+    """The feed gate's params whose truth lives in the recommender's config."""
+    from ml import config
+
+    return {"list_size": config.REC_LIST_SIZE, "replenishable_rate": config.REC_REPLENISHABLE_RATE}
+
+
+def gate_feed(as_of: datetime, *, warehouse: Warehouse | None = None, raise_on_failure: bool = True):
+    """Run expectations/feed.yml on the feed of as_of's date (GateFailed names each failed check)."""
+    from tailor.export.deliveries import ensure_tables
+    from tailor.quality import run_gate
+
+    warehouse = warehouse or Warehouse()
+    ensure_tables(warehouse)  # the volume check reads export.exports, empty before the first export
+    return run_gate("feed", as_of, warehouse, raise_on_failure=raise_on_failure, params=gate_params())
+
+
+def lift_readout(con: duckdb.DuckDBPyConnection, cohorts: int = 5) -> list[str]:
+    """The latest cohorts of exports.feed_lift as lines: treatment against holdout, with the interval and verdict."""
+    if not _has_table(con, "exports.feed_lift"):
+        return []
+    rows = con.execute("""
+        select as_of_date, metric, treatment_customers, holdout_customers, treatment_value, holdout_value, difference,
+               ci_lower, ci_upper, is_significant, is_window_complete, horizon_days
+        from exports.feed_lift
+        where as_of_date in (select distinct as_of_date from exports.feed_lift order by as_of_date desc limit ?)
+        order by as_of_date desc, metric""", [cohorts]).fetchall()
+    lines = []
+    for (day, metric, treated, held, treated_value, held_value, difference, low, high, significant, complete,
+         horizon) in rows:
+        verdict = "significant" if significant else "not significant"
+        window = f"{horizon}-day window complete" if complete else f"{horizon}-day window still open"
+        lines.append(f"  {day} {metric:<10} treatment {_number(treated_value)} (n {treated:,}) vs holdout "
+                     f"{_number(held_value)} (n {held:,}): {_number(difference, '+')}, 95% CI "
+                     f"[{_number(low, '+')}, {_number(high, '+')}], {verdict}; {window}")
+    return lines
+
+
+def _number(value: Any, sign: str = "") -> str:
+    return "n/a" if value is None else f"{float(value):{sign},.4f}"
+
+
+def feed_rows(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
+    if not _has_table(con, FEED):
+        return 0
+    return con.execute(f"select count(*) from {FEED} where as_of_date = ?", [as_of_date]).fetchone()[0]  # noqa: S608 constant
+
+
+def model_versions(con: duckdb.DuckDBPyConnection, as_of_date: date) -> dict[str, str]:
+    """The model versions the date's feed was made with (one per kind)."""
+    row = con.execute(f"select {', '.join(f'min({c}), max({c})' for c in MODEL_VERSION_COLUMNS)} "  # noqa: S608 constant
+                      f"from {FEED} where as_of_date = ?", [as_of_date]).fetchone()
+    versions = {}
+    for number, column in enumerate(MODEL_VERSION_COLUMNS):
+        low, high = row[2 * number], row[2 * number + 1]
+        if low != high:
+            raise FeedError(f"{FEED} for {as_of_date} mixes {column} {low} and {high}: rebuild the feed")
+        versions[column.removesuffix("_model_version")] = low
+    return versions
+
+
+def feed_payloads(con: duckdb.DuckDBPyConnection, as_of_date: date) -> Iterator[Payload]:
+    """The date's feed rows as Payloads, in customer order, fetched in slices (a million rows are never held)."""
+    columns = list(ESP_FIELDS)
+    result = con.execute(f"select {', '.join(columns)} from {FEED} where as_of_date = ? order by customer_id",  # noqa: S608 constant
+                         [as_of_date])
+    while True:
+        rows = result.fetchmany(FETCH_ROWS)
+        if not rows:
+            return
+        for row in rows:
+            yield to_payload(dict(zip(columns, row, strict=True)))
+
+
+def to_payload(row: dict[str, Any]) -> Payload:
+    """One exports.esp_feed row (its ESP_FIELDS columns) as the ESP receives it."""
+    if not row.get("email") or not row.get("customer_id"):
+        raise FeedError(f"{FEED} row without customer_id or email: {row.get('customer_id')!r}")
+    fields = {}
+    for column, name in ESP_FIELDS.items():
+        value = row[column]
+        if column == "recommendations":
+            value = json.loads(value) if isinstance(value, str) else (value or [])
+        elif column in ROUNDED and value is not None:
+            value = round(float(value), ROUNDED[column])
+        fields[name] = _json_safe(value)
+    return Payload.of(row["customer_id"], row["email"], fields)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    return value
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return con.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                       [schema, name]).fetchone()[0] > 0

@@ -1,0 +1,291 @@
+"""The feed end to end: a simulator world extracted, built, scored, then the feed built, gated, exported and delivered
+to a local S3 server (moto) and to the simulator's Klaviyo over HTTP; re-runs, a delivery cut off midway, a failed
+gate, and people who unsubscribe in the next hour's data."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+
+from ml import config, personalization, training
+from simulator.faults import Faults, parse_faults
+from simulator.server import start_in_thread
+from simulator.state import TOKENS, SimState
+from simulator.world import SUBSCRIBED, World, WorldConfig
+from tailor.export import deliveries, feed, outbox, steps
+from tailor.export.klaviyo import KlaviyoSink
+from tailor.export.s3 import S3Sink
+from tailor.quality import GateFailed
+from tailor.sources import Credentials
+from tailor.warehouse import Warehouse
+from tests.integration.dbt_fixtures import extract_and_load
+from tests.integration.lakekit import moto_s3
+from tests.integration.mlkit import Shop, quiet, use_data_dir
+
+CUSTOMERS = 600
+SEED = 23
+
+
+@dataclass
+class Delivered:
+    shop: Shop
+    data_dir: Path
+    warehouse: Warehouse
+    server: object
+    klaviyo: Credentials
+    s3_url: str
+    exported: steps.ExportResult
+    results: dict
+
+
+@pytest.fixture(scope="module")
+def root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tailor-feed-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def delivered(root: Path) -> Iterator[Delivered]:
+    """Day one: the world (running two days past its clock) loaded, built, trained, scored; the feed built, gated,
+    exported and delivered to both sinks."""
+    world = World.build(WorldConfig(customers=CUSTOMERS, seed=SEED, future_days=2))
+    now = datetime.fromtimestamp(world.now, UTC)
+    shop = Shop(world, root / "shop", [now])
+    server = start_in_thread(SimState(world=world, faults=parse_faults("none"), rate_limits=False))
+    server.state.set_now(world.now)
+    with pytest.MonkeyPatch.context() as patch, moto_s3() as s3_url:
+        data_dir = root / "data"
+        use_data_dir(patch, data_dir)
+        # the feed needs models that score, not the best ones: two churn snapshots instead of six (a dbt build each)
+        patch.setattr(config, "TRAINING_SNAPSHOTS", 2)
+        warehouse = shop.install(data_dir)
+        training.train(now, say=quiet)
+        training.score(now, say=quiet)
+        personalization.train(now, say=quiet)
+        personalization.score(now, say=quiet)
+        feed.build_feed(now, warehouse=warehouse)
+        feed.gate_feed(now, warehouse=warehouse)
+        exported = steps.export(now, warehouse=warehouse)
+        klaviyo = Credentials("test klaviyo", server.url, TOKENS["klaviyo"])
+        results = {
+            "klaviyo": steps.deliver(now, "klaviyo", warehouse=warehouse,
+                                     sink_object=_klaviyo_sink(klaviyo, 150)),
+            "s3": steps.deliver(now, "s3", warehouse=warehouse, sink_object=_s3_sink(s3_url)),
+        }
+        try:
+            yield Delivered(shop, data_dir, warehouse, server, klaviyo, s3_url, exported, results)
+        finally:
+            server.stop()
+
+
+def _s3_sink(s3_url: str) -> S3Sink:
+    return S3Sink.from_url(f"{s3_url}/feed", rows_per_object=200)  # the client from the environment moto_s3 sets
+
+
+def _klaviyo_sink(credentials: Credentials, profiles_per_job: int = 10_000) -> KlaviyoSink:
+    return KlaviyoSink(credentials, max_profiles_per_job=profiles_per_job, poll_interval=0.02)
+
+
+def _exported_rows(export_dir: Path) -> dict[str, dict]:
+    with gzip.open(export_dir / outbox.DATA_FILE, "rt", encoding="utf-8") as lines:
+        return {row["customer_id"]: row for row in map(json.loads, lines)}
+
+
+def _consent_by_email(world: World, t: int) -> dict[str, int]:
+    profiles = world.profiles
+    return {world.person_email(int(profiles.person[q])): world.consent_at(q, t) for q in range(profiles.n)
+            if profiles.created_at[q] <= t}
+
+
+def test_day_one_reaches_both_sinks_with_every_field_and_only_consented_people(delivered: Delivered):
+    shop, warehouse = delivered.shop, delivered.warehouse
+    with warehouse.reader() as con:
+        marketable = con.execute("select count(*) from marts.customers where is_email_marketable").fetchone()[0]
+        in_feed = feed.feed_rows(con, shop.now.date())
+    rows = _exported_rows(delivered.exported.path)
+    assert len(rows) == in_feed == delivered.exported.rows == marketable > 100
+    # consent against the world itself, not the marts: every exported email is subscribed in Klaviyo at the as-of
+    consent = _consent_by_email(shop.world, int(shop.now.timestamp()))
+    assert all(consent.get(row["email"].lower()) == SUBSCRIBED for row in rows.values())
+
+    # the local S3 server holds exactly the exported rows, in objects of at most 200 rows, manifest last
+    client = boto3.client("s3", endpoint_url=_endpoint())
+    bucket, _, prefix = delivered.s3_url.removeprefix("s3://").partition("/")
+    result = delivered.results["s3"]
+    keys = [item["Key"] for item in client.list_objects_v2(
+        Bucket=bucket, Prefix=f"{prefix}/feed/{shop.now.date()}/{result.delivery_id}/")["Contents"]]
+    parts = sorted(key for key in keys if key.endswith(".jsonl.gz"))
+    assert len(parts) == result.batches == -(-len(rows) // 200)
+    sent = {}
+    for key in parts:
+        head = client.head_object(Bucket=bucket, Key=key)
+        assert head["ServerSideEncryption"] == "AES256"
+        body = gzip.decompress(client.get_object(Bucket=bucket, Key=key)["Body"].read()).decode()
+        sent.update({row["customer_id"]: row for row in map(json.loads, body.splitlines())})
+    assert sent == rows
+
+    # the simulator's Klaviyo holds every field of a sample of them as profile properties
+    klaviyo = delivered.results["klaviyo"]
+    assert klaviyo.sent == len(rows) and klaviyo.failed == klaviyo.skipped == 0
+    assert klaviyo.batches == -(-len(rows) // 150)
+    import httpx
+
+    headers = {"Authorization": f"Klaviyo-API-Key {TOKENS['klaviyo']}", "revision": "2026-10-15",
+               "accept": "application/vnd.api+json"}
+    for row in list(rows.values())[:: max(1, len(rows) // 25)]:
+        answer = httpx.get(f"{delivered.server.url}/api/profiles", headers=headers,
+                           params={"filter": f'equals(email,"{row["email"]}")'}).json()["data"]
+        assert len(answer) == 1, row["email"]
+        attributes = answer[0]["attributes"]
+        assert attributes["external_id"] == row["customer_id"]
+        if row["first_name"] is not None:
+            assert attributes["first_name"] == row["first_name"]
+        properties = attributes["properties"]
+        for name, value in row.items():
+            if name.startswith("tailor_") and value is not None:
+                assert properties[name] == value, (row["customer_id"], name)
+        assert len(properties["tailor_recommendations"]) == row["tailor_recommendations"].__len__() > 0
+
+    log = deliveries.delivery_log(warehouse, shop.now.date())
+    assert sorted(log["sink"]) == ["klaviyo", "s3"] and set(log["status"]) == {"complete"}
+    assert set(log["mode"]) == {"full"} and (log["rows_sent"] == len(rows)).all()
+
+
+def test_a_rerun_of_the_day_sends_nothing(delivered: Delivered):
+    shop, warehouse = delivered.shop, delivered.warehouse
+    jobs = len(delivered.server.state.vendor_state["klaviyo"].jobs)
+    again = steps.deliver(shop.now, "klaviyo", warehouse=warehouse, sink_object=_klaviyo_sink(delivered.klaviyo))
+    assert again.sent == 0 and again.plan.rows_unchanged == delivered.exported.rows
+    assert len(delivered.server.state.vendor_state["klaviyo"].jobs) == jobs  # not a single request to import
+    forced = steps.deliver(shop.now, "s3", warehouse=warehouse, full=True, sink_object=_s3_sink(delivered.s3_url))
+    assert forced.sent == 0  # a full sync of a day already fully sent sends nothing either
+    # re-exporting the same day gives the same bytes
+    manifest = outbox.read_manifest(delivered.data_dir / "outbox", shop.now.date())
+    steps.export(shop.now, warehouse=warehouse)
+    assert outbox.read_manifest(delivered.data_dir / "outbox", shop.now.date())["files"] == manifest["files"]
+
+
+def test_the_cli_reports_a_dry_run_and_refuses_a_day_never_built(delivered: Delivered):
+    env = {**os.environ, "TAILOR_DATA_DIR": str(delivered.data_dir),
+           "AIRFLOW_CONN_KLAVIYO_DEFAULT": json.dumps({"conn_type": "http", "host": delivered.server.url,
+                                                       "password": TOKENS["klaviyo"]})}
+    day = delivered.shop.now.isoformat()
+    dry = subprocess.run([sys.executable, "-m", "tailor", "feed", "deliver", "--as-of", day, "--sink", "klaviyo",
+                          "--dry-run", "--full"], capture_output=True, text=True, env=env, timeout=300)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"full sync of {delivered.shop.now.date()}: 0 of {delivered.exported.rows:,} rows to send" in dry.stdout
+    assert "dry run: nothing sent" in dry.stdout
+    earlier = (delivered.shop.now - timedelta(days=30)).isoformat()
+    refused = subprocess.run([sys.executable, "-m", "tailor", "feed", "export", "--as-of", earlier],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode == 1 and "feed gate has not run" in refused.stdout, refused.stdout + refused.stderr
+
+
+def test_a_delivery_cut_off_midway_resumes_and_sends_each_customer_once(delivered: Delivered):
+    """The API key is revoked after the second import job completes: the delivery fails with what it sent recorded;
+    the next one sends the rest; every customer was imported exactly once."""
+    shop, warehouse, server = delivered.shop, delivered.warehouse, delivered.server
+    surface = server.state.vendor_state["klaviyo"]
+    before = len(surface.jobs)
+    with warehouse.writer() as con:  # a new sink name: a sink that has never received this day
+        con.execute("delete from export.delivered_rows where sink = 'klaviyo'")
+
+    def revoke_after_two_jobs() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if sum(job.status == "complete" for job in list(surface.jobs.values())[before:]) >= 2:
+                server.state.faults = Faults(revoked_token=True)
+                return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=revoke_after_two_jobs)
+    watcher.start()
+    try:
+        with pytest.raises(Exception, match="401|revoked|unauthori"):
+            steps.deliver(shop.now, "klaviyo", warehouse=warehouse,
+                          sink_object=_klaviyo_sink(delivered.klaviyo, 100))
+    finally:
+        watcher.join()
+        server.state.faults = parse_faults("none")
+    cut = deliveries.delivery_log(warehouse, shop.now.date()).iloc[0]
+    assert cut["status"] == "failed" and 0 < cut["rows_sent"] < delivered.exported.rows
+
+    resumed = steps.deliver(shop.now, "klaviyo", warehouse=warehouse,
+                            sink_object=_klaviyo_sink(delivered.klaviyo, 100))
+    assert resumed.plan.resumes and resumed.sent == delivered.exported.rows - cut["rows_sent"]
+    imported: dict[str, int] = {}
+    for job in list(surface.jobs.values())[before:]:
+        if job.status == "complete":
+            for profile in job.profiles:
+                email = profile["attributes"]["email"]
+                imported[email] = imported.get(email, 0) + 1
+    assert len(imported) == delivered.exported.rows and set(imported.values()) == {1}
+
+
+def test_a_failed_feed_gate_exports_nothing_and_keeps_the_last_delivered_feed(delivered: Delivered):
+    shop, warehouse = delivered.shop, delivered.warehouse
+    manifest = outbox.read_manifest(delivered.data_dir / "outbox", shop.now.date())
+    with warehouse.writer() as con:  # someone's edit lets a never-subscribed customer into the day's feed
+        con.execute("""update exports.esp_feed set email_consent_state = 'never_subscribed'
+                       where customer_id = (select min(customer_id) from exports.esp_feed where as_of_date = ?)""",
+                    [shop.now.date()])
+    try:
+        with pytest.raises(GateFailed, match="email_consent_state"):
+            feed.gate_feed(shop.now, warehouse=warehouse)
+        with pytest.raises(steps.ExportError, match="feed gate failed"):
+            steps.export(shop.now, warehouse=warehouse)
+        assert outbox.read_manifest(delivered.data_dir / "outbox", shop.now.date()) == manifest
+    finally:
+        feed.build_feed(shop.now, warehouse=warehouse)
+        feed.gate_feed(shop.now, warehouse=warehouse)
+
+
+def test_people_who_unsubscribe_in_the_next_hour_are_not_in_the_next_delivery(delivered: Delivered):
+    shop, warehouse, world = delivered.shop, delivered.warehouse, delivered.shop.world
+    rows = _exported_rows(delivered.exported.path)
+    # ten delivered people unsubscribe in Klaviyo during the next day's last hour
+    later = shop.now + timedelta(days=1)
+    t = int(later.timestamp()) - 1800
+    by_email = {world.person_email(int(world.profiles.person[q])): q for q in range(world.profiles.n)}
+    leaving = sorted(rows)[:10]
+    for customer_id in leaving:
+        q = by_email[rows[customer_id]["email"].lower()]
+        world.profiles.unsubscribed_at[q] = t
+        world.touch("profiles", q, t)
+    # the hourly runs up to the next day, then the next day's build, scores and feed
+    extract_and_load(world, warehouse, delivered.data_dir / "next-lake", [later])
+    from tailor.transform import build
+
+    build(later, duckdb_path=warehouse.path, state_dir=delivered.data_dir / "dbt", quiet=True)
+    training.score(later, say=quiet)
+    personalization.score(later, say=quiet)
+    feed.build_feed(later, warehouse=warehouse)
+    feed.gate_feed(later, warehouse=warehouse)
+    exported = steps.export(later, warehouse=warehouse)
+    result = steps.deliver(later, "s3", warehouse=warehouse, sink_object=_s3_sink(delivered.s3_url))
+    next_rows = _exported_rows(exported.path)
+    assert not set(leaving) & set(next_rows)
+    consent = _consent_by_email(world, int(later.timestamp()))
+    assert all(consent.get(row["email"].lower()) == SUBSCRIBED for row in next_rows.values())
+    # the delta sent only changed rows, none of the leavers
+    assert result.plan.mode == "delta" and not set(leaving) & result.plan.pending
+    assert result.sent == len(result.plan.pending) <= len(next_rows)
+
+
+def _endpoint() -> str:
+    return os.environ["TAILOR_S3_ENDPOINT_URL"]
