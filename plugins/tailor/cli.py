@@ -96,22 +96,27 @@ def main(argv: list[str] | None = None) -> int:
             return _build(args)
         if args.command == "snapshot":
             return _snapshot(args)
+        if args.command == "feed" and args.step == "gate":
+            _leave(_feed(args))
         if args.command == "feed":
             return _feed(args)
         if args.command == "gate" and args.gate == "feed":  # with the recommender's list size and the export log
-            return _feed(argparse.Namespace(step="gate", as_of=args.as_of or _stamp(datetime.now(UTC))))
+            _leave(_feed(argparse.Namespace(step="gate", as_of=args.as_of or _stamp(datetime.now(UTC)))))
         if args.command == "gate":
             from tailor.quality import cli_main
 
-            code = cli_main(args.gate, args.as_of)
-            # GX with duckdb-engine leaves DuckDB type objects that nanobind lists, harmlessly but at length, at
-            # interpreter teardown; a finished gate has nothing left to clean up, so leave without it.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            _leave(cli_main(args.gate, args.as_of))
     except _BadInput as exc:
         parser.exit(2, f"python -m tailor {args.command}: error: {exc}\n")
     return 2
+
+
+def _leave(code: int) -> None:
+    """Exit after a gate. GX with duckdb-engine leaves DuckDB type objects that nanobind lists, harmlessly but at
+    length, at interpreter teardown; a finished gate has nothing left to clean up, so leave without it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _configure_logging() -> None:
