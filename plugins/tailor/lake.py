@@ -157,7 +157,8 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (owned by anyone): a temp file or folder named after a live one is in use."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -183,7 +184,7 @@ class _LocalStore:
         """Remove temp files of this object left by processes that died (killed mid-write)."""
         for stale in final.parent.glob(f".{final.name}.*.tmp"):
             pid = stale.name[len(final.name) + 2:].split("-", 1)[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 stale.unlink(missing_ok=True)
 
     @contextmanager

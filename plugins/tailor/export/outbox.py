@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tailor.export.payload import Payload
-from tailor.lake import fsync_path
+from tailor.lake import fsync_path, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -322,23 +322,13 @@ def _swap_in(tmp: Path, target: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _sweep(outbox_dir: Path) -> None:
     """Clean up after writers that died (call under the lock): an export left aside where no export stands is put
     back; every other work folder of a dead process is removed."""
     stale = []
     for entry in sorted(outbox_dir.iterdir()):
         match = _WORK_DIR.match(entry.name)
-        if match and entry.is_dir() and not _pid_alive(int(match.group(2))):
+        if match and entry.is_dir() and not pid_alive(int(match.group(2))):
             stale.append((entry, match.group(1), match.group(3)))
     for entry, day, kind in stale:
         target = outbox_dir / day
