@@ -25,7 +25,7 @@ import duckdb
 import pandas as pd
 
 from ml.errors import ModelInputError
-from tailor.warehouse import Warehouse
+from tailor.warehouse import Warehouse, has_table
 
 FEATURES = "marts.customer_features"
 LABELS = "marts.churn_labels"
@@ -93,14 +93,10 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    return con.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                       [schema, name]).fetchone()[0] > 0
 
 
 def _require(con: duckdb.DuckDBPyConnection, qualified: str, warehouse: Warehouse, hint: str) -> None:
-    if not _has_table(con, qualified):
+    if not has_table(con, qualified):
         raise ModelInputError(f"{qualified} does not exist in {warehouse.path}: {hint}")
 
 
@@ -114,7 +110,7 @@ def _columns(con: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
 def feature_snapshots(warehouse: Warehouse) -> dict[date, datetime]:
     """Each as-of date held in marts.customer_features, with the exact as-of time it was built for."""
     with warehouse.reader() as con:
-        if not _has_table(con, FEATURES):
+        if not has_table(con, FEATURES):
             return {}
         rows = con.execute(f"select as_of_date, max(as_of_at) from {FEATURES} group by as_of_date").fetchall()  # noqa: S608 constant
     return {day: _utc(at) for day, at in rows}
@@ -123,7 +119,7 @@ def feature_snapshots(warehouse: Warehouse) -> dict[date, datetime]:
 def label_snapshots(warehouse: Warehouse) -> dict[date, datetime]:
     """Each as-of date whose churn labels are kept in ml.churn_label_snapshots, with its exact as-of time."""
     with warehouse.reader() as con:
-        if not _has_table(con, "ml.churn_label_snapshot_runs"):
+        if not has_table(con, "ml.churn_label_snapshot_runs"):
             return {}
         rows = con.execute("select as_of_date, as_of_at from ml.churn_label_snapshot_runs").fetchall()
     return {day: _utc(at) for day, at in rows}
@@ -185,7 +181,7 @@ def read_labels(warehouse: Warehouse, as_of_date: date) -> pd.DataFrame:
     """The churn labels kept for `as_of_date` (index customer_id; columns is_churned, days_since_last_order,
     orders_in_horizon, next_order_at), possibly empty."""
     with warehouse.reader() as con:
-        if not _has_table(con, LABEL_SNAPSHOTS):
+        if not has_table(con, LABEL_SNAPSHOTS):
             return pd.DataFrame(columns=["is_churned"]).rename_axis("customer_id")
         frame = con.execute(f"select customer_id, is_churned, days_since_last_order, orders_in_horizon, "  # noqa: S608 constant
                             f"next_order_at from {LABEL_SNAPSHOTS} where as_of_date = ? order by customer_id",
@@ -219,7 +215,7 @@ def first_order_at(warehouse: Warehouse, until: datetime) -> datetime | None:
 def orders_built_as_of(warehouse: Warehouse) -> datetime | None:
     """The newest order time in marts.orders: orders after a training as-of are invisible to a build before it."""
     with warehouse.reader() as con:
-        if not _has_table(con, ORDERS):
+        if not has_table(con, ORDERS):
             return None
         newest = con.execute(f"select max(ordered_at) from {ORDERS}").fetchone()[0]  # noqa: S608 constant
     return _utc(newest) if newest is not None else None
@@ -280,7 +276,7 @@ def _read_dated(warehouse: Warehouse, table: str, columns: list[str], as_of_date
     """The rows of an ml.* table keyed by as-of date and model version: one date, one version or all; none yet: an
     empty frame with the columns."""
     with warehouse.reader() as con:
-        if not _has_table(con, table):
+        if not has_table(con, table):
             return pd.DataFrame(columns=columns)
         where, params = "as_of_date = ?", [as_of_date]
         if model_version is not None:
@@ -399,7 +395,7 @@ def read_timezones(warehouse: Warehouse) -> pd.Series:
 def built_as_of(warehouse: Warehouse, table: str) -> datetime | None:
     """The as-of time a mart with an as_of_at column was last built for (None: missing, empty or without it)."""
     with warehouse.reader() as con:
-        if not _has_table(con, table) or "as_of_at" not in _columns(con, table):
+        if not has_table(con, table) or "as_of_at" not in _columns(con, table):
             return None
         built = con.execute(f"select max(as_of_at) from {table}").fetchone()[0]  # noqa: S608 constant
     return _utc(built) if built is not None else None

@@ -119,6 +119,13 @@ def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and ("Could not set lock" in message or "Conflicting lock" in message)
 
 
+def has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    """Whether schema.table exists on this connection (ml.* and export.* appear only once something wrote them)."""
+    schema, name = qualified.split(".")
+    return con.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                       [schema, name]).fetchone()[0] > 0
+
+
 def raw_table(source: str, entity: str) -> str:
     """raw.<source>_<entity>, from names checked to be safe identifiers."""
     return f"raw.{check_name('source', source)}_{check_name('entity', entity)}"

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from tailor.export.payload import Payload
-from tailor.warehouse import Warehouse
+from tailor.warehouse import Warehouse, has_table
 
 FEED = "exports.esp_feed"
 FEED_SELECTOR = "feed"
@@ -79,7 +79,7 @@ def build_feed(as_of: datetime, *, warehouse: Warehouse | None = None, quiet: bo
 def unscored_tables(warehouse: Warehouse, as_of_date: date) -> list[str]:
     """The models' tables with no scoring run for the date (ml.scoring_runs)."""
     with warehouse.reader() as con:
-        if not _has_table(con, "ml.scoring_runs"):
+        if not has_table(con, "ml.scoring_runs"):
             return list(SCORED_TABLES)
         scored = {name for (name,) in con.execute(
             "select distinct table_name from ml.scoring_runs where as_of_date = ?", [as_of_date]).fetchall()}
@@ -105,7 +105,7 @@ def gate_feed(as_of: datetime, *, warehouse: Warehouse | None = None, raise_on_f
 
 def lift_readout(con: duckdb.DuckDBPyConnection, cohorts: int = 5) -> list[str]:
     """The latest cohorts of exports.feed_lift as lines: treatment against holdout, with the interval and verdict."""
-    if not _has_table(con, "exports.feed_lift"):
+    if not has_table(con, "exports.feed_lift"):
         return []
     rows = con.execute("""
         select as_of_date, metric, treatment_customers, holdout_customers, treatment_value, holdout_value, difference,
@@ -129,7 +129,7 @@ def _number(value: Any, sign: str = "") -> str:
 
 
 def feed_rows(con: duckdb.DuckDBPyConnection, as_of_date: date) -> int:
-    if not _has_table(con, FEED):
+    if not has_table(con, FEED):
         return 0
     return con.execute(f"select count(*) from {FEED} where as_of_date = ?", [as_of_date]).fetchone()[0]  # noqa: S608 constant
 
@@ -185,9 +185,3 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _json_safe(item) for key, item in value.items()}
     return value
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    return con.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                       [schema, name]).fetchone()[0] > 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from tailor import settings
 from tailor.export import deliveries, feed, outbox
 from tailor.export.payload import Payload
-from tailor.warehouse import Warehouse
+from tailor.warehouse import Warehouse, has_table
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,12 @@ def _gate_result(warehouse: Warehouse, as_of: datetime) -> dict:
     from tailor.quality.gate import run_id_for
 
     run_id = run_id_for("feed", as_of)
+    passed, checks, run_at = None, 0, None
     with warehouse.reader() as con:
-        has_results = con.execute("select count(*) from information_schema.tables where table_schema = 'quality' "
-                                  "and table_name = 'gate_results'").fetchone()[0]
-        rows = con.execute("select bool_and(status <> 'failed'), count(*), max(run_at) from quality.gate_results "
-                           "where run_id = ?", [run_id]).fetchone() if has_results else (None, 0, None)
-    passed, checks, run_at = rows
+        if has_table(con, "quality.gate_results"):
+            passed, checks, run_at = con.execute(
+                "select bool_and(status <> 'failed'), count(*), max(run_at) from quality.gate_results where run_id = ?",
+                [run_id]).fetchone()
     if not checks:
         raise ExportError(f"the feed gate has not run for {run_id}: run python -m tailor feed gate "
                           f"--as-of {as_of.astimezone(UTC).isoformat()} first")
