@@ -108,6 +108,15 @@ class BuildFailed(RuntimeError):
 
 # The feed's nodes (dbt_project.yml): built only when selected (selectors.yml "feed"), after the models scored.
 FEED_TAG = "tag:feed"
+# Vars whose values are read only when the models run, never in a config or a ref: a project parsed for one as-of serves
+# builds as of any other. Whether one is set does count (with known_at, staging reads source loads.batches), so a
+# parse is kept per set of them (tests/integration/test_dbt_build.py checks both).
+RUNTIME_VARS = ("as_of", "known_at")
+# Parsing the project takes about 5 s of a build; a process that builds again (training's snapshot builds, the tests)
+# reuses its manifest: dbt recompiles every node of a build from it. At most this many parses are kept per process.
+_PARSED: dict[tuple, object] = {}
+_PARSED_KEPT = 4
+_NOT_PROJECT_FILES = {"target", "logs", "dbt_packages", "__pycache__"}
 # `exclude` for a build that only makes tables: dbt's data and unit tests skipped (for rebuilds of data gated before).
 WITHOUT_TESTS = ("resource_type:test", "resource_type:unit_test")
 
@@ -145,10 +154,13 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
     if known_at is not None:
         run_vars["known_at"] = _iso(parse_as_of(known_at, "known-at"))
     state = Path(state_dir) if state_dir is not None else dbt_state_dir()
-    args = ["build", "--project-dir", str(settings.dbt_project_dir()), "--profiles-dir", str(settings.dbt_project_dir()),
-            "--target", chosen, "--target-path", str(state / "target"), "--log-path", str(state / "logs")]
+    common = ["--project-dir", str(settings.dbt_project_dir()), "--profiles-dir", str(settings.dbt_project_dir()),
+              "--target", chosen, "--target-path", str(state / "target"), "--log-path", str(state / "logs")]
     if run_vars:
-        args += ["--vars", json.dumps(run_vars)]
+        common += ["--vars", json.dumps(run_vars)]
+    if quiet:
+        common.append("--quiet")
+    args = ["build", *common]
     if select:
         args += ["--select", *_words(select)]
     if selector:
@@ -159,8 +171,6 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
         args += ["--exclude", *_words(exclude or ()), *feed]
     if full_refresh:
         args.append("--full-refresh")
-    if quiet:
-        args.append("--quiet")
     if dev:
         snapshot = Path((env or {}).get("TAILOR_RAW_SNAPSHOT_PATH") or settings.raw_snapshot_path()).resolve()
         run_env = {**(env or {}), "TAILOR_DEV_DUCKDB_PATH": str(warehouse.path),
@@ -186,7 +196,8 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
         with _IN_PROCESS, _environment(run_env):  # dbt keeps global state: one invocation at a time per process
             invoked = time.monotonic()
             try:
-                nodes, error = _invoke(dbtRunner, args, state / "logs")
+                parsed = _parsed(dbtRunner, common, _parse_key(chosen, warehouse.path, run_vars))
+                nodes, error = _invoke(dbtRunner, parsed, args, state / "logs")
             finally:
                 _release_duckdb()
             ran = time.monotonic() - invoked
@@ -243,10 +254,48 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = old
 
 
-def _invoke(runner: type, args: list[str], logs: Path) -> tuple[list[NodeResult], BaseException | None]:
-    """One in-process dbt invocation: its node results, and dbt's own error when it stopped before any node ran."""
+def _parse_key(target: str, database_file: Path, run_vars: Mapping[str, object]) -> tuple:
+    """What a parsed project depends on: its files, the target (configs read target.name), the database the nodes
+    live in (a DuckDB file's name; on Postgres, the database name) and the vars (of RUNTIME_VARS, only which are
+    set). Called with the build's environment set."""
+    database = database_file.stem if target in _LOCAL_TARGETS else os.environ.get("TAILOR_PG_DBNAME", "")
+    parse_vars = {name: "set" if name in RUNTIME_VARS else value for name, value in run_vars.items()
+                  if value is not None}
+    return target, database, json.dumps(parse_vars, sort_keys=True, default=str), _project_fingerprint()
+
+
+def _project_fingerprint() -> tuple:
+    """Every project file's path, size and modification time: an edit between two builds makes a new parse."""
+    root = settings.dbt_project_dir()
+    files = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if name not in _NOT_PROJECT_FILES)
+        for name in sorted(names):
+            stat = os.stat(os.path.join(folder, name))
+            files.append((os.path.relpath(os.path.join(folder, name), root), stat.st_size, stat.st_mtime_ns))
+    return str(root), tuple(files)
+
+
+def _parsed(runner: type, common: list[str], key: tuple) -> object | None:
+    """The project's manifest for `key`, parsed once per process; None when the parse failed (the build then parses
+    again and reports dbt's error as usual)."""
+    if key in _PARSED:
+        return _PARSED[key]
+    outcome = runner().invoke(["parse", *common])
+    if not outcome.success or outcome.result is None:
+        return None
+    while len(_PARSED) >= _PARSED_KEPT:
+        del _PARSED[next(iter(_PARSED))]
+    _PARSED[key] = outcome.result
+    return outcome.result
+
+
+def _invoke(runner: type, manifest: object | None, args: list[str],
+            logs: Path) -> tuple[list[NodeResult], BaseException | None]:
+    """One in-process dbt invocation (on `manifest`, when there is one: no parse): its node results, and dbt's own
+    error when it stopped before any node ran."""
     log.info("dbt %s", " ".join(args))
-    outcome = runner().invoke(args)
+    outcome = runner(manifest=manifest).invoke(args)
     nodes = []
     for result in getattr(outcome.result, "results", None) or []:
         node = result.node

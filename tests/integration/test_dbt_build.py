@@ -4,7 +4,9 @@ the same project on Postgres gives the same figures; a failing build names its f
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import psycopg2
 import pytest
 
 from simulator.world import parse_time
-from tailor.transform import BuildFailed, build
+from tailor.transform import RUNTIME_VARS, BuildFailed, _project_fingerprint, build
 from tailor.warehouse import Warehouse, ensure_control_tables
 from tests.integration import dbt_fixtures
 from tests.integration.dbt_fixtures import Built, DbtWorld
@@ -190,3 +192,38 @@ def test_build_as_of_uses_the_given_time(built_now: Built):
     with Warehouse(built_now.path).reader() as con:
         (as_of,) = con.execute("select distinct as_of_at from marts.customer_rfm").fetchone()
     assert int(as_of.timestamp()) == parse_time("2026-11-01T00:00:00Z") == int(built_now.as_of.timestamp())
+
+
+def test_the_parse_builds_reuse_does_not_depend_on_the_as_of_and_an_edit_parses_again(tmp_path: Path,
+                                                                                        monkeypatch: pytest.MonkeyPatch):
+    # transform.build parses the project once per process and builds as of any time on it (RUNTIME_VARS)
+    from dbt.cli.main import dbtRunner
+
+    monkeypatch.setenv("TAILOR_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    project = str(ROOT / "dbt_project")
+
+    def parsed(run_vars: dict[str, str]) -> dict[str, tuple]:
+        outcome = dbtRunner().invoke(["parse", "--project-dir", project, "--profiles-dir", project, "--target",
+                                      "duckdb", "--target-path", str(tmp_path / "target"), "--log-path",
+                                      str(tmp_path / "logs"), "--vars", json.dumps(run_vars), "--quiet"])
+        assert outcome.success, outcome.exception
+        manifest = outcome.result
+        nodes = {unique_id: (node.config.to_dict(), node.depends_on.to_dict(), node.database, node.schema,
+                             node.alias, sorted(node.tags), node.raw_code) for unique_id, node in manifest.nodes.items()}
+        unit_tests = {unique_id: (test.config.to_dict(), test.depends_on.to_dict(), test.given, test.expect,
+                                  test.overrides) for unique_id, test in manifest.unit_tests.items()}
+        return {**nodes, **unit_tests}
+
+    july, november = ({name: f"2026-{month}-01T00:00:00+00:00" for name in RUNTIME_VARS} for month in ("07", "11"))
+    reproduced = parsed(july)
+    assert reproduced == parsed(november) and len(reproduced) > 300
+    assert parsed({}) == parsed({"as_of": july["as_of"]})  # without known_at: another parse, the same for every as-of
+
+    copy = tmp_path / "project"
+    shutil.copytree(ROOT / "dbt_project", copy, ignore=shutil.ignore_patterns("target", "logs"))
+    monkeypatch.setenv("TAILOR_DBT_PROJECT_DIR", str(copy))
+    before = _project_fingerprint()
+    assert _project_fingerprint() == before
+    model = copy / "models" / "marts" / "core" / "customers.sql"
+    model.write_text(model.read_text() + "\n-- edited\n")
+    assert _project_fingerprint() != before
