@@ -8,7 +8,9 @@ data is empty or degenerate is replaced by a one-line explanation: a report neve
 
 The personalization models (product recommendations and send times) get the same kind of page from the same parts:
 how the recommendation candidates compare overall and by customer history, how the send hours did against the shop's
-single best hour, which send hours customers were given, and a few example customers.
+single best hour, which send hours customers were given, and a few example customers. The feed gets one page per
+feed date: the holdout experiment's lift readout per cohort, and how the date's customers split over next best actions
+and experiment groups.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -43,6 +46,10 @@ _MAX_DRIFT_BARS = 30
 _MAX_HEATMAP_CELLS_ANNOTATED = 150
 _SERVED_COLOUR = "#4c9a5f"
 _OTHER_COLOUR = "#9aa5b1"
+_WINDOW_COMPLETE_COLOUR = "#4a78a8"
+_WINDOW_OPEN_COLOUR = "#a9c1db"  # the same blue, lighter: a cohort whose orders are still coming in
+_FEED_METRICS = {"conversion": ("Conversion: share of customers with an order", "treatment − holdout (percentage points)"),
+                 "net_sales": ("Net sales per customer", "treatment − holdout (shop currency)")}
 
 
 @dataclass
@@ -90,6 +97,21 @@ class PersonalizationReport:
     send_hour_distribution: pd.DataFrame | None  # hour (0..23 local), customers, engagement_share (sums to 1)
     send_prior: pd.DataFrame | None  # group, concentration, customers, uses_shop_prior, best_hour
     samples: pd.DataFrame | None  # customer_id, rank, product_title, category, reason, send_hour_local, timezone
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FeedReport:
+    """One feed date's page: the date's feed and the lift readout of the latest cohorts (exports.feed_lift)."""
+
+    as_of: str  # the feed date (ISO date or datetime); its date names the file
+    summary: dict[str, str]  # customers, groups, model versions, ...
+    next_best_actions: pd.DataFrame | None  # next_best_action, customers, share
+    experiment_groups: pd.DataFrame | None  # experiment_group, customers
+    # exports.feed_lift rows: as_of_date, metric, horizon_days, is_window_complete, treatment_customers,
+    # holdout_customers, treatment_value, holdout_value, difference, ci_lower, ci_upper, z_statistic, is_significant
+    lift: pd.DataFrame | None
+    title: str = "Tailor feed report"
     notes: list[str] = field(default_factory=list)
 
 
@@ -552,6 +574,73 @@ def plot_send_hours(frame: pd.DataFrame | None) -> Plot:
     return Plot(_png(fig), " ".join(notes))
 
 
+def plot_feed_lift(lift: pd.DataFrame | None) -> Plot:
+    """One panel per metric: treatment − holdout per cohort date with its 95 % interval as an error bar and a line at
+    0; cohorts whose window is still open in a lighter colour."""
+    needed = {"as_of_date", "metric", "difference", "ci_lower", "ci_upper"}
+    if lift is None or lift.empty:
+        return Plot(None, "No feed cohorts yet: exports.feed_lift gets a row per metric for every feed date built.")
+    if not needed <= set(lift.columns):
+        return Plot(None, f"Lift plot skipped: missing columns {_missing_columns(lift, needed)}.")
+    frame = lift.assign(as_of_date=pd.to_datetime(lift["as_of_date"], errors="coerce"),
+                        metric=lift["metric"].astype(str),
+                        **{c: pd.to_numeric(lift[c], errors="coerce") for c in ("difference", "ci_lower", "ci_upper")})
+    notes = []
+    if "is_window_complete" in lift:
+        frame["open"] = ~lift["is_window_complete"].eq(True)
+    else:
+        frame["open"] = False
+        notes.append("No is_window_complete column: every cohort drawn as complete.")
+    unusable = frame["as_of_date"].isna() | frame["difference"].isna()
+    if unusable.sum():
+        notes.append(f"{unusable.sum()} row(s) without a cohort date or difference not drawn.")
+    frame = frame[~unusable]
+    if frame.empty:
+        return Plot(None, "Lift plot skipped: no cohort with a date and a difference.")
+    no_interval = (frame["ci_lower"].isna() | frame["ci_upper"].isna()).sum()
+    if no_interval:
+        notes.append(f"{no_interval} point(s) without an interval drawn without an error bar.")
+    if frame["open"].any():
+        horizon = pd.to_numeric(frame["horizon_days"], errors="coerce").dropna().unique() \
+            if "horizon_days" in frame else []
+        window = f"{int(horizon[0])}-day window" if len(horizon) == 1 else "window"
+        notes.append(f"Lighter points: cohorts whose {window} is still open (their orders are still coming in).")
+    present = set(frame["metric"])
+    metrics = [m for m in _FEED_METRICS if m in present] + sorted(present - set(_FEED_METRICS))
+    fig = _figure(7.0, 2.6 * len(metrics) + 0.4)
+    axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+    handles: dict[str, Any] = {}
+    for ax, metric in zip(axes, metrics, strict=True):
+        group = frame[frame["metric"] == metric].sort_values("as_of_date")
+        below = (group["difference"] - group["ci_lower"]).clip(lower=0).fillna(0)
+        above = (group["ci_upper"] - group["difference"]).clip(lower=0).fillna(0)
+        for is_open, colour, label in ((False, _WINDOW_COMPLETE_COLOUR, "window complete"),
+                                       (True, _WINDOW_OPEN_COLOUR, "window still open")):
+            part = (group["open"] == is_open).to_numpy()
+            if part.any():
+                handles.setdefault(label, ax.errorbar(
+                    group["as_of_date"].to_numpy()[part], group["difference"].to_numpy(dtype=float)[part],
+                    yerr=[below.to_numpy(dtype=float)[part], above.to_numpy(dtype=float)[part]], fmt="o", ms=4,
+                    capsize=3, lw=1.2, color=colour, label=label))
+        ax.axhline(0.0, ls="--", lw=1, color="grey")
+        title, ylabel = _FEED_METRICS.get(metric, (_label(metric), "treatment − holdout"))
+        ax.set_title(title, fontsize=_FONT + 2)
+        ax.set_ylabel(ylabel, fontsize=_FONT)
+        if metric == "conversion":
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.tick_params(labelsize=_FONT)
+        ax.grid(axis="y", alpha=0.3)
+    first, last = frame["as_of_date"].min(), frame["as_of_date"].max()
+    pad = max(pd.Timedelta(days=3), (last - first) * 0.05)  # one cohort alone would get years (or hours) of axis
+    axes[-1].set_xlim(first - pad, last + pad)
+    locator = AutoDateLocator(maxticks=10)
+    axes[-1].xaxis.set_major_locator(locator)
+    axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes[-1].set_xlabel("cohort (feed date)", fontsize=_FONT)
+    axes[0].legend(handles=list(handles.values()), fontsize=_FONT, loc="best")
+    return Plot(_png(fig), " ".join(notes))
+
+
 # ------------------------------------------------------------------------------------------------------------- HTML
 
 _CSS = """
@@ -586,6 +675,25 @@ _PERSONALIZATION_SECTIONS = [
     ("samples", "Example customers"),
     ("notes", "Notes"),
 ]
+
+_FEED_SECTIONS = [
+    ("summary", "Summary"),
+    ("lift", "Lift readout: treatment against holdout"),
+    ("actions", "Next best actions"),
+    ("groups", "Experiment groups"),
+    ("notes", "Notes"),
+]
+
+_LIFT_EXPLAINED = (
+    "Each feed date is a cohort: its treatment customers were sent the personalized version, its holdout customers "
+    "the generic one. For the days after the feed date, the readout compares conversion (the share of customers with "
+    "an order) and net sales per customer, treatment minus holdout, with a 95 % interval. A difference whose interval "
+    "contains 0 is no evidence of lift, whichever its sign. \"Significant\" means the interval leaves 0 out, and even "
+    "on a shop whose customers do not react to emails at all (or in an A/A split) about 5 % of cohorts show it by "
+    "chance: one significant cohort proves nothing. Neighbouring cohorts are mostly the same customers over "
+    "overlapping windows, so they tend to agree; a run of them is not a run of independent confirmations. A cohort "
+    "whose window is still open counts only the orders so far."
+)
 
 
 def _esc(value: Any) -> str:
@@ -775,6 +883,22 @@ def render_personalization_report(report: PersonalizationReport) -> str:
                  _PERSONALIZATION_SECTIONS, bodies)
 
 
+def render_feed_report(report: FeedReport) -> str:
+    """The feed report as one self-contained HTML document."""
+    lift = [f"<p>{_esc(_LIFT_EXPLAINED)}</p>",
+            _figure_html(_safe(plot_feed_lift, report.lift), "Lift per cohort and metric",
+                         "Each point is one feed date's cohort and its bar the 95 % interval: a bar that crosses the "
+                         "dashed line at 0 is no evidence of lift.")]
+    if report.lift is not None and not report.lift.empty:
+        lift.append(_table(report.lift))
+    bodies = {"summary": _key_values(report.summary), "lift": "\n".join(lift),
+              "actions": _table(report.next_best_actions, "No next best actions: no feed rows for this date."),
+              "groups": _table(report.experiment_groups, "No experiment groups: no feed rows for this date."),
+              "notes": _notes(report.notes)}
+    meta = f"Feed date <strong>{_esc(report.as_of)}</strong>"
+    return _page(report.title, report.as_of, meta, _FEED_SECTIONS, bodies)
+
+
 def _file_day(as_of: str, owner: str) -> str:
     try:
         return datetime.fromisoformat(as_of).date().isoformat()
@@ -801,6 +925,11 @@ def personalization_report_filename(report: PersonalizationReport) -> str:
     return f"personalization-{_file_day(report.as_of, 'PersonalizationReport')}-{versions}.html"
 
 
+def feed_report_filename(report: FeedReport) -> str:
+    """feed-<as_of date>.html: one page per feed date, which a rebuild of the date replaces."""
+    return f"feed-{_file_day(report.as_of, 'FeedReport')}.html"
+
+
 def write_report(report: TrainingReport, directory: Path) -> Path:
     """Write the report to directory/training-<as_of date>-<model_version>.html and return the path."""
     return _write_atomically(Path(directory), report_filename(report), render_report(report))
@@ -810,6 +939,11 @@ def write_personalization_report(report: PersonalizationReport, directory: Path)
     """Write the report to directory/personalization-<as_of date>-<model>_<version>-....html and return the path."""
     return _write_atomically(Path(directory), personalization_report_filename(report),
                              render_personalization_report(report))
+
+
+def write_feed_report(report: FeedReport, directory: Path) -> Path:
+    """Write the report to directory/feed-<as_of date>.html and return the path."""
+    return _write_atomically(Path(directory), feed_report_filename(report), render_feed_report(report))
 
 
 def _write_atomically(directory: Path, name: str, text: str) -> Path:

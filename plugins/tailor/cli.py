@@ -374,6 +374,7 @@ def _feed(args: argparse.Namespace) -> int:
                      "each feed date, treatment against holdout):")
                 for line in lift:
                     _say(line)
+            _say(f"feed build: report {feed.write_feed_report(warehouse, as_of)}")
             _say(f"next: python -m tailor feed gate --as-of {args.as_of}")
             return 0
         if args.step == "gate":

@@ -1,6 +1,6 @@
-"""The training and personalization reports: one self-contained HTML file per run, every section present, plots
-embedded as data URIs, user text escaped, degenerate inputs explained instead of raised, and the file replaced
-atomically."""
+"""The training, personalization and feed reports: one self-contained HTML file per run (per feed date), every
+section present, plots embedded as data URIs, user text escaped, degenerate inputs explained instead of raised, and
+the file replaced atomically."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from ml.report import (
+    FeedReport,
     PersonalizationReport,
     ScoredCandidate,
     TrainingReport,
@@ -20,11 +21,14 @@ from ml.report import (
     plot_calibration,
     plot_coverage,
     plot_drift,
+    plot_feed_lift,
     plot_hit_rate_by_history,
     plot_roc,
     plot_send_hours,
+    render_feed_report,
     render_personalization_report,
     render_report,
+    write_feed_report,
     write_personalization_report,
     write_report,
 )
@@ -33,6 +37,8 @@ IMG = '<img src="data:image/png;base64,'
 HEADINGS = ["Summary", "Churn model", "Customer segments", "Choosing the number of segments",
             "Customer lifetime value", "Feature drift", "Notes"]
 PERSONALIZATION_HEADINGS = ["Summary", "Product recommendations", "Send times", "Example customers", "Notes"]
+FEED_HEADINGS = ["Summary", "Lift readout: treatment against holdout", "Next best actions", "Experiment groups",
+                 "Notes"]
 
 
 def _candidates(n: int = 600, seed: int = 1) -> list[ScoredCandidate]:
@@ -332,3 +338,84 @@ def test_degenerate_personalization_plots_are_explained_not_raised():
     assert odd_hours.png is not None
     assert odd_hours.note == "3 row(s) with an hour outside 0..23 not drawn. No engagement shares: line not drawn."
     assert plot_send_hours(pd.DataFrame({"hour": [7], "customers": [None], "engagement_share": [None]})).png is None
+
+
+def _lift() -> pd.DataFrame:
+    """Two cohorts of exports.feed_lift, both metrics; the later cohort's window is still open."""
+    rows = []
+    for day, complete in (("2026-05-01", True), ("2026-05-15", False)):
+        rows.append({"as_of_date": day, "metric": "conversion", "horizon_days": 14, "is_window_complete": complete,
+                     "treatment_customers": 900, "holdout_customers": 100, "treatment_value": 0.052,
+                     "holdout_value": 0.04, "difference": 0.012, "ci_lower": -0.03, "ci_upper": 0.054,
+                     "z_statistic": 0.56, "is_significant": False})
+        rows.append({"as_of_date": day, "metric": "net_sales", "horizon_days": 14, "is_window_complete": complete,
+                     "treatment_customers": 900, "holdout_customers": 100, "treatment_value": 4.1,
+                     "holdout_value": 2.0, "difference": 2.1, "ci_lower": 0.3, "ci_upper": 3.9,
+                     "z_statistic": 2.29, "is_significant": True})
+    return pd.DataFrame(rows)
+
+
+def _feed_report(**overrides) -> FeedReport:
+    fields = dict(
+        as_of="2026-05-15",
+        summary={"feed date": "2026-05-15", "customers in the feed": "1,000", "treatment": "900 (90.0%)",
+                 "holdout": "100 (10.0%)"},
+        next_best_actions=pd.DataFrame({"next_best_action": ["default", "win_back", "vip"],
+                                        "customers": [700, 200, 100], "share": [0.7, 0.2, 0.1]}),
+        experiment_groups=pd.DataFrame({"experiment_group": ["treatment", "holdout"], "customers": [900, 100]}),
+        lift=_lift(),
+        notes=["note with <b>markup</b>"],
+    )
+    fields.update(overrides)
+    return FeedReport(**fields)
+
+
+def test_a_feed_report_is_one_file_per_feed_date_with_the_lift_plot_and_tables(tmp_path):
+    path = write_feed_report(_feed_report(), tmp_path / "reports")
+
+    assert path == tmp_path / "reports" / "feed-2026-05-15.html"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    text = path.read_text(encoding="utf-8")
+    for heading in FEED_HEADINGS:
+        assert f"<h2>{heading}</h2>" in text
+    assert text.count(IMG) == 1
+    assert "Lighter points: cohorts whose 14-day window is still open" in text
+    assert "interval contains 0 is no evidence of lift" in text and "about 5 % of cohorts" in text
+    for cell in ("2026-05-01", "net_sales", "win_back", "holdout"):
+        assert f"<td>{cell}</td>" in text
+    assert "&lt;b&gt;markup&lt;/b&gt;" in text
+    assert "could not be drawn" not in text and "skipped" not in text
+    assert "http://" not in text and "https://" not in text
+    png = base64.b64decode(text.split(IMG, 1)[1].split('"', 1)[0])
+    assert png.startswith(b"\x89PNG")
+
+
+def test_a_feed_report_without_cohorts_says_so_instead_of_a_plot():
+    for lift in (None, _lift().iloc[0:0]):
+        text = render_feed_report(_feed_report(lift=lift, next_best_actions=None, experiment_groups=None, notes=[]))
+
+        for heading in FEED_HEADINGS:
+            assert f"<h2>{heading}</h2>" in text
+        assert IMG not in text
+        assert "No feed cohorts yet" in text
+        assert "No next best actions" in text and "No experiment groups" in text and "No notes." in text
+
+
+def test_the_feed_report_file_name_is_the_feed_date_and_a_rebuild_replaces_it(tmp_path):
+    first = write_feed_report(_feed_report(as_of="2026-05-15T06:00:00+00:00", lift=None), tmp_path)
+    again = write_feed_report(_feed_report(as_of="2026-05-15", lift=None, notes=["rebuilt"]), tmp_path)
+
+    assert first == again == tmp_path / "feed-2026-05-15.html"
+    assert os.listdir(tmp_path) == [first.name]
+    assert "rebuilt" in first.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="FeedReport.as_of"):
+        write_feed_report(_feed_report(as_of="last tuesday"), tmp_path)
+
+
+def test_degenerate_feed_lift_is_explained_not_raised():
+    assert "missing columns ci_lower, ci_upper" in plot_feed_lift(_lift().drop(columns=["ci_lower", "ci_upper"])).note
+    assert plot_feed_lift(_lift().assign(difference=None)).png is None
+    one = plot_feed_lift(_lift().iloc[[0]].assign(ci_upper=None).drop(columns=["is_window_complete"]))
+    assert one.png is not None
+    assert one.note == ("No is_window_complete column: every cohort drawn as complete. "
+                        "1 point(s) without an interval drawn without an error bar.")

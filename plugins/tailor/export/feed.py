@@ -3,6 +3,7 @@
     build_feed(as_of)            dbt build --selector feed: the feed rows of as_of's date (others kept)
     gate_feed(as_of)             the feed gate; raises GateFailed naming what failed
     feed_payloads(con, date)     the date's rows as the ESP receives them (ESP_FIELDS), in customer order
+    write_feed_report(wh, as_of) the date's HTML page (lift readout, next best actions, experiment groups)
 
 The feed reads the models' scores for the date (ml.customer_scores, ml.customer_recommendations,
 ml.customer_send_times, each at the version scored last for the date), so it is built after `python -m ml score`.
@@ -14,10 +15,12 @@ import json
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from tailor import settings
 from tailor.export.payload import Payload
 from tailor.warehouse import Warehouse, has_table
 
@@ -58,6 +61,12 @@ MODEL_VERSION_COLUMNS = ("scores_model_version", "recommendations_model_version"
 # resending a profile for.
 ROUNDED = {"churn_probability": 2, "expected_net_sales_12m": 2}
 FETCH_ROWS = 10_000
+LIFT_COLUMNS = ("as_of_date", "metric", "horizon_days", "is_window_complete", "treatment_customers",
+                "holdout_customers", "treatment_value", "holdout_value", "difference", "ci_lower", "ci_upper",
+                "z_statistic", "is_significant")
+
+if TYPE_CHECKING:
+    from ml.report import FeedReport
 
 
 class FeedError(RuntimeError):
@@ -145,6 +154,57 @@ def model_versions(con: duckdb.DuckDBPyConnection, as_of_date: date) -> dict[str
             raise FeedError(f"{FEED} for {as_of_date} mixes {column} {low} and {high}: rebuild the feed")
         versions[column.removesuffix("_model_version")] = low
     return versions
+
+
+def feed_report(con: duckdb.DuckDBPyConnection, as_of_date: date, cohorts: int = 8) -> FeedReport:
+    """The date's feed (customers, groups, next best actions, model versions) and the latest cohorts of
+    exports.feed_lift as a FeedReport. Nothing missing raises: an empty part is explained on the page."""
+    from ml.report import FeedReport  # matplotlib: only when a page is made
+
+    notes: list[str] = []
+    rows = feed_rows(con, as_of_date)
+    summary = {"feed date": as_of_date.isoformat(), "customers in the feed": f"{rows:,}"}
+    actions = groups = None
+    if rows:
+        groups = con.execute(f"select experiment_group, count(*) as customers from {FEED} "  # noqa: S608 constant
+                             "where as_of_date = ? group by experiment_group order by experiment_group desc",
+                             [as_of_date]).df()
+        for group, customers in zip(groups["experiment_group"], groups["customers"], strict=True):
+            summary[str(group)] = f"{customers:,} ({customers / rows:.1%})"
+        actions = con.execute(f"select next_best_action, count(*) as customers from {FEED} "  # noqa: S608 constant
+                              "where as_of_date = ? group by next_best_action "
+                              "order by customers desc, next_best_action", [as_of_date]).df()
+        actions["share"] = actions["customers"] / rows
+        try:
+            versions = model_versions(con, as_of_date)
+            summary["model versions"] = ", ".join(f"{kind.replace('_', ' ')} {version}"
+                                                  for kind, version in versions.items())
+        except FeedError as exc:  # the page is still written; the gate and the export refuse such a feed
+            notes.append(str(exc))
+    else:
+        notes.append(f"No rows in {FEED} for {as_of_date}: build the feed (python -m tailor feed build).")
+    lift = None
+    if has_table(con, "exports.feed_lift"):
+        lift = con.execute(f"""
+            select cast(as_of_date as varchar) as as_of_date, {", ".join(LIFT_COLUMNS[1:])}
+            from exports.feed_lift
+            where as_of_date in (select distinct as_of_date from exports.feed_lift order by as_of_date desc limit ?)
+            order by as_of_date desc, metric""", [cohorts]).df()  # noqa: S608 constant
+        complete = lift[lift["is_window_complete"].eq(True)]
+        summary["lift cohorts shown"] = f"{lift['as_of_date'].nunique():,} (the latest, at most {cohorts})"
+        summary["significant, complete windows"] = (f"{int(complete['is_significant'].sum()):,} of {len(complete):,} "
+                                                    "rows (about 5 % expected by chance alone)")
+    return FeedReport(as_of=as_of_date.isoformat(), summary=summary, next_best_actions=actions,
+                      experiment_groups=groups, lift=lift, notes=notes)
+
+
+def write_feed_report(warehouse: Warehouse, as_of: datetime) -> Path:
+    """Write the page of as_of's feed date to TAILOR_DATA_DIR/reports/feed-<date>.html (beside the models' pages)."""
+    from ml.report import write_feed_report as write_page
+
+    with warehouse.reader() as con:
+        report = feed_report(con, as_of.date())
+    return write_page(report, settings.data_dir() / "reports")
 
 
 def feed_payloads(con: duckdb.DuckDBPyConnection, as_of_date: date) -> Iterator[Payload]:
