@@ -2,7 +2,9 @@
 
 The customer models with allow_build=False read four tables only: marts.customer_features (one snapshot per as-of
 date), marts.orders, ml.churn_label_snapshots and ml.churn_label_snapshot_runs; the personalization models read
-customer_features, orders, customer_product_interactions, products, email_events (opens and clicks) and customers. The base is the S world's raw.*
+customer_features, orders, customer_product_interactions, products, email_events (opens and clicks) and customers; the
+feed (the feed and deliver stages) reads customers, customer_rfm, orders, email_events and products besides the
+scores. The base is the S world's raw.*
 (bench.rawdata) built with dbt as of the world's clock, plus the feature and label snapshots a training as of that
 clock needs (ml.snapshots.prepare: one dbt build per training and validation time, then the marts as of the clock
 again). That is a few minutes of dbt at S; building M or L the same way would take hours and measure dbt, which is
@@ -42,6 +44,8 @@ REPLICATED_IDS = {
     "marts.customer_product_interactions": ("customer_id", "source_id"),
     "marts.email_events": ("event_id", "customer_id"),
     "marts.customers": ("customer_id",),
+    # the feed's: each customer's RFM segment (VIP, the next best actions)
+    "marts.customer_rfm": ("customer_id",),
 }
 # Of the email events the models read opens and clicks only: the others are dropped before copying.
 READ_EVENT_TYPES = ("opened", "clicked")

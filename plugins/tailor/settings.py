@@ -159,6 +159,15 @@ def full_sync_days() -> int:
     return int(days)
 
 
+def klaviyo_profiles_per_job() -> int:
+    """Profiles per Klaviyo bulk import job (TAILOR_KLAVIYO_PROFILES_PER_JOB, default and at most 10,000, Klaviyo's
+    limit): smaller jobs finish sooner, so fewer profiles are in flight at any moment."""
+    count = _positive_float("TAILOR_KLAVIYO_PROFILES_PER_JOB", 10_000.0)
+    if count != int(count) or count > 10_000:
+        raise ValueError(f"TAILOR_KLAVIYO_PROFILES_PER_JOB={count:g} is not a whole number within 1..10,000")
+    return int(count)
+
+
 def _positive_float(name: str, default: float, allow_zero: bool = False) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:

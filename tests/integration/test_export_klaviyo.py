@@ -290,6 +290,25 @@ def test_cancelled_job_raises_after_the_finished_ones_are_reported(simulator):
     assert len(surface.jobs) <= 4
 
 
+def test_jobs_left_in_flight_are_resolved_complete_cancelled_or_unknown(simulator):
+    # what the next delivery asks after a process was killed with jobs in flight (tailor.export.deliveries)
+    sim = simulator(customers=300, rate_limits=False)
+    surface = sim.state.vendor_state["klaviyo"]
+    payloads = [make_payload(i, email="not-an-email" if i == 3 else None) for i in range(120)]
+    announced: dict[str, list[Payload]] = {}
+    deliver(make_sink(sim, max_profiles_per_job=40), payloads,
+            on_submit=lambda job_id, job: announced.setdefault(job_id, list(job)))
+    assert [p for job in announced.values() for p in job] == payloads  # each job announced with its payloads
+    first, second, third = announced
+    surface.jobs[second].status = "cancelled"
+    lost = {first: announced[first], second: announced[second], "01UNKNOWNJOB": announced[third]}
+    resolved = dict(make_sink(sim).resolve_jobs(lost))
+    assert resolved[second] is None and resolved["01UNKNOWNJOB"] is None
+    outcome = resolved[first]
+    assert outcome.batch_id == first and [p for p, _ in outcome.failed] == [payloads[3]]
+    assert outcome.sent == announced[first][:3] + announced[first][4:]
+
+
 def test_revoked_key_fails_without_logging_it(simulator, caplog):
     sim = simulator(customers=300, rate_limits=False, faults="revoked")
     with caplog.at_level(logging.DEBUG), pytest.raises(Exception, match="rejected the credentials") as raised:

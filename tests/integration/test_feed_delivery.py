@@ -19,10 +19,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import httpx
 import pytest
 
 from ml import config, personalization, training
 from simulator.faults import Faults, parse_faults
+from simulator.klaviyo import REVISION as KLAVIYO_REVISION
 from simulator.server import start_in_thread
 from simulator.state import TOKENS, SimState
 from simulator.world import SUBSCRIBED, World, WorldConfig
@@ -119,6 +121,8 @@ def test_day_one_reaches_both_sinks_with_every_field_and_only_consented_people(d
         in_feed = feed.feed_rows(con, shop.now.date())
     rows = _exported_rows(delivered.exported.path)
     assert len(rows) == in_feed == delivered.exported.rows == marketable > 100
+    page = feed.write_feed_report(warehouse, shop.now).read_text()  # what `feed build` writes beside the models' pages
+    assert "Lift readout" in page and f"{in_feed:,}" in page
     # consent against the world itself, not the marts: every exported email is subscribed in Klaviyo at the as-of
     consent = _consent_by_email(shop.world, int(shop.now.timestamp()))
     assert all(consent.get(row["email"].lower()) == SUBSCRIBED for row in rows.values())
@@ -227,14 +231,77 @@ def test_a_delivery_cut_off_midway_resumes_and_sends_each_customer_once(delivere
 
     resumed = steps.deliver(shop.now, "klaviyo", warehouse=warehouse,
                             sink_object=_klaviyo_sink(delivered.klaviyo, 100))
-    assert resumed.plan.resumes and resumed.sent == delivered.exported.rows - cut["rows_sent"]
+    # the jobs in flight when the key went were asked about first: what they imported is not sent again
+    assert resumed.plan.resumes and resumed.sent + resumed.recovered == delivered.exported.rows - cut["rows_sent"]
+    imported = _imported_by_email(list(surface.jobs.values())[before:])
+    assert len(imported) == delivered.exported.rows and set(imported.values()) == {1}
+
+
+def test_a_delivery_killed_with_jobs_in_flight_asks_klaviyo_about_them_and_sends_each_customer_once(
+        delivered: Delivered):
+    """`python -m tailor feed deliver` is SIGKILLed with four import jobs in flight (submitted, not yet reported).
+    Klaviyo finishes them on its own; the next delivery finds them complete, records them for the killed delivery and
+    sends only the rest: every customer is imported exactly once."""
+    shop, warehouse, server = delivered.shop, delivered.warehouse, delivered.server
+    surface = server.state.vendor_state["klaviyo"]
+    before = len(surface.jobs)
+    with warehouse.writer() as con:  # the sink has never received this day
+        con.execute("delete from export.delivered_rows where sink = 'klaviyo'")
+    env = {**os.environ, "TAILOR_DATA_DIR": str(delivered.data_dir), "TAILOR_KLAVIYO_PROFILES_PER_JOB": "40",
+           "AIRFLOW_CONN_KLAVIYO_DEFAULT": json.dumps({"conn_type": "http", "host": server.url,
+                                                       "password": TOKENS["klaviyo"]})}
+    process = subprocess.Popen([sys.executable, "-m", "tailor", "feed", "deliver", "--as-of", shop.now.isoformat(),
+                                "--sink", "klaviyo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        # four jobs (the sink's max_in_flight) noted: the submitter now waits for the first one, polled every 2 s
+        deadline = time.monotonic() + 120
+        while _jobs_in_flight(warehouse) < 4:
+            assert process.poll() is None, f"the delivery ended before it was killed:\n{process.stdout.read()}"
+            assert time.monotonic() < deadline, "the delivery never had four jobs in flight"
+            time.sleep(0.05)
+        process.kill()
+    finally:
+        process.wait(timeout=60)
+    killed = deliveries.delivery_log(warehouse, shop.now.date()).iloc[0]
+    assert killed["status"] == "running" and killed["rows_sent"] == 0  # it never saw a job complete
+    in_flight = list(surface.jobs.values())[before:]
+    assert len(in_flight) == 4 and all(job.status != "complete" for job in in_flight)
+    for job in in_flight:  # Klaviyo goes on importing without the client (each poll moves a simulated job on)
+        for _ in range(2):
+            answer = httpx.get(f"{server.url}/api/profile-bulk-import-jobs/{job.job_id}", headers={
+                "Authorization": f"Klaviyo-API-Key {TOKENS['klaviyo']}", "revision": KLAVIYO_REVISION})
+            assert answer.status_code == 200, answer.text
+    assert all(job.status == "complete" for job in in_flight)
+
+    resumed = steps.deliver(shop.now, "klaviyo", warehouse=warehouse,
+                            sink_object=_klaviyo_sink(delivered.klaviyo, 40))
+    assert resumed.recovered == 4 * 40 and resumed.sent == delivered.exported.rows - 4 * 40
+    log = deliveries.delivery_log(warehouse, shop.now.date())
+    killed = log[log["delivery_id"] == killed["delivery_id"]].iloc[0]
+    assert killed["status"] == "interrupted" and killed["rows_sent"] == 4 * 40  # recorded for the delivery that sent
+    assert _jobs_in_flight(warehouse) == 0
+    imported = _imported_by_email(list(surface.jobs.values())[before:])
+    assert len(imported) == delivered.exported.rows and set(imported.values()) == {1}
+
+
+def _jobs_in_flight(warehouse: Warehouse) -> int:
+    with warehouse.reader() as con:
+        if not con.execute("select count(*) from information_schema.tables where table_schema = 'export' "
+                           "and table_name = 'delivery_jobs'").fetchone()[0]:
+            return 0
+        return con.execute("select count(distinct job_id) from export.delivery_jobs").fetchone()[0]
+
+
+def _imported_by_email(jobs: list) -> dict[str, int]:
+    """How many complete import jobs carried each email."""
     imported: dict[str, int] = {}
-    for job in list(surface.jobs.values())[before:]:
+    for job in jobs:
         if job.status == "complete":
             for profile in job.profiles:
                 email = profile["attributes"]["email"]
                 imported[email] = imported.get(email, 0) + 1
-    assert len(imported) == delivered.exported.rows and set(imported.values()) == {1}
+    return imported
 
 
 def test_a_failed_feed_gate_exports_nothing_and_keeps_the_last_delivered_feed(delivered: Delivered):

@@ -12,6 +12,12 @@ A sink reports each batch once the ESP holds it (an S3 object written, a Klaviyo
 are recorded at once, in one transaction: a delivery killed midway resumes where it stopped, and re-running a day
 sends nothing twice. Rows the ESP rejected or that were skipped (over a size limit) are not recorded as delivered:
 they are logged in export.delivery_issues with the reason and tried again by the next delivery.
+
+A sink whose batches are jobs the ESP runs on its own (Klaviyo's bulk imports) announces each job as it is created;
+export.delivery_jobs keeps the job's rows until the job is reported. A process killed in between leaves them there,
+and the next delivery to that sink first asks the ESP what became of those jobs (Sink.resolve_jobs): the rows of a
+job that completed are recorded as delivered by the delivery that sent them, so they are not sent again; the rows of
+a job the ESP lost or refused are sent again.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ log = logging.getLogger(__name__)
 DELIVERIES = "export.deliveries"
 DELIVERED_ROWS = "export.delivered_rows"
 DELIVERY_ISSUES = "export.delivery_issues"
+DELIVERY_JOBS = "export.delivery_jobs"
 EXPORTS = "export.exports"
 
 DDL = [
@@ -56,6 +63,11 @@ DDL = [
     f"""create table if not exists {DELIVERY_ISSUES} (
         delivery_id varchar not null, sink varchar not null, customer_id varchar not null, kind varchar not null,
         reason varchar not null)""",
+    # the rows of each job submitted and not yet reported, in the job's order (position)
+    f"""create table if not exists {DELIVERY_JOBS} (
+        sink varchar not null, job_id varchar not null, position integer not null, delivery_id varchar not null,
+        as_of_date date not null, customer_id varchar not null, email varchar not null, row_hash varchar not null,
+        primary key (sink, job_id, position))""",
 ]
 
 
@@ -64,6 +76,16 @@ class Sink(Protocol):
 
     def deliver(self, payloads: Iterator[Payload], *, as_of_date: date, delivery_id: str,
                 on_batch: Callable[[BatchOutcome], None]) -> None: ...
+
+
+class JobSink(Sink, Protocol):
+    """A sink whose batches are jobs the ESP finishes on its own: it announces each job and can be asked about it."""
+
+    def deliver(self, payloads: Iterator[Payload], *, as_of_date: date, delivery_id: str,
+                on_batch: Callable[[BatchOutcome], None],
+                on_submit: Callable[[str, list[Payload]], None] | None = None) -> None: ...
+
+    def resolve_jobs(self, jobs: dict[str, list[Payload]]) -> Iterator[tuple[str, BatchOutcome | None]]: ...
 
 
 class DeliveryError(RuntimeError):
@@ -104,10 +126,12 @@ class DeliveryResult:
     batches: int = 0
     seconds: float = 0.0
     issues: list[tuple[str, str, str]] = field(default_factory=list)  # (customer_id, kind, reason), the first few
+    recovered: int = 0  # pending rows an interrupted delivery's jobs had delivered after all: not sent again
 
     def summary(self) -> str:
+        recovered = f"{self.recovered:,} delivered by an interrupted delivery's jobs, " if self.recovered else ""
         return (f"{self.plan.sink} {self.plan.mode} delivery {self.delivery_id} for {self.plan.as_of_date}: "
-                f"{self.sent:,} sent, {self.plan.rows_unchanged:,} unchanged, {self.skipped:,} skipped, "
+                f"{self.sent:,} sent, {recovered}{self.plan.rows_unchanged:,} unchanged, {self.skipped:,} skipped, "
                 f"{self.failed:,} failed in {self.batches:,} batches, {self.seconds:.1f} s "
                 f"({self.sent / self.seconds if self.seconds else 0:,.0f} rows/s)")
 
@@ -161,32 +185,7 @@ def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[],
         con.execute("commit")
 
     def record(outcome: BatchOutcome) -> None:
-        sent = pd.DataFrame({"sink": plan.sink, "customer_id": [p.customer_id for p in outcome.sent],
-                             "row_hash": [p.row_hash for p in outcome.sent], "as_of_date": plan.as_of_date,
-                             "delivery_id": delivery_id})
-        issues = pd.DataFrame(
-            [(delivery_id, plan.sink, payload.customer_id, kind, reason)
-             for kind, items in (("failed", outcome.failed), ("skipped", outcome.skipped)) for payload, reason in items],
-            columns=["delivery_id", "sink", "customer_id", "kind", "reason"])
-        with warehouse.writer() as con:
-            con.execute("begin")
-            try:
-                if len(sent):
-                    con.register("sent_rows", sent)
-                    con.execute(f"insert or replace into {DELIVERED_ROWS} "  # noqa: S608 constant
-                                "select sink, customer_id, row_hash, as_of_date, delivery_id from sent_rows")
-                    con.unregister("sent_rows")
-                if len(issues):
-                    con.register("issue_rows", issues)
-                    con.execute(f"insert into {DELIVERY_ISSUES} select * from issue_rows")  # noqa: S608 constant
-                    con.unregister("issue_rows")
-                con.execute(f"update {DELIVERIES} set rows_sent = rows_sent + ?, rows_failed = rows_failed + ?, "  # noqa: S608 constant
-                            "rows_skipped = rows_skipped + ?, batches = batches + 1 where delivery_id = ?",
-                            [len(outcome.sent), len(outcome.failed), len(outcome.skipped), delivery_id])
-                con.execute("commit")
-            except BaseException:
-                con.execute("rollback")
-                raise
+        _record(warehouse, plan.sink, plan.as_of_date, delivery_id, outcome)
         for payload in outcome.sent:
             content.update(f"{payload.customer_id}:{payload.row_hash}\n".encode())
         result.sent += len(outcome.sent)
@@ -202,15 +201,105 @@ def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[],
         say(f"deliver {plan.sink}: batch {result.batches}: {len(outcome.sent):,} sent, {len(outcome.failed):,} "
             f"failed, {len(outcome.skipped):,} skipped ({result.sent:,} of {len(plan.pending):,} so far)")
 
-    pending = (payload for payload in payloads() if payload.customer_id in plan.pending)
+    def announce(job_id: str, job: list[Payload]) -> None:  # on the sink's submitting thread
+        rows = pd.DataFrame({"sink": plan.sink, "job_id": job_id, "position": range(len(job)),
+                             "delivery_id": delivery_id, "as_of_date": plan.as_of_date,
+                             "customer_id": [p.customer_id for p in job], "email": [p.email for p in job],
+                             "row_hash": [p.row_hash for p in job]})
+        with warehouse.writer() as con:
+            con.register("job_rows", rows)
+            con.execute(f"insert into {DELIVERY_JOBS} select * from job_rows")  # noqa: S608 constant
+            con.unregister("job_rows")
+
+    resolved: dict[str, str] = {}  # customer id -> row hash an interrupted delivery's job turned out to deliver
+
+    def pending() -> Iterator[Payload]:
+        for payload in payloads():
+            if payload.customer_id not in plan.pending:
+                continue
+            if resolved.get(payload.customer_id) == payload.row_hash:
+                result.recovered += 1
+                continue
+            yield payload
+
     try:
-        sink.deliver(pending, as_of_date=plan.as_of_date, delivery_id=delivery_id, on_batch=record)
+        options = {}
+        if callable(getattr(sink, "resolve_jobs", None)):
+            resolved = _resolve_earlier_jobs(warehouse, plan.sink, sink, say)
+            options["on_submit"] = announce
+        sink.deliver(pending(), as_of_date=plan.as_of_date, delivery_id=delivery_id, on_batch=record, **options)
     except BaseException as exc:
         _finish(warehouse, delivery_id, "failed", time.monotonic() - started, None, f"{type(exc).__name__}: {exc}")
         raise
     result.seconds = time.monotonic() - started
     _finish(warehouse, delivery_id, "complete", result.seconds, content.hexdigest(), None)
     return result
+
+
+def _record(warehouse: Warehouse, sink: str, as_of_date: date, delivery_id: str, outcome: BatchOutcome) -> None:
+    """One batch the sink reported, in one transaction: its rows delivered, its issues, the delivery's counts, and
+    (a job's) its rows out of export.delivery_jobs."""
+    sent = pd.DataFrame({"sink": sink, "customer_id": [p.customer_id for p in outcome.sent],
+                         "row_hash": [p.row_hash for p in outcome.sent], "as_of_date": as_of_date,
+                         "delivery_id": delivery_id})
+    issues = pd.DataFrame(
+        [(delivery_id, sink, payload.customer_id, kind, reason)
+         for kind, items in (("failed", outcome.failed), ("skipped", outcome.skipped)) for payload, reason in items],
+        columns=["delivery_id", "sink", "customer_id", "kind", "reason"])
+    with warehouse.writer() as con:
+        con.execute("begin")
+        try:
+            if len(sent):
+                con.register("sent_rows", sent)
+                con.execute(f"insert or replace into {DELIVERED_ROWS} "  # noqa: S608 constant
+                            "select sink, customer_id, row_hash, as_of_date, delivery_id from sent_rows")
+                con.unregister("sent_rows")
+            if len(issues):
+                con.register("issue_rows", issues)
+                con.execute(f"insert into {DELIVERY_ISSUES} select * from issue_rows")  # noqa: S608 constant
+                con.unregister("issue_rows")
+            if outcome.batch_id is not None:
+                con.execute(f"delete from {DELIVERY_JOBS} where sink = ? and job_id = ?",  # noqa: S608 constant
+                            [sink, outcome.batch_id])
+            con.execute(f"update {DELIVERIES} set rows_sent = rows_sent + ?, rows_failed = rows_failed + ?, "  # noqa: S608 constant
+                        "rows_skipped = rows_skipped + ?, batches = batches + 1 where delivery_id = ?",
+                        [len(outcome.sent), len(outcome.failed), len(outcome.skipped), delivery_id])
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+
+
+def _resolve_earlier_jobs(warehouse: Warehouse, sink_name: str, sink: JobSink,
+                          say: Callable[[str], None]) -> dict[str, str]:
+    """Ask the sink about the jobs earlier deliveries announced and never reported (a killed process): record each
+    completed job for the delivery that sent it, drop the rows of the others (they are sent again). Returns the rows
+    found delivered: customer id -> row hash."""
+    with warehouse.reader() as con:
+        rows = con.execute(f"select job_id, delivery_id, as_of_date, customer_id, email, row_hash "  # noqa: S608 constant
+                           f"from {DELIVERY_JOBS} where sink = ? order by delivery_id, job_id, position",
+                           [sink_name]).fetchall()
+    if not rows:
+        return {}
+    jobs: dict[str, list[Payload]] = {}
+    sent_by: dict[str, tuple[str, date]] = {}
+    for job_id, delivery_id, as_of_date, customer_id, email, row_hash in rows:
+        jobs.setdefault(job_id, []).append(Payload(customer_id, email, {}, row_hash))
+        sent_by[job_id] = (delivery_id, as_of_date)
+    say(f"deliver {sink_name}: {len(jobs):,} jobs of an interrupted delivery were never reported; asking the ESP")
+    found: dict[str, str] = {}
+    for job_id, outcome in sink.resolve_jobs(jobs):
+        delivery_id, as_of_date = sent_by[job_id]
+        if outcome is None:
+            with warehouse.writer() as con:
+                con.execute(f"delete from {DELIVERY_JOBS} where sink = ? and job_id = ?",  # noqa: S608 constant
+                            [sink_name, job_id])
+            continue
+        _record(warehouse, sink_name, as_of_date, delivery_id, outcome)
+        found.update((payload.customer_id, payload.row_hash) for payload in outcome.sent)
+        say(f"deliver {sink_name}: job {job_id} of {delivery_id} had completed: {len(outcome.sent):,} rows recorded "
+            f"as delivered, {len(outcome.failed):,} failed")
+    return found
 
 
 def _finish(warehouse: Warehouse, delivery_id: str, status: str, seconds: float, content_hash: str | None,

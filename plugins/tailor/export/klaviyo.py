@@ -35,6 +35,11 @@ On failure (a job cancelled, a request still failing after its retries, a refuse
 is submitted, the jobs already in flight are finished and reported, then the first error is raised. Payloads not
 reported are not recorded as delivered, so the next delivery sends them again.
 
+A process killed while jobs are in flight cannot report them. So each job is announced once Klaviyo has given it an
+id (on_submit(job_id, payloads), before it is polled), and the next delivery asks Klaviyo what became of the jobs
+announced but never reported (resolve_jobs): a complete job's profiles count as delivered (less its import errors),
+and only the profiles of a job Klaviyo does not know or that ended without importing are sent again.
+
 The API key goes only into the Authorization header of requests to the connection's base URL; it is never logged.
 """
 
@@ -47,14 +52,14 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import date
 
 from tailor.export.payload import BatchOutcome, Payload
 from tailor.sources import Credentials, Progress
-from tailor.sources.http import HttpClient, RetryPolicy, SourceError
+from tailor.sources.http import HttpClient, RetryPolicy, SourceError, VendorError
 from tailor.sources.klaviyo import REVISION, EndpointPacer, _next_cursor
 
 log = logging.getLogger(__name__)
@@ -168,6 +173,7 @@ class _Delivery:
 
     delivery_id: str
     clients: dict[str, HttpClient]
+    on_submit: Callable[[str, list[Payload]], None] | None = None  # a job's id and payloads once Klaviyo has it
     submit: queue.Queue = field(default_factory=queue.Queue)
     poll: queue.Queue = field(default_factory=queue.Queue)
     errors: queue.Queue = field(default_factory=queue.Queue)
@@ -218,10 +224,13 @@ class KlaviyoSink:
 
     # ---- delivery (the calling thread) ------------------------------------------------------------------------
     def deliver(self, payloads: Iterable[Payload], *, as_of_date: date, delivery_id: str,
-                on_batch: Callable[[BatchOutcome], None]) -> None:
-        """Send every payload (see the module docstring); on_batch(outcome) once per completed job, in order."""
+                on_batch: Callable[[BatchOutcome], None],
+                on_submit: Callable[[str, list[Payload]], None] | None = None) -> None:
+        """Send every payload (see the module docstring); on_batch(outcome) once per completed job, in order;
+        on_submit(job_id, payloads) as each job is created (on the submitting thread; an error in it fails the job)."""
         stats = self.stats = ImportStats()
-        run = _Delivery(delivery_id, {name: self._client(stats.progress, self.pacers[name]) for name in ENDPOINT_LIMITS})
+        run = _Delivery(delivery_id, {name: self._client(stats.progress, self.pacers[name]) for name in ENDPOINT_LIMITS},
+                        on_submit=on_submit)
         workers = [threading.Thread(target=target, args=(run,), name=f"klaviyo-{name}", daemon=True)
                    for name, target in (("submit", self._submitter), ("poll", self._poller),
                                         ("errors", self._errors_reader))]
@@ -295,6 +304,42 @@ class KlaviyoSink:
                 raise first
             raise KlaviyoSinkError(f"{first}{more}") from first
 
+    def resolve_jobs(self, jobs: Mapping[str, list[Payload]]) -> Iterator[tuple[str, BatchOutcome | None]]:
+        """What became of jobs an earlier delivery submitted but never reported (job id -> its payloads, in the order
+        submitted): each job's outcome once Klaviyo says it is complete (its import errors read as failed), or None
+        when Klaviyo does not know it or it ended without importing; a job still running is polled every
+        `poll_interval` seconds until it ends (at most `job_timeout` seconds, then KlaviyoSinkError)."""
+        progress = Progress()
+        client = self._client(progress, self.pacers["poll"])
+        errors_client = self._client(progress, self.pacers["errors"])
+        try:
+            for job_id, payloads in jobs.items():
+                job = _Job(payloads=list(payloads), encoded=None, job_id=job_id, submitted_at=self.clock())
+                while True:
+                    try:
+                        attributes = self._poll(job, client)
+                    except KlaviyoJobFailed as exc:
+                        log.warning("klaviyo: earlier job %s ended '%s': its %d profiles are sent again", job_id,
+                                    exc.status, len(payloads))
+                        yield job_id, None
+                        break
+                    except VendorError as exc:
+                        if exc.status != 404:
+                            raise
+                        log.warning("klaviyo: earlier job %s is unknown to Klaviyo: its %d profiles are sent again",
+                                    job_id, len(payloads))
+                        yield job_id, None
+                        break
+                    if attributes is not None:
+                        failures = {} if attributes.get("failed_count") == 0 else self._import_errors(job,
+                                                                                                       errors_client)
+                        yield job_id, self._outcome(job, failures, attributes, f"resolving {job_id}")
+                        break
+                    self.sleep(self.poll_interval)
+        finally:
+            client.close()
+            errors_client.close()
+
     def _pack(self, payloads: Iterable[Payload], delivery_id: str) -> Iterator[_Job]:
         """Payloads into jobs within the profile-count and body-size limits; oversized profiles skipped."""
         job = _Job()
@@ -333,6 +378,8 @@ class KlaviyoSink:
                 continue
             try:
                 self._submit(job, run)
+                if run.on_submit is not None:
+                    run.on_submit(str(job.job_id), job.payloads)
             except Exception as exc:
                 self._fail(run, job, exc)
                 continue
@@ -385,7 +432,7 @@ class KlaviyoSink:
                 run.stop.wait(delay)
                 continue
             try:
-                attributes = self._poll(job, run)
+                attributes = self._poll(job, run.clients["poll"])
                 if attributes is None:
                     job.next_poll = self.clock() + self.poll_interval
                     continue
@@ -402,10 +449,10 @@ class KlaviyoSink:
                 self._fail(run, job, exc)
         run.errors.put(None)
 
-    def _poll(self, job: _Job, run: _Delivery) -> dict | None:
+    def _poll(self, job: _Job, client: HttpClient) -> dict | None:
         """One poll: the job's attributes once complete, None while it runs. Raises when it ended otherwise."""
         path = f"{JOBS_PATH}/{job.job_id}"
-        body, _ = run.clients["poll"].request_json("GET", path)
+        body, _ = client.request_json("GET", path)
         job.polls += 1
         data = body.get("data") if isinstance(body, dict) else None
         attributes = data.get("attributes") if isinstance(data, dict) else None
@@ -444,7 +491,7 @@ class KlaviyoSink:
         if isinstance(expected, int) and expected != len(failures):
             log.warning("klaviyo delivery %s: job %s reports %d failed profiles but its import-errors name %d",
                         delivery_id, job.job_id, expected, len(failures))
-        outcome = BatchOutcome(skipped=job.skipped)
+        outcome = BatchOutcome(skipped=job.skipped, batch_id=job.job_id)
         for index, payload in enumerate(job.payloads):
             reason = failures.get(index)
             if reason is None:

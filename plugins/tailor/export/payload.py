@@ -39,3 +39,4 @@ class BatchOutcome:
     sent: list[Payload] = field(default_factory=list)  # accepted by the ESP
     failed: list[tuple[Payload, str]] = field(default_factory=list)  # rejected by the ESP, with its reason
     skipped: list[tuple[Payload, str]] = field(default_factory=list)  # never sent, with why (e.g. over 100 KB)
+    batch_id: str | None = None  # the sink's name for the batch, when it has one (a Klaviyo import job's id)

@@ -121,7 +121,7 @@ def make_sink(name: str):
         from tailor import connections
         from tailor.export.klaviyo import KlaviyoSink
 
-        return KlaviyoSink(connections.credentials("klaviyo"))
+        return KlaviyoSink(connections.credentials("klaviyo"), max_profiles_per_job=settings.klaviyo_profiles_per_job())
     raise ValueError(f"sink {name!r} is not one of {', '.join(SINKS)}")
 
 
