@@ -308,14 +308,15 @@ class _S3Store:
             try:
                 self.client.download_file(self.bucket, self.prefix + key, str(tmp))
             except Exception as exc:  # botocore raises ClientError 404 for a missing object here
-                if _is_not_found(exc):
+                if is_not_found(exc):
                     yield None
                     return
                 raise
             yield tmp
 
 
-def _is_not_found(exc: Exception) -> bool:
+def is_not_found(exc: Exception) -> bool:
+    """A botocore error saying the object (or bucket) is not there."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound")
 

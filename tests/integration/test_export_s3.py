@@ -262,3 +262,26 @@ def test_a_feed_failing_mid_delivery_keeps_the_reported_parts_and_writes_no_mani
         sink.deliver([payload(1), payload(2), Payload("cust-x", None, {}, "")], as_of_date=DAY,  # type: ignore[arg-type]
                      delivery_id="attempt-3", on_batch=outcomes.append)
     assert "drop/2026-11-01/attempt-3/" not in "".join(objects(client, sink.bucket, "drop/"))
+
+
+def test_parts_are_announced_before_upload_and_resolved_by_whether_the_object_is_there(drop: tuple[str, Any]) -> None:
+    # what the next delivery asks after a process was killed between an upload and its report
+    url, client = drop
+    sink = S3Sink.from_url(url)
+    feed = [payload(n) for n in range(150)]
+    announced: dict[str, list[Payload]] = {}
+
+    def on_submit(key: str, batch: list[Payload]) -> None:
+        assert key not in objects(client, sink.bucket, "drop/")  # announced before the upload starts
+        announced[key] = list(batch)
+
+    outcomes: list[BatchOutcome] = []
+    sink.deliver(feed, as_of_date=DAY, delivery_id="run-1", on_batch=outcomes.append, rows_per_object=100,
+                 on_submit=on_submit)
+    assert list(announced) == [o.batch_id for o in outcomes] == [f"drop/2026-11-01/run-1/part-{i:05d}.jsonl.gz"
+                                                                  for i in range(2)]
+    uploaded, _ = announced
+    never = "drop/2026-11-01/run-2/part-00000.jsonl.gz"
+    resolved = dict(sink.resolve_jobs({uploaded: announced[uploaded], never: feed[:3]}))
+    assert resolved[never] is None
+    assert resolved[uploaded].sent == feed[:100] and resolved[uploaded].batch_id == uploaded

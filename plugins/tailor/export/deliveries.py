@@ -13,11 +13,11 @@ are recorded at once, in one transaction: a delivery killed midway resumes where
 sends nothing twice. Rows the ESP rejected or that were skipped (over a size limit) are not recorded as delivered:
 they are logged in export.delivery_issues with the reason and tried again by the next delivery.
 
-A sink whose batches are jobs the ESP runs on its own (Klaviyo's bulk imports) announces each job as it is created;
-export.delivery_jobs keeps the job's rows until the job is reported. A process killed in between leaves them there,
-and the next delivery to that sink first asks the ESP what became of those jobs (Sink.resolve_jobs): the rows of a
-job that completed are recorded as delivered by the delivery that sent them, so they are not sent again; the rows of
-a job the ESP lost or refused are sent again.
+Both sinks also announce each batch when it leaves (an S3 object's key before its upload, a Klaviyo import job's id
+as soon as Klaviyo has made it): export.delivery_jobs keeps the batch's rows until the batch is reported. A process
+killed in between leaves them there, and the next delivery to that sink first asks the ESP what became of those
+batches (JobSink.resolve_jobs: is the object there, did the job complete): the rows of a batch that landed are
+recorded as delivered by the delivery that sent them, so they are not sent again; the others are sent again.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class Sink(Protocol):
 
 
 class JobSink(Sink, Protocol):
-    """A sink whose batches are jobs the ESP finishes on its own: it announces each job and can be asked about it."""
+    """A sink that announces each batch as it leaves (on_submit) and can later be asked whether it landed."""
 
     def deliver(self, payloads: Iterator[Payload], *, as_of_date: date, delivery_id: str,
                 on_batch: Callable[[BatchOutcome], None],
@@ -201,15 +201,14 @@ def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[],
         say(f"deliver {plan.sink}: batch {result.batches}: {len(outcome.sent):,} sent, {len(outcome.failed):,} "
             f"failed, {len(outcome.skipped):,} skipped ({result.sent:,} of {len(plan.pending):,} so far)")
 
-    def announce(job_id: str, job: list[Payload]) -> None:  # on the sink's submitting thread
-        rows = pd.DataFrame({"sink": plan.sink, "job_id": job_id, "position": range(len(job)),
-                             "delivery_id": delivery_id, "as_of_date": plan.as_of_date,
-                             "customer_id": [p.customer_id for p in job], "email": [p.email for p in job],
-                             "row_hash": [p.row_hash for p in job]})
+    def announce(job_id: str, job: list[Payload]) -> None:
+        # lists, not a registered DataFrame: this may run on the sink's submitting thread, where DuckDB's pandas scan
+        # is not found
         with warehouse.writer() as con:
-            con.register("job_rows", rows)
-            con.execute(f"insert into {DELIVERY_JOBS} select * from job_rows")  # noqa: S608 constant
-            con.unregister("job_rows")
+            con.execute(f"insert into {DELIVERY_JOBS} select ?, ?, unnest(range(?)), ?, ?, unnest(?::varchar[]), "
+                        "unnest(?::varchar[]), unnest(?::varchar[])",
+                        [plan.sink, job_id, len(job), delivery_id, plan.as_of_date, [p.customer_id for p in job],
+                         [p.email for p in job], [p.row_hash for p in job]])
 
     resolved: dict[str, str] = {}  # customer id -> row hash an interrupted delivery's job turned out to deliver
 

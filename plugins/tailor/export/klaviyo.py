@@ -73,6 +73,9 @@ MAX_PROFILE_BYTES = 100 * 1024
 # (burst per second, steady per minute) of each endpoint the sink calls: the same for all three.
 ENDPOINT_LIMITS = {"submit": (10, 150), "poll": (10, 150), "errors": (10, 150)}
 ERRORS_PAGE_MAX = 100
+# Jobs submitted and not yet reported, at most. Each needs two polls at least poll_interval apart, so 4 in flight
+# capped a delivery at 60 jobs a minute, under the 75 the poll endpoint allows (150 requests a minute, two per job).
+MAX_IN_FLIGHT = 8
 ATTRIBUTE_FIELDS = ("email", "external_id", "first_name")  # payload fields that are profile attributes
 RUNNING_STATUSES = ("queued", "processing")
 ENVELOPE_HEAD = b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
@@ -188,7 +191,7 @@ class KlaviyoSink:
 
     def __init__(self, credentials: Credentials, *, max_profiles_per_job: int = MAX_PROFILES_PER_JOB,
                  max_job_bytes: int = MAX_JOB_BYTES, max_profile_bytes: int = MAX_PROFILE_BYTES,
-                 poll_interval: float = 2.0, max_in_flight: int = 4, job_timeout: float = 6 * 3600.0,
+                 poll_interval: float = 2.0, max_in_flight: int = MAX_IN_FLIGHT, job_timeout: float = 6 * 3600.0,
                  revision: str = REVISION, policy: RetryPolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         if not 1 <= max_profiles_per_job <= MAX_PROFILES_PER_JOB:

@@ -6,7 +6,9 @@
 
 A delivery is complete once its manifest exists. Each part is reported to the caller (on_batch) only once its
 upload has completed, so the caller records progress per object and a delivery killed mid-way resumes with a new
-delivery id for the rest. Every PUT asks for SSE-S3 (AES256) and carries its Content-MD5, so S3 rejects a body
+delivery id for the rest. Each part's key is announced (on_submit) before its upload starts, so after a kill between
+an upload and its report the next delivery asks S3 whether the object is there (resolve_jobs) instead of sending
+its rows again. Every PUT asks for SSE-S3 (AES256) and carries its Content-MD5, so S3 rejects a body
 damaged in transit; objects above the multipart threshold go up in parts (each with its Content-MD5), and a failed
 multipart upload is aborted so no orphan parts stay billed.
 """
@@ -21,7 +23,7 @@ import logging
 import math
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +31,7 @@ from typing import IO, Any
 from tailor import settings
 from tailor.export.outbox import MANIFEST_FILE, SCHEMA_VERSION, feed_line, open_export
 from tailor.export.payload import BatchOutcome, Payload
+from tailor.lake import is_not_found
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +111,11 @@ class S3Sink:
     # --- the feed ------------------------------------------------------------------------------------------------
 
     def deliver(self, payloads: Iterable[Payload], *, as_of_date: date, delivery_id: str,
-                on_batch: Callable[[BatchOutcome], None], rows_per_object: int | None = None) -> None:
-        """Write `payloads` as parts of `rows_per_object` rows (default: the sink's), calling on_batch(BatchOutcome(sent=those payloads))
-        after each part's upload has completed, then the delivery's manifest."""
+                on_batch: Callable[[BatchOutcome], None], rows_per_object: int | None = None,
+                on_submit: Callable[[str, list[Payload]], None] | None = None) -> None:
+        """Write `payloads` as parts of `rows_per_object` rows (default: the sink's), calling on_submit(key, payloads)
+        before each part's upload and on_batch(BatchOutcome(sent=those payloads)) once it has completed, then the
+        delivery's manifest."""
         day = _day(as_of_date)
         rows_per_object = self.rows_per_object if rows_per_object is None else rows_per_object
         if not isinstance(delivery_id, str) or not _DELIVERY_ID.match(delivery_id):
@@ -132,12 +137,14 @@ class S3Sink:
                     part = part or _GzipPart()
                     part.write(lines)
                 if len(batch) >= rows_per_object:
-                    parts.append(self._send_part(part, f"{base}/part-{len(parts):05d}.jsonl.gz", batch, on_batch))
+                    parts.append(self._send_part(part, f"{base}/part-{len(parts):05d}.jsonl.gz", batch, on_batch,
+                                                 on_submit))
                     part, batch = None, []
             if batch:
                 part = part or _GzipPart()
                 part.write(lines)
-                parts.append(self._send_part(part, f"{base}/part-{len(parts):05d}.jsonl.gz", batch, on_batch))
+                parts.append(self._send_part(part, f"{base}/part-{len(parts):05d}.jsonl.gz", batch, on_batch,
+                                             on_submit))
                 part = None
         finally:
             if part is not None:
@@ -149,16 +156,32 @@ class S3Sink:
         log.info("delivered %d customers as of %s in %d parts to %s", rows, day, len(parts),
                  self.uri(f"{base}/{MANIFEST_FILE}"))
 
-    def _send_part(self, part: _GzipPart, key: str, batch: list[Payload],
-                   on_batch: Callable[[BatchOutcome], None]) -> dict[str, Any]:
+    def _send_part(self, part: _GzipPart, key: str, batch: list[Payload], on_batch: Callable[[BatchOutcome], None],
+                   on_submit: Callable[[str, list[Payload]], None] | None) -> dict[str, Any]:
         handle, size, sha256 = part.finish()
         try:
+            if on_submit is not None:
+                on_submit(key, batch)
             self._put(key, handle, size)
         finally:
             handle.close()
         log.info("uploaded %s: %d rows, %d bytes", self.uri(key), len(batch), size)
-        on_batch(BatchOutcome(sent=batch))
+        on_batch(BatchOutcome(sent=batch, batch_id=key))
         return {"name": key.rsplit("/", 1)[1], "rows": len(batch), "bytes": size, "sha256": sha256}
+
+    def resolve_jobs(self, jobs: Mapping[str, list[Payload]]) -> Iterator[tuple[str, BatchOutcome | None]]:
+        """Parts an earlier delivery announced and never reported (key -> its payloads): a part whose object exists
+        was uploaded whole (a PUT or a completed multipart upload is atomic), one that does not was not."""
+        for key, payloads in jobs.items():
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=key)
+            except Exception as exc:  # botocore's ClientError: only a 404 means "never uploaded"
+                if not is_not_found(exc):
+                    raise
+                log.warning("%s was never uploaded: its %d rows are sent again", self.uri(key), len(payloads))
+                yield key, None
+                continue
+            yield key, BatchOutcome(sent=list(payloads), batch_id=key)
 
     # --- an outbox export ----------------------------------------------------------------------------------------
 
