@@ -257,7 +257,8 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 def _parse_key(target: str, database_file: Path, run_vars: Mapping[str, object]) -> tuple:
     """What a parsed project depends on: its files, the target (configs read target.name), the database the nodes
     live in (a DuckDB file's name; on Postgres, the database name) and the vars (of RUNTIME_VARS, only which are
-    set). Called with the build's environment set."""
+    set). Called with the build's environment set. No model or macro reads env_var() (only the profile does): one
+    that does must add that variable here, as dbt's own partial parse would."""
     database = database_file.stem if target in _LOCAL_TARGETS else os.environ.get("TAILOR_PG_DBNAME", "")
     parse_vars = {name: "set" if name in RUNTIME_VARS else value for name, value in run_vars.items()
                   if value is not None}

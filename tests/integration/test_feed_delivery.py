@@ -240,24 +240,22 @@ def test_a_delivery_cut_off_midway_resumes_and_sends_each_customer_once(delivere
 def test_a_delivery_killed_with_jobs_in_flight_asks_klaviyo_about_them_and_sends_each_customer_once(
         delivered: Delivered):
     """`python -m tailor feed deliver` is SIGKILLed with the most import jobs in flight it allows (submitted, not yet
-    reported).
-    Klaviyo finishes them on its own; the next delivery finds them complete, records them for the killed delivery and
-    sends only the rest: every customer is imported exactly once."""
+    reported). Klaviyo finishes them on its own; the next delivery finds them complete, records them for the killed
+    delivery and sends only the rest: every customer is imported exactly once."""
     shop, warehouse, server = delivered.shop, delivered.warehouse, delivered.server
     surface = server.state.vendor_state["klaviyo"]
     before = len(surface.jobs)
-    per_job = 20
     with warehouse.writer() as con:  # the sink has never received this day, and has no batch in flight
         con.execute("delete from export.delivered_rows where sink = 'klaviyo'")
         con.execute("delete from export.delivery_jobs where sink = 'klaviyo'")
-    env = {**os.environ, "TAILOR_DATA_DIR": str(delivered.data_dir), "TAILOR_KLAVIYO_PROFILES_PER_JOB": str(per_job),
+    env = {**os.environ, "TAILOR_DATA_DIR": str(delivered.data_dir), "TAILOR_KLAVIYO_PROFILES_PER_JOB": "20",
            "AIRFLOW_CONN_KLAVIYO_DEFAULT": json.dumps({"conn_type": "http", "host": server.url,
                                                        "password": TOKENS["klaviyo"]})}
     process = subprocess.Popen([sys.executable, "-m", "tailor", "feed", "deliver", "--as-of", shop.now.isoformat(),
                                 "--sink", "klaviyo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     try:
-        # MAX_IN_FLIGHT jobs noted: the submitter now waits for the first one to complete (polled every 2 s)
+        # MAX_IN_FLIGHT jobs noted and none reported yet: the submitter waits for the first to complete (polls 2 s apart)
         deadline = time.monotonic() + 120
         while _jobs_in_flight(warehouse) < MAX_IN_FLIGHT:
             assert process.poll() is None, f"the delivery ended before it was killed:\n{process.stdout.read()}"
@@ -267,23 +265,24 @@ def test_a_delivery_killed_with_jobs_in_flight_asks_klaviyo_about_them_and_sends
     finally:
         process.wait(timeout=60)
     killed = deliveries.delivery_log(warehouse, shop.now.date()).iloc[0]
-    assert killed["status"] == "running" and killed["rows_sent"] == 0  # it never saw a job complete
-    in_flight = list(surface.jobs.values())[before:]
-    assert len(in_flight) == MAX_IN_FLIGHT and all(job.status != "complete" for job in in_flight)
-    for job in in_flight:  # Klaviyo goes on importing without the client (each poll moves a simulated job on)
+    assert killed["status"] == "running"  # as the kill left it
+    reported = killed["rows_sent"]  # jobs it saw complete before the kill (none, unless the machine was slow)
+    with warehouse.reader() as con:
+        noted = con.execute("select count(*) from export.delivery_jobs").fetchone()[0]
+    assert noted >= (MAX_IN_FLIGHT - 1) * 20
+    submitted = list(surface.jobs.values())[before:]
+    for job in submitted:  # Klaviyo goes on importing without the client (each poll moves a simulated job on)
         for _ in range(2):
             answer = httpx.get(f"{server.url}/api/profile-bulk-import-jobs/{job.job_id}", headers={
                 "Authorization": f"Klaviyo-API-Key {TOKENS['klaviyo']}", "revision": KLAVIYO_REVISION})
             assert answer.status_code == 200, answer.text
-    assert all(job.status == "complete" for job in in_flight)
+    assert all(job.status == "complete" for job in submitted)
 
-    resumed = steps.deliver(shop.now, "klaviyo", warehouse=warehouse,
-                            sink_object=_klaviyo_sink(delivered.klaviyo, per_job))
-    recovered = MAX_IN_FLIGHT * per_job
-    assert resumed.recovered == recovered and resumed.sent == delivered.exported.rows - recovered > 0
+    resumed = steps.deliver(shop.now, "klaviyo", warehouse=warehouse, sink_object=_klaviyo_sink(delivered.klaviyo, 20))
+    assert resumed.recovered == noted and resumed.sent == delivered.exported.rows - reported - noted > 0
     log = deliveries.delivery_log(warehouse, shop.now.date())
     killed = log[log["delivery_id"] == killed["delivery_id"]].iloc[0]
-    assert killed["status"] == "interrupted" and killed["rows_sent"] == recovered  # for the delivery that sent them
+    assert killed["status"] == "interrupted" and killed["rows_sent"] == reported + noted  # for the one that sent them
     assert _jobs_in_flight(warehouse) == 0
     imported = _imported_by_email(list(surface.jobs.values())[before:])
     assert len(imported) == delivered.exported.rows and set(imported.values()) == {1}

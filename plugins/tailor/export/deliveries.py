@@ -63,7 +63,7 @@ DDL = [
     f"""create table if not exists {DELIVERY_ISSUES} (
         delivery_id varchar not null, sink varchar not null, customer_id varchar not null, kind varchar not null,
         reason varchar not null)""",
-    # the rows of each job submitted and not yet reported, in the job's order (position)
+    # the rows of each batch announced (an S3 key, a Klaviyo job id) and not yet reported, in its order (position)
     f"""create table if not exists {DELIVERY_JOBS} (
         sink varchar not null, job_id varchar not null, position integer not null, delivery_id varchar not null,
         as_of_date date not null, customer_id varchar not null, email varchar not null, row_hash varchar not null,
@@ -201,9 +201,7 @@ def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[],
         say(f"deliver {plan.sink}: batch {result.batches}: {len(outcome.sent):,} sent, {len(outcome.failed):,} "
             f"failed, {len(outcome.skipped):,} skipped ({result.sent:,} of {len(plan.pending):,} so far)")
 
-    def announce(job_id: str, job: list[Payload]) -> None:
-        # lists, not a registered DataFrame: this may run on the sink's submitting thread, where DuckDB's pandas scan
-        # is not found
+    def announce(job_id: str, job: list[Payload]) -> None:  # on the sink's thread (Klaviyo); lists, as in _record
         with warehouse.writer() as con:
             con.execute(f"insert into {DELIVERY_JOBS} select ?, ?, unnest(range(?)), ?, ?, unnest(?::varchar[]), "
                         "unnest(?::varchar[]), unnest(?::varchar[])",
@@ -238,25 +236,22 @@ def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[],
 def _record(warehouse: Warehouse, sink: str, as_of_date: date, delivery_id: str, outcome: BatchOutcome) -> None:
     """One batch the sink reported, in one transaction: its rows delivered, its issues, the delivery's counts, and
     (a job's) its rows out of export.delivery_jobs."""
-    sent = pd.DataFrame({"sink": sink, "customer_id": [p.customer_id for p in outcome.sent],
-                         "row_hash": [p.row_hash for p in outcome.sent], "as_of_date": as_of_date,
-                         "delivery_id": delivery_id})
-    issues = pd.DataFrame(
-        [(delivery_id, sink, payload.customer_id, kind, reason)
-         for kind, items in (("failed", outcome.failed), ("skipped", outcome.skipped)) for payload, reason in items],
-        columns=["delivery_id", "sink", "customer_id", "kind", "reason"])
+    issues = [(payload.customer_id, kind, reason)
+              for kind, items in (("failed", outcome.failed), ("skipped", outcome.skipped)) for payload, reason in items]
+    # rows as list parameters, not registered DataFrames: with a batch being announced from the sink's thread at the
+    # same moment, DuckDB's pandas scan was not found ("Table Function with name pandas_scan does not exist")
     with warehouse.writer() as con:
         con.execute("begin")
         try:
-            if len(sent):
-                con.register("sent_rows", sent)
-                con.execute(f"insert or replace into {DELIVERED_ROWS} "  # noqa: S608 constant
-                            "select sink, customer_id, row_hash, as_of_date, delivery_id from sent_rows")
-                con.unregister("sent_rows")
-            if len(issues):
-                con.register("issue_rows", issues)
-                con.execute(f"insert into {DELIVERY_ISSUES} select * from issue_rows")  # noqa: S608 constant
-                con.unregister("issue_rows")
+            if outcome.sent:
+                con.execute(f"insert or replace into {DELIVERED_ROWS} select ?, unnest(?::varchar[]), "
+                            "unnest(?::varchar[]), ?, ?",
+                            [sink, [p.customer_id for p in outcome.sent], [p.row_hash for p in outcome.sent],
+                             as_of_date, delivery_id])
+            if issues:
+                con.execute(f"insert into {DELIVERY_ISSUES} select ?, ?, unnest(?::varchar[]), "
+                            "unnest(?::varchar[]), unnest(?::varchar[])",
+                            [delivery_id, sink, *(list(column) for column in zip(*issues, strict=True))])
             if outcome.batch_id is not None:
                 con.execute(f"delete from {DELIVERY_JOBS} where sink = ? and job_id = ?",  # noqa: S608 constant
                             [sink, outcome.batch_id])
