@@ -83,7 +83,9 @@ def test_window_versions_equal_truth_under_faults(simulator, faults, entity):
     assert all(start <= r.updated_at.timestamp() < mid for r in first)
     assert progress.records == len(first) + len(second)
     if faults == "none":
-        assert set(got_first) == truth_before and ex.throttled_responses == 0 and progress.retries == 0
+        # exact and never throttled; a retry can still happen on a loaded machine (a read that timed out: twice in
+        # full CI runs), and the versions must be exact all the same
+        assert set(got_first) == truth_before and ex.throttled_responses == 0
     else:
         # the mass update (more records at one second than a page holds) lies in W1 and paged exactly
         ties = Counter(u for _, u in got_first).most_common(1)[0][1]
