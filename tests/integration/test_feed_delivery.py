@@ -33,7 +33,7 @@ from tailor.export.klaviyo import MAX_IN_FLIGHT, KlaviyoSink
 from tailor.export.s3 import S3Sink
 from tailor.quality import GateFailed
 from tailor.sources import Credentials
-from tailor.warehouse import Warehouse
+from tailor.warehouse import Warehouse, has_table
 from tests.integration.dbt_fixtures import extract_and_load
 from tests.integration.lakekit import moto_s3
 from tests.integration.mlkit import Shop, quiet, use_data_dir
@@ -290,10 +290,9 @@ def test_a_delivery_killed_with_jobs_in_flight_asks_klaviyo_about_them_and_sends
 
 def _jobs_in_flight(warehouse: Warehouse) -> int:
     with warehouse.reader() as con:
-        if not con.execute("select count(*) from information_schema.tables where table_schema = 'export' "
-                           "and table_name = 'delivery_jobs'").fetchone()[0]:
+        if not has_table(con, deliveries.DELIVERY_JOBS):
             return 0
-        return con.execute("select count(distinct job_id) from export.delivery_jobs").fetchone()[0]
+        return con.execute(f"select count(distinct job_id) from {deliveries.DELIVERY_JOBS}").fetchone()[0]
 
 
 def _imported_by_email(jobs: list) -> dict[str, int]:
