@@ -282,3 +282,16 @@ def test_rows_are_streamed_to_disk_not_held(tmp_path: Path) -> None:
     feed_text = len(gzip.decompress((result.path / DATA_FILE).read_bytes()))
     assert result.rows == 20_000 and feed_text > 10_000_000
     assert peak < feed_text / 3, f"peak {peak} bytes while writing a feed of {feed_text} bytes of JSON"
+
+
+def test_a_write_error_on_a_files_thread_reaches_the_caller(tmp_path: Path) -> None:
+    """Each data file is written on a thread of its own: a disk that fails under it (here /dev/full: no space)
+    is raised in the writing caller with the OS's error, and the file is not described as written."""
+    from tailor.export.outbox import _FileWriter
+
+    chunk = b"x" * (1 << 20)
+    full = _FileWriter(Path("/dev/full"))
+    with pytest.raises(OSError, match="No space left"), full:  # noqa: PT012 raised at a write or at the exit
+        for _ in range(64):
+            full.write(chunk)
+    assert full.described is None

@@ -1,155 +1,78 @@
 -- The personalization feed as of as_of: one row per customer of the feed (consented, int_feed_customers_consented)
 -- scored for as_of's date, with what email templates render: greeting, segment, churn risk, value, the product list
 -- (JSON of esp_feed_recommendations), send hour, next best action and content blocks, and the experiment group
--- (holdout customers stay in the feed, flagged: the ESP sends them the non-personalized version). Scores, lists
--- and send hours are the served model version's for the date (the latest scoring run of each table,
--- stg_ml__scoring_runs). A consented customer without a score for the date (created after scoring) waits for the
--- next scoring. Incremental by date (dbt_project.yml): a build replaces its as_of_date only, past dates stay for
--- feed_lift. DECISIONLOG.md, "The feed".
+-- (holdout customers stay in the feed, flagged: the ESP sends them the non-personalized version): the fields of
+-- int_feed_customer_fields with their lists. Scores, lists and send hours are the served model version's for the
+-- date (the latest scoring run of each table, stg_ml__scoring_runs). A consented customer without a score for the
+-- date (created after scoring) waits for the next scoring. Incremental by date (dbt_project.yml): a build replaces
+-- its as_of_date only, past dates stay for feed_lift. DECISIONLOG.md, "The feed" and "The feed: memory".
 {%- set as_of_date = tailor.utc_date(tailor.as_of()) %}
 
 with
 
-audience as (
-    select
-        customer_id,
-        email,
-        first_name,
-        greeting_name,
-        has_first_name,
-        email_consent_state,
-        shopify_customer_id,
-        klaviyo_profile_id,
-        currency_code,
-        experiment_group,
-        experiment_salt
-    from {{ ref('int_feed_customers_consented') }}
-),
-
-scores as (
-    select
-        customer_id,
-        segment_id,
-        segment_name,
-        churn_probability,
-        expected_net_sales_12m,
-        expected_next_order_date
-    from {{ ref('stg_ml__customer_scores') }}
-    where as_of_date = {{ as_of_date }}
-),
-
-send_times as (
-    select
-        customer_id,
-        send_hour_local,
-        send_hour_utc,
-        timezone
-    from {{ ref('stg_ml__customer_send_times') }}
-    where as_of_date = {{ as_of_date }}
-),
-
-rfm as (
-    select
-        customer_id,
-        rfm_segment
-    from {{ ref('customer_rfm') }}
-),
-
-actions as (
-    select
-        customer_id,
-        next_best_action,
-        content_block
-    from {{ ref('int_feed_next_best_actions') }}
+fields as (
+    select *
+    from {{ ref('int_feed_customer_fields') }}
 ),
 
 lists as (
     select
-        customer_id,
+        recommendations.customer_id,
         cast(count(*) as integer) as recommendation_count,
         {{ tailor.json_objects_agg([
-            ('rank', 'rank'),
-            ('product_id', 'product_id'),
-            ('title', 'product_title'),
-            ('url', 'product_url'),
-            ('image_url', 'image_url'),
-            ('price', 'price'),
-            ('reason', 'reason'),
-        ], 'rank') }} as recommendations
-    from {{ ref('esp_feed_recommendations') }}
-    where as_of_date = {{ as_of_date }}
-    group by customer_id
-),
-
--- the served model version of each table for the date (null when the table was not scored for it)
-versions as (
-    select
-        max(case when table_name = 'ml.customer_scores' then model_version end) as scores_model_version,
-        max(case when table_name = 'ml.customer_recommendations' then model_version end)
-            as recommendations_model_version,
-        max(case when table_name = 'ml.customer_send_times' then model_version end) as send_times_model_version
-    from {{ ref('stg_ml__scoring_runs') }}
-    where is_served
-        and as_of_date = {{ as_of_date }}
+            ('rank', 'recommendations.rank'),
+            ('product_id', 'recommendations.product_id'),
+            ('title', 'recommendations.product_title'),
+            ('url', 'recommendations.product_url'),
+            ('image_url', 'recommendations.image_url'),
+            ('price', 'recommendations.price'),
+            ('reason', 'recommendations.reason'),
+        ], 'recommendations.rank') }} as recommendations
+    from {{ ref('esp_feed_recommendations') }} as recommendations
+    where recommendations.as_of_date = {{ as_of_date }}
+    group by recommendations.customer_id
 ),
 
 final as (
     select
-        {{ as_of_date }} as as_of_date,
-        {{ tailor.as_of() }} as as_of_at,
-        audience.customer_id,
-        audience.shopify_customer_id,
-        audience.klaviyo_profile_id,
-        audience.email,
-        audience.first_name,
-        audience.greeting_name,
-        audience.has_first_name,
-        audience.email_consent_state,
-        scores.segment_id,
-        scores.segment_name,
-        rfm.rfm_segment,
-        scores.churn_probability,
-        case
-            when scores.churn_probability is null then 'not_a_buyer'
-            when scores.churn_probability >= {{ var('feed_churn_high_threshold') }} then 'high'
-            when scores.churn_probability >= {{ var('feed_churn_medium_threshold') }} then 'medium'
-            else 'low'
-        end as churn_risk_band,
-        scores.expected_net_sales_12m,
-        scores.expected_next_order_date,
-        audience.currency_code,
+        fields.as_of_date,
+        fields.as_of_at,
+        fields.customer_id,
+        fields.shopify_customer_id,
+        fields.klaviyo_profile_id,
+        fields.email,
+        fields.first_name,
+        fields.greeting_name,
+        fields.has_first_name,
+        fields.email_consent_state,
+        fields.segment_id,
+        fields.segment_name,
+        fields.rfm_segment,
+        fields.churn_probability,
+        fields.churn_risk_band,
+        fields.expected_net_sales_12m,
+        fields.expected_next_order_date,
+        fields.currency_code,
         coalesce(lists.recommendations, '[]') as recommendations,
         coalesce(lists.recommendation_count, 0) as recommendation_count,
-        send_times.send_hour_local,
-        send_times.send_hour_utc,
-        send_times.timezone,
-        actions.next_best_action,
-        actions.content_block,
-        case
-            when audience.has_first_name then 'greeting_named'
-            else {{ tailor.string_literal(var('feed_greeting_fallback_block')) }}
-        end as greeting_block,
+        fields.send_hour_local,
+        fields.send_hour_utc,
+        fields.timezone,
+        fields.next_best_action,
+        fields.content_block,
+        fields.greeting_block,
         case
             when coalesce(lists.recommendation_count, 0) > 0 then 'recommendations_personal'
             else {{ tailor.string_literal(var('feed_recommendations_fallback_block')) }}
         end as recommendations_block,
-        audience.experiment_group,
-        audience.experiment_salt,
-        versions.scores_model_version,
-        versions.recommendations_model_version,
-        versions.send_times_model_version
-    from audience
-    inner join scores
-        on audience.customer_id = scores.customer_id
-    left join send_times
-        on audience.customer_id = send_times.customer_id
-    left join rfm
-        on audience.customer_id = rfm.customer_id
-    left join actions
-        on audience.customer_id = actions.customer_id
+        fields.experiment_group,
+        fields.experiment_salt,
+        fields.scores_model_version,
+        fields.recommendations_model_version,
+        fields.send_times_model_version
+    from fields
     left join lists
-        on audience.customer_id = lists.customer_id
-    cross join versions
+        on fields.customer_id = lists.customer_id
 )
 
 select * from final

@@ -227,15 +227,24 @@ def to_payload(row: dict[str, Any]) -> Payload:
     fields = {}
     for column, name in ESP_FIELDS.items():
         value = row[column]
-        if column == "recommendations":
-            value = json.loads(value) if isinstance(value, str) else (value or [])
+        if column == "recommendations" and isinstance(value, str):
+            value = json.loads(value)  # JSON-safe as parsed
+        elif column == "recommendations":
+            value = _json_safe(value or [])
         elif column in ROUNDED and value is not None:
             value = round(float(value), ROUNDED[column])
-        fields[name] = _json_safe(value)
+        elif type(value) not in _JSON_TYPES:
+            value = _json_safe(value)
+        fields[name] = value
     return Payload.of(row["customer_id"], row["email"], fields)
 
 
+_JSON_TYPES = frozenset({str, int, float, bool, type(None)})  # as JSON takes them: most of a row, checked fast
+
+
 def _json_safe(value: Any) -> Any:
+    if type(value) in _JSON_TYPES:
+        return value
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):

@@ -5,8 +5,8 @@ S3 drop) reads.
     <outbox>/<as-of date>/feed.csv        the same rows flat (recommendations as rec_<i>_<column>), for CSV imports
     <outbox>/<as-of date>/manifest.json   row count, each file's bytes and sha256, and the caller's extras (last)
 
-Both data files are written in one pass over the payloads (a feed of a million customers is never held in memory)
-and are byte-for-byte deterministic for the same payloads (gzip without a name or time, sorted keys), so a re-export
+Both data files are written in one pass over the payloads (a feed of a million customers is never held in memory;
+each file is compressed, hashed and written on a thread of its own) and are byte-for-byte deterministic for the same payloads (gzip without a name or time, sorted keys), so a re-export
 of the same day gives the same checksums. An export is built in a hidden temp folder beside the target, fsynced,
 then swapped in (the old one renamed aside, the new one renamed in, the old one removed): a reader sees the old
 complete export or the new one, never a partial one. Temp folders of a writer that died are removed by the next
@@ -23,8 +23,10 @@ import io
 import json
 import logging
 import os
+import queue
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -52,6 +54,7 @@ _MANIFEST_KEYS = frozenset({"schema_version", "as_of_date", "rows", "files", "cr
 _WORK_DIR = re.compile(r"^\.(\d{4}-\d{2}-\d{2})\.(\d+)-[0-9a-f]{8}\.(tmp|old)$")
 _dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _CHUNK = 1 << 20
+_BYTES_PER_WRITE = 1 << 18  # of JSON text: small chunks keep the export's memory flat
 
 
 class BadPayload(ValueError):
@@ -211,8 +214,7 @@ def write_outbox(payloads: Iterable[Payload], *, outbox_dir: Path, as_of_date: d
     tmp = outbox_dir / f".{day}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     tmp.mkdir()
     try:
-        rows, header = _write_data(tmp, payloads, columns, recommendations_per_customer)
-        files = [_describe(tmp / name) for name in (DATA_FILE, CSV_FILE)]
+        rows, header, files = _write_data(tmp, payloads, columns, recommendations_per_customer)
         manifest = {**manifest_extra, "schema_version": SCHEMA_VERSION, "as_of_date": day, "rows": rows,
                     "created_at": exported_at.astimezone(UTC).isoformat(), "columns": header,
                     "recommendations_per_customer": recommendations_per_customer,
@@ -228,42 +230,108 @@ def write_outbox(payloads: Iterable[Payload], *, outbox_dir: Path, as_of_date: d
 
 
 def _write_data(folder: Path, payloads: Iterable[Payload], columns: Sequence[str] | None,
-                per_customer: int) -> tuple[int, list[str]]:
-    """Both data files in one pass; fsynced. Returns the row count and the CSV header."""
+                per_customer: int) -> tuple[int, list[ExportFile]]:
+    """Both data files in one pass, fsynced; returns the row count, the CSV header and each file's description.
+
+    This thread turns rows into text; a writer thread per file compresses, hashes and writes it (zlib and sha256
+    release the GIL, so on two cores the export is as fast as its Python part)."""
     layout = _CsvLayout(columns, per_customer) if columns is not None else None
     rows = 0
-    with open(folder / DATA_FILE, "wb") as raw_json, open(folder / CSV_FILE, "wb") as raw_csv:
-        gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw_json, mtime=0, compresslevel=6)
-        text = io.TextIOWrapper(raw_csv, encoding="utf-8", newline="", write_through=False)
-        writer = csv.writer(text, lineterminator="\r\n")  # RFC 4180: CRLF, quotes only where needed, "" inside
+    with _FileWriter(folder / DATA_FILE, gzipped=True) as jsonl, _FileWriter(folder / CSV_FILE) as flat:
+        table = io.StringIO()
+        writer = csv.writer(table, lineterminator="\r\n")  # RFC 4180: CRLF, quotes only where needed, "" inside
         if layout is not None:
             writer.writerow(layout.header)
         lines: list[str] = []
+        pending = 0
         for payload in payloads:
             rows += 1
             where = f"feed row {rows}"
             record = feed_record(payload, where)
-            line = _line(record, payload, where)
+            lines.append(line := _line(record, payload, where))
+            pending += len(line)
             if layout is None:
                 layout = _CsvLayout(list(payload.fields), per_customer)
                 writer.writerow(layout.header)
             writer.writerow(layout.row(record, f"{where} (customer {payload.customer_id!r})"))
-            lines.append(line)
-            if len(lines) >= 1000:
-                gz.write(("\n".join(lines) + "\n").encode())
+            if pending >= _BYTES_PER_WRITE:
+                jsonl.write(("\n".join(lines) + "\n").encode())
+                flat.write(table.getvalue().encode())
                 lines.clear()
+                pending = 0
+                table.seek(0)
+                table.truncate()
         if layout is None:  # an empty feed: still a header
             layout = _CsvLayout([], per_customer)
             writer.writerow(layout.header)
         if lines:
-            gz.write(("\n".join(lines) + "\n").encode())
-        gz.close()
-        text.flush()
-        for raw in (raw_json, raw_csv):
-            raw.flush()
-            os.fsync(raw.fileno())
-        text.detach()
-    return rows, layout.header
+            jsonl.write(("\n".join(lines) + "\n").encode())
+        flat.write(table.getvalue().encode())
+    return rows, layout.header, [jsonl.described, flat.described]
+
+
+class _FileWriter:
+    """Writes chunks to a file on its own thread: gzip'd if asked (deterministic bytes: no name or time in the
+    header), hashed as written, fsynced on a clean exit. An error on the thread is raised in the caller at its next
+    write or at the exit; an error in the caller stops the thread."""
+
+    def __init__(self, path: Path, *, gzipped: bool = False):
+        self.path, self.gzipped = path, gzipped
+        self.described: ExportFile | None = None
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"outbox-{path.name}", daemon=True)
+
+    def __enter__(self) -> _FileWriter:
+        self._file = _HashedFile(open(self.path, "wb"))  # closed on the thread
+        self._thread.start()
+        return self
+
+    def write(self, chunk: bytes) -> None:
+        self._raise()
+        self._chunks.put(chunk)
+
+    def __exit__(self, kind, error, trace) -> None:
+        self._chunks.put(None)
+        self._thread.join()
+        if kind is None:
+            self._raise()
+            self.described = ExportFile(self.path.name, self._file.size, self._file.digest.hexdigest())
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            with self._file.raw:
+                target = gzip.GzipFile(filename="", mode="wb", fileobj=self._file, mtime=0, compresslevel=6) \
+                    if self.gzipped else self._file
+                while (chunk := self._chunks.get()) is not None:
+                    target.write(chunk)
+                if self.gzipped:
+                    target.close()
+                self._file.raw.flush()
+                os.fsync(self._file.raw.fileno())
+        except BaseException as exc:  # handed to the caller
+            self._error = exc
+            while self._chunks.get() is not None:  # let the caller's puts and its exit go through
+                pass
+
+
+class _HashedFile:
+    """A binary file that hashes and counts what is written to it."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw, self.digest, self.size = raw, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
 
 
 def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
@@ -283,12 +351,6 @@ def _digest(handle: IO[bytes]) -> tuple[str, int]:
         digest.update(chunk)
         size += len(chunk)
     return digest.hexdigest(), size
-
-
-def _describe(path: Path) -> ExportFile:
-    with open(path, "rb") as handle:
-        sha256, size = _digest(handle)
-    return ExportFile(path.name, size, sha256)
 
 
 @contextmanager

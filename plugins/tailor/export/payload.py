@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -24,11 +25,17 @@ class Payload:
     customer_id: str
     email: str
     fields: dict[str, Any]
-    row_hash: str
+    known_hash: str | None = field(default=None, repr=False, compare=False)  # row_hash when already known
 
     @classmethod
     def of(cls, customer_id: str, email: str, fields: dict[str, Any]) -> Payload:
-        return cls(customer_id, email, fields, hashlib.sha256(canonical_json(fields).encode()).hexdigest())
+        return cls(customer_id, email, fields)
+
+    @cached_property
+    def row_hash(self) -> str:
+        """Computed when first asked (a delta sync asks; writing the outbox does not, and a million rows' canonical
+        JSON is a tenth of the export's time)."""
+        return self.known_hash or hashlib.sha256(canonical_json(self.fields).encode()).hexdigest()
 
 
 @dataclass
