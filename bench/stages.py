@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
 from pathlib import Path
 
+from bench.baskets import baskets
 from bench.context import Context, StageResult
 from bench.serving import served
 from simulator.world import World, WorldConfig
@@ -387,19 +389,24 @@ def feed(ctx: Context) -> StageResult:
     from tailor.export import steps
 
     run_dir, warehouse, now = _trained_dir(ctx)
-    seconds = {}
+    seconds, peak_mb = {}, {}
+
+    def step(name: str, started: float) -> None:  # the stage's peak so far: which step raised it
+        seconds[name] = time.perf_counter() - started
+        peak_mb[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     started = time.perf_counter()
     feed_steps.build_feed(now, warehouse=warehouse)
-    seconds["build"] = time.perf_counter() - started
+    step("build", started)
     report = feed_steps.gate_feed(now, warehouse=warehouse, raise_on_failure=False)
-    seconds["gate"] = time.perf_counter() - started - seconds["build"]
+    step("gate", started + seconds["build"])
     if not report.success:
         raise RuntimeError(f"the feed gate failed: {report.summary()}")
     exported = steps.export(now, warehouse=warehouse, outbox_dir=run_dir / "outbox")
-    total = time.perf_counter() - started
-    seconds["export"] = total - seconds["build"] - seconds["gate"]
-    return StageResult(rows=exported.rows, unit="feed rows", seconds=total, details={
+    step("export", started + seconds["build"] + seconds["gate"])
+    return StageResult(rows=exported.rows, unit="feed rows", seconds=sum(seconds.values()), details={
         "seconds": "; ".join(f"{part} {value:,.1f}" for part, value in seconds.items()),
+        "peak_rss_mb_after": "; ".join(f"{part} {value:,.0f}" for part, value in peak_mb.items()),
         "files": "; ".join(f"{item['name']} {item['bytes'] / 1e6:,.1f} MB" for item in exported.manifest["files"]),
         "export_rows_per_second": f"{exported.rows / seconds['export']:,.0f}",
     })
@@ -489,6 +496,6 @@ def _clocked_say():
     return say
 
 
-STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "gate": gate,
-          "train": train, "score": score, "train_personalization": train_personalization,
+STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "baskets": baskets,
+          "gate": gate, "train": train, "score": score, "train_personalization": train_personalization,
           "score_personalization": score_personalization, "feed": feed, "deliver": deliver}

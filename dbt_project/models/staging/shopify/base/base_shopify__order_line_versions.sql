@@ -43,29 +43,19 @@ line_items as (
         order_versions.order_updated_at,
         order_versions.order_version_id,
         order_versions.order_currency_code,
-        line_item.value as line
+        -- each order's document parsed once into its lines' fields: the cost stays linear in lines per order
+        {{ tailor.json_array_rows('order_versions.payload', ['lineItems'], line_paths) }} as line
     from order_versions
-    {{ tailor.json_array_join('order_versions.payload', ['lineItems'], 'line_item') }}
 ),
 
-extracted as (
+line_fields as (
     select
         line_items.order_id,
         line_items.order_updated_at,
         line_items.order_version_id,
         line_items.order_currency_code,
-        {{ tailor.json_texts('line_items.line', line_paths) }} as line_texts
+        {{ tailor.json_row_texts('line_items.line', line_paths) }}
     from line_items
-),
-
-line_fields as (
-    select
-        extracted.order_id,
-        extracted.order_updated_at,
-        extracted.order_version_id,
-        extracted.order_currency_code,
-        {{ tailor.json_texts_columns('extracted.line_texts', line_paths) }}
-    from extracted
 ),
 
 final as (

@@ -1,6 +1,14 @@
 -- One row per variant of each raw Shopify product version, parsed once. Incremental, append-only, independent of
 -- as_of: a run parses the variants of the product versions (base_shopify__product_versions with variant_count > 0)
 -- whose variants are not here yet (macros/base.sql).
+{% set variant_paths = {
+    'variant_id': ['id'],
+    'sku': ['sku'],
+    'variant_title': ['title'],
+    'price_text': ['price'],
+    'inventory_quantity_text': ['inventoryQuantity'],
+} -%}
+
 with
 
 versions as (
@@ -15,22 +23,30 @@ variants as (
         versions.record_id as product_id,
         versions.updated_at as product_updated_at,
         versions.product_version_id,
-        variant.value as variant
+        {{ tailor.json_array_rows('versions.payload', ['variants'], variant_paths) }} as variant
     from versions
-    {{ tailor.json_array_join('versions.payload', ['variants'], 'variant') }}
+),
+
+variant_fields as (
+    select
+        variants.product_id,
+        variants.product_updated_at,
+        variants.product_version_id,
+        {{ tailor.json_row_texts('variants.variant', variant_paths) }}
+    from variants
 ),
 
 final as (
     select
-        {{ tailor.json_text('variants.variant', ['id']) }} as variant_id,
-        variants.product_id,
-        variants.product_updated_at,
-        variants.product_version_id,
-        {{ tailor.json_text('variants.variant', ['sku']) }} as sku,
-        {{ tailor.json_text('variants.variant', ['title']) }} as variant_title,
-        {{ tailor.to_money(tailor.json_text('variants.variant', ['price'])) }} as price_amount,
-        cast({{ tailor.json_text('variants.variant', ['inventoryQuantity']) }} as integer) as inventory_quantity
-    from variants
+        variant_fields.variant_id,
+        variant_fields.product_id,
+        variant_fields.product_updated_at,
+        variant_fields.product_version_id,
+        variant_fields.sku,
+        variant_fields.variant_title,
+        {{ tailor.to_money('variant_fields.price_text') }} as price_amount,
+        cast(variant_fields.inventory_quantity_text as integer) as inventory_quantity
+    from variant_fields
 )
 
 select * from final
