@@ -1,7 +1,10 @@
-"""Shared fixtures: a real simulator served over HTTP on a free local port; and the order modules start in."""
+"""Shared fixtures: a real simulator served over HTTP on a free local port; the order modules start in; and a run's
+temp folders in one place that goes when the run ends."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -35,7 +38,25 @@ _LONGEST_MODULES = {
     "tests/integration/test_source_hubspot.py": 0.6,
     "tests/integration/test_extract_load_e2e.py": 0.5,
     "tests/integration/test_quality_marts.py": 0.5,
+    "tests/integration/test_order_line_baskets.py": 0.5,
 }
+
+
+_OWN_BASETEMP = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each tmp_path under one fresh folder that the run removes at its end (pytest would keep its last three runs'
+    under the system temp dir, gigabytes of warehouses): the suite leaves the temp dir as it found it. A --basetemp
+    given on the command line is kept. xdist's workers get their folders under the controller's."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="tailor-pytest-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if (path := config.stash.get(_OWN_BASETEMP, None)) is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
