@@ -14,9 +14,8 @@ def served(world: World, rate_limits: bool) -> Iterator[str]:
     not compete with it for the GIL); yields its URL."""
     import multiprocessing
     import shutil
-    import tempfile
-    from pathlib import Path
 
+    from simulator.files import make_files_dir
     from simulator.server import port_free, start_in_thread
     from simulator.state import SimState
 
@@ -24,7 +23,7 @@ def served(world: World, rate_limits: bool) -> Iterator[str]:
     port = next(p for p in range(18_765, 18_865) if port_free("127.0.0.1", p))
     ready = fork.Event()
     # The bulk-operation files live here, owned by this process: the server is terminated, so it cannot clean up.
-    files_dir = Path(tempfile.mkdtemp(prefix="tailor-sim-"))
+    files_dir = make_files_dir()
 
     def run_server() -> None:
         start_in_thread(SimState(world=world, rate_limits=rate_limits, files_dir=files_dir), port=port)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 import threading
 import time
 import weakref
@@ -19,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from simulator.faults import FaultDice, Faults
+from simulator.files import make_files_dir
 from simulator.world import World, parse_time
 
 # The credentials the simulator accepts (documented in README.md). Anything else gets the vendor's 401.
@@ -55,7 +55,7 @@ class SimState:
         self.dice = FaultDice(self.world.config.seed)
         self._owns_files = self.files_dir is None
         if self.files_dir is None:
-            self.files_dir = Path(tempfile.mkdtemp(prefix="tailor-sim-"))
+            self.files_dir = make_files_dir()
             # removed at close() and, whatever happens, when the state is collected or the process exits
             weakref.finalize(self, shutil.rmtree, str(self.files_dir), True)
         self.files_dir.mkdir(parents=True, exist_ok=True)
