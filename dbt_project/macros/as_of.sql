@@ -140,30 +140,42 @@
                                                     tailor.json_text('versions.payload', ['createdAt'])) }}) -#}
 {% macro raw_state_as_of(relation, created_expression) -%}
     select
-        ranked.record_id,
-        ranked.updated_at,
-        ranked.payload,
-        ranked.updated_at > {{ tailor.as_of() }} as is_after_as_of
-    from (
+        picked_versions.record_id,
+        picked_versions.updated_at,
+        picked_versions.payload,
+        picked_versions.updated_at > {{ tailor.as_of() }} as is_after_as_of
+    from {{ relation }} as picked_versions
+    -- the pick ranks keys only, then the picked versions' payloads are read: sorting the payloads with the keys
+    -- made DuckDB spill them (raw orders at a million customers are gigabytes of JSON)
+    inner join (
         select
-            versions.record_id,
-            versions.updated_at,
-            versions.payload,
-            versions.is_deleted,
-            row_number() over (
-                partition by versions.record_id
-                order by
-                    case when versions.updated_at <= {{ tailor.as_of() }} then versions.updated_at end desc nulls last,
-                    versions.updated_at asc
-            ) as version_rank
-        from {{ relation }} as versions
-        -- a case, not an or: the payload's creation time is parsed only for the versions later than as_of
-        where case
-            when versions.updated_at <= {{ tailor.as_of() }} then true
-            else not versions.is_deleted and {{ tailor.to_timestamp_tz(created_expression) }} <= {{ tailor.as_of() }}
-        end
-    ) as ranked
-    where ranked.version_rank = 1 and not ranked.is_deleted
+            ranked.record_id,
+            ranked.updated_at
+        from (
+            select
+                versions.record_id,
+                versions.updated_at,
+                versions.is_deleted,
+                row_number() over (
+                    partition by versions.record_id
+                    order by
+                        case
+                            when versions.updated_at <= {{ tailor.as_of() }} then versions.updated_at
+                        end desc nulls last,
+                        versions.updated_at asc
+                ) as version_rank
+            from {{ relation }} as versions
+            -- a case, not an or: the payload's creation time is parsed only for the versions later than as_of
+            where case
+                when versions.updated_at <= {{ tailor.as_of() }} then true
+                else not versions.is_deleted
+                    and {{ tailor.to_timestamp_tz(created_expression) }}
+                    <= {{ tailor.as_of() }}
+            end
+        ) as ranked
+        where ranked.version_rank = 1 and not ranked.is_deleted
+    ) as picked
+        on picked_versions.record_id = picked.record_id and picked_versions.updated_at = picked.updated_at
 {%- endmacro %}
 
 
