@@ -390,20 +390,22 @@ def feed(ctx: Context) -> StageResult:
 
     run_dir, warehouse, now = _trained_dir(ctx)
     seconds, peak_mb = {}, {}
+    last = time.perf_counter()
 
-    def step(name: str, started: float) -> None:  # the stage's peak so far: which step raised it
-        seconds[name] = time.perf_counter() - started
+    def done(name: str) -> None:  # the step's seconds, and the stage's peak so far: which step raised it
+        nonlocal last
+        clock = time.perf_counter()
+        seconds[name], last = clock - last, clock
         peak_mb[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    started = time.perf_counter()
     feed_steps.build_feed(now, warehouse=warehouse)
-    step("build", started)
+    done("build")
     report = feed_steps.gate_feed(now, warehouse=warehouse, raise_on_failure=False)
-    step("gate", started + seconds["build"])
+    done("gate")
     if not report.success:
         raise RuntimeError(f"the feed gate failed: {report.summary()}")
     exported = steps.export(now, warehouse=warehouse, outbox_dir=run_dir / "outbox")
-    step("export", started + seconds["build"] + seconds["gate"])
+    done("export")
     return StageResult(rows=exported.rows, unit="feed rows", seconds=sum(seconds.values()), details={
         "seconds": "; ".join(f"{part} {value:,.1f}" for part, value in seconds.items()),
         "peak_rss_mb_after": "; ".join(f"{part} {value:,.0f}" for part, value in peak_mb.items()),
