@@ -193,15 +193,38 @@
 {#- True for a record version the raw quality gate did not quarantine (source quality.quarantine); with known_at,
     quarantines made after it do not count. -#}
 {% macro not_quarantined(raw_table, record_id_expression, updated_at_expression) -%}
-    {%- set known = tailor.known_at() -%}
+    {{ return(adapter.dispatch('not_quarantined', 'tailor')(raw_table, record_id_expression, updated_at_expression)) }}
+{%- endmacro %}
+
+{% macro _quarantined_versions(raw_table) -%}
+    from {{ source('quality', 'quarantine') }} as quarantined
+    where quarantined.table_name = '{{ raw_table }}'
+        {%- set known = tailor.known_at() %}
+        {%- if known is not none %}
+        and quarantined.quarantined_at <= {{ known }}
+        {%- endif %}
+{%- endmacro %}
+
+{#- DuckDB: an uncorrelated NOT IN on the version key. DuckDB plans the correlated NOT EXISTS as a delim join that
+    first materializes every column of the rows it filters: 30 s and a gigabyte spilled for the 52M events at 1M
+    customers, against 1 s for this form. The key columns are never null (tested on the base tables), so NOT IN's
+    null rule changes nothing. -#}
+{% macro default__not_quarantined(raw_table, record_id_expression, updated_at_expression) -%}
+    ({{ record_id_expression }}, {{ updated_at_expression }}) not in (
+        select
+            quarantined.record_id,
+            quarantined.updated_at
+        {{ tailor._quarantined_versions(raw_table) }}
+    )
+{%- endmacro %}
+
+{#- Postgres: NOT EXISTS, which it runs as a hash anti-join (NOT IN would be a subplan per row once the quarantine
+    outgrows work_mem). -#}
+{% macro postgres__not_quarantined(raw_table, record_id_expression, updated_at_expression) -%}
     not exists (
         select 1
-        from {{ source('quality', 'quarantine') }} as quarantined
-        where quarantined.table_name = '{{ raw_table }}'
+        {{ tailor._quarantined_versions(raw_table) }}
             and quarantined.record_id = {{ record_id_expression }}
             and quarantined.updated_at = {{ updated_at_expression }}
-            {%- if known is not none %}
-            and quarantined.quarantined_at <= {{ known }}
-            {%- endif %}
     )
 {%- endmacro %}

@@ -58,7 +58,12 @@
     parse. Driven by the parent's base table, which counts each version's items (count_column): a version with items
     that are not in this table yet (no row with its version id) is parsed; a version without items is never read
     again, so an order without refunds costs nothing on the next run. version_column names the parent's version id,
-    in the parent's base table and in this one (e.g. order_version_id). -#}
+    in the parent's base table and in this one (e.g. order_version_id).
+    An incremental run also narrows raw.* to the batches of those versions (the parent's row keeps its raw row's
+    batch_id): DuckDB pushes that list into the scan of raw.*, which then skips the row groups of every other batch
+    by their min/max, so no other payload is read (at 1M customers, after one hour: 13-18 s -> 1-6 s). The full
+    build keeps the plain join: with the pending versions as a CTE, DuckDB built the join on the payloads' side and
+    ran out of its budget at 1M customers. -#}
 {% macro raw_parent_versions_to_parse(relation, parent_base, parent_key, count_column, version_column) -%}
     select
         raw_versions.record_id,
@@ -77,6 +82,13 @@
             select 1
             from {{ this }} as parsed
             where parsed.{{ version_column }} = parent_versions.{{ version_column }}
+        )
+        and raw_versions.batch_id in (
+            select pending_versions.batch_id
+            from {{ parent_base }} as pending_versions
+            left join {{ this }} as parsed
+                on pending_versions.{{ version_column }} = parsed.{{ version_column }}
+            where pending_versions.{{ count_column }} > 0 and parsed.{{ version_column }} is null
         )
         {%- endif %}
 {%- endmacro %}
