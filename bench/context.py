@@ -22,3 +22,9 @@ class Context:
     customers: int
     seed: int
     work_dir: Path
+
+
+def slowest_nodes(nodes, count: int = 5) -> str:
+    """The `count` slowest nodes of a dbt build (tailor.transform's NodeResult), with their seconds."""
+    top = sorted(nodes, key=lambda node: node.seconds, reverse=True)[:count]
+    return ", ".join(f"{node.unique_id.split('.')[2][:60]} {node.seconds:.1f}s" for node in top)

@@ -9,8 +9,9 @@ vendors' renderers a second time, and a misreading would hide in both.
 M and L replicate the base (`replicate_raw`): copy k of every person-level record gets its ids and emails rewritten
 the same way everywhere they occur (Shopify GIDs and legacy ids, Klaviyo external ids, profile ULIDs and event ids,
 HubSpot ids, a "+rk" before each email's @), so copies are distinct people who link up across sources exactly like
-the originals, with the same payload shapes and sizes. Products stay one shared catalog. Extracting an L world over
-HTTP would take hours and measure the simulator.
+the originals, with the same payload shapes and sizes. Products stay one shared catalog. The next hour is replicated
+the same way into a lake of its own (`hour_at_size`), so an hourly load at L lands 100 times the S hour's changes.
+Extracting an L world over HTTP would take hours and measure the simulator.
 
 Everything is made once per seed (and size) under the bench dir, in a spawned process so that its memory is not
 counted as a stage's, and reused.
@@ -160,3 +161,47 @@ def replicate_raw(path: Path, factor: int, batch_ids: list[str] | None = None) -
                         [table, *params])
         con.execute("checkpoint")
     return added
+
+
+def hour_at_size(bench_dir: Path, size: str, seed: int) -> tuple[Path, datetime]:
+    """(a lake holding the next hour's batches at `size`, the world's clock): the S hour's batches with copies
+    1..factor-1 of their person-level records added exactly as replicate_raw adds them to raw.*, so the hour's new
+    people are the replicated world's, and a load of it measures what an hourly load at that size reads and writes.
+    Made once per size and seed."""
+    from bench.context import SIZES
+
+    _, hour, now = base_inputs(bench_dir, seed)
+    factor = max(1, SIZES[size] // SIZES[BASE_SIZE])
+    if factor == 1:
+        return hour, now
+    root = bench_dir / f"hour-{size}-seed{seed}"
+    if not (root / "built.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        records = _replicate_lake(hour, root / "lake", root / "scratch.duckdb", factor)
+        (root / "scratch.duckdb").unlink()
+        (root / "built.json").write_text(json.dumps({"factor": factor, "records": records, "now": now.isoformat()}))
+    return root / "lake", now
+
+
+def _replicate_lake(source_dir: Path, target_dir: Path, scratch: Path, factor: int) -> int:
+    """Load the lake at source_dir into a scratch warehouse, replicate it there, and land each batch's rows again
+    (same window, so the same batch id) in the lake at target_dir; returns the records landed."""
+    from tailor.lake import Lake
+    from tailor.pipeline import load_batches
+    from tailor.sources import RecordVersion
+    from tailor.warehouse import Warehouse
+
+    source = Lake.from_url(str(source_dir))
+    load_batches(Warehouse(scratch), source)
+    replicate_raw(scratch, factor)
+    target, landed = Lake.from_url(str(target_dir)), 0
+    with Warehouse(scratch).reader() as con:
+        for ref in source.batches():
+            rows = con.execute(f"select record_id, updated_at, payload::varchar, is_deleted "  # noqa: S608 checked names
+                               f"from raw.{ref.source}_{ref.entity} where batch_id = ? order by record_id, updated_at",
+                               [ref.batch_id]).fetchall()
+            records = (RecordVersion(record_id, updated_at, json.loads(payload), is_deleted)
+                       for record_id, updated_at, payload, is_deleted in rows)
+            landed += target.write_batch(ref.source, ref.entity, ref.window, records, ref.extracted_at).records
+    return landed

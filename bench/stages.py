@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from bench.baskets import baskets
-from bench.context import Context, StageResult
+from bench.context import Context, StageResult, slowest_nodes
+from bench.hourly import hourly
 from bench.serving import served
 from simulator.world import World, WorldConfig
 
@@ -152,18 +153,15 @@ SERVE_SECONDS_PER_API = 10
 
 
 def dbt(ctx: Context) -> StageResult:
-    """dbt build of the whole project (every model, seed and test) on raw.* of the size's world, as of its clock;
-    then the next hour's data is loaded and an incremental build runs as of an hour later. Times both."""
+    """dbt build of the whole project (every model, seed and test) on raw.* of the size's world, as of its clock, from
+    scratch (--full-refresh). The hourly stage then loads the next hour into the same warehouse and builds again."""
     import shutil
-    from datetime import timedelta
 
-    from bench.rawdata import NEW_DATA_SECONDS, replicate_raw, warehouse_at_size
+    from bench.rawdata import warehouse_at_size
     from tailor import transform
-    from tailor.lake import Lake
-    from tailor.pipeline import load_batches
     from tailor.warehouse import Warehouse
 
-    source, hour, factor, now = warehouse_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
+    source, _, factor, now = warehouse_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
     run_dir = ctx.work_dir / "dbt-run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -190,28 +188,16 @@ def dbt(ctx: Context) -> StageResult:
             shutil.move(path, source)
             marker.write_text(marker_text)
         raise
-    hour_lake = Lake.from_url(str(hour))
-    loaded = load_batches(warehouse, hour_lake)
-    new_rows = loaded.rows_inserted
-    if factor > 1:
-        new_rows += replicate_raw(path, factor, [ref.batch_id for ref in hour_lake.batches()])
-    incremental = transform.build(now + timedelta(seconds=NEW_DATA_SECONDS), duckdb_path=path,
-                                  state_dir=run_dir / "dbt", quiet=True)
     with warehouse.reader() as con:
         marts = {name: con.execute(f'select count(*) from marts."{name}"').fetchone()[0] for (name,) in con.execute(  # noqa: S608
             "select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()}
     nodes = {kind: sum(node.unique_id.startswith(f"{kind}.") for node in full.nodes)
              for kind in ("model", "seed", "test", "unit_test")}
     return StageResult(rows=raw_rows, unit="raw record versions", seconds=full.seconds, details={
-        "full_build_s": round(full.seconds, 2),
-        "incremental_build_s": round(incremental.seconds, 2),
-        "incremental_to_full": f"{incremental.seconds / full.seconds:.0%}",
-        "new_hour_record_versions": new_rows,
         "raw_from": f"the S world extracted over HTTP{f', replicated x {factor}' if factor > 1 else ''}",
         "nodes": ", ".join(f"{count} {kind}s" for kind, count in nodes.items()),
         "dbt_threads": os.environ.get("TAILOR_DBT_THREADS", "4 (the profile's default)"),
-        "slowest_full": _slowest(full.nodes),
-        "slowest_incremental": _slowest(incremental.nodes),
+        "slowest": slowest_nodes(full.nodes, 8),
         "mart_rows": sum(marts.values()),
         "rows_per_mart": "; ".join(f"{name} {count:,}" for name, count in marts.items()),
     })
@@ -224,11 +210,6 @@ def _drop_all_but_raw(warehouse) -> None:
                                      ).fetchall():
             con.execute(f'drop schema "{schema}" cascade')
         con.execute("checkpoint")
-
-
-def _slowest(nodes, count: int = 5) -> str:
-    top = sorted(nodes, key=lambda node: node.seconds, reverse=True)[:count]
-    return ", ".join(f"{node.unique_id.split('.')[2][:60]} {node.seconds:.1f}s" for node in top)
 
 
 # --- gate --------------------------------------------------------------------------------------------------------
@@ -498,6 +479,6 @@ def _clocked_say():
     return say
 
 
-STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "baskets": baskets,
-          "gate": gate, "train": train, "score": score, "train_personalization": train_personalization,
+STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "hourly": hourly,
+          "baskets": baskets, "gate": gate, "train": train, "score": score, "train_personalization": train_personalization,
           "score_personalization": score_personalization, "feed": feed, "deliver": deliver}

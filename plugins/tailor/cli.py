@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                                           "run exactly (default: everything loaded)")
     build.add_argument("--select", action="append", help="dbt node selection (repeatable), e.g. marts or +customers")
     build.add_argument("--exclude", action="append", help="dbt nodes to leave out (repeatable)")
+    build.add_argument("--selector", help="a selector of dbt_project/selectors.yml: hourly (every model, tested only "
+                                          "where rows carry over from run to run) or feed")
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     build.add_argument("--target", choices=("duckdb", "dev", "postgres"),
                        help="profile target (default: TAILOR_DBT_TARGET, else duckdb; dev: the raw snapshot into "
@@ -318,7 +320,8 @@ def _build(args: argparse.Namespace) -> int:
          f"{' (full refresh)' if args.full_refresh else ''}")
     try:
         result = transform.build(as_of, known_at=known_at, select=args.select, exclude=args.exclude,
-                                 full_refresh=args.full_refresh, target=args.target, quiet=args.quiet)
+                                 selector=args.selector, full_refresh=args.full_refresh, target=args.target,
+                                 quiet=args.quiet)
     except ValueError as exc:
         raise _BadInput(str(exc)) from None
     except (transform.BuildFailed, WarehouseLockTimeout) as exc:

@@ -153,7 +153,8 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
         run_vars["as_of"] = _iso(moment)
     if known_at is not None:
         run_vars["known_at"] = _iso(parse_as_of(known_at, "known-at"))
-    state = Path(state_dir) if state_dir is not None else dbt_state_dir()
+    # absolute: dbt reads a relative target or log path from the project folder, not from the caller's
+    state = Path(state_dir).resolve() if state_dir is not None else dbt_state_dir()
     common = ["--project-dir", str(settings.dbt_project_dir()), "--profiles-dir", str(settings.dbt_project_dir()),
               "--target", chosen, "--target-path", str(state / "target"), "--log-path", str(state / "logs")]
     if run_vars:
