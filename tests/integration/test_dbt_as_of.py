@@ -4,7 +4,7 @@ the orders of the horizon, and incremental runs (forward, and back for a backfil
 One warehouse file goes through the life an hourly/daily Tailor has:
   1. raw.* holds only what was loaded by T1 (an earlier extract-and-load run, 120 days before the world's clock);
      build as of T1 (a fresh file)
-  2. the rest of the history is loaded; an incremental build as of T2 (= world clock)
+  2. the rest of the history is loaded; an incremental build as of T2 (= world clock), the hourly one (selector)
      -> its incremental marts equal the fresh build as of T2 (built_now)
   3. a backfill: an incremental build as of T1 again (raw now holds versions after T1)
   4. a --full-refresh as of T1 -> its incremental models equal the backfill's, and its incremental marts the first
@@ -94,7 +94,7 @@ def as_of_runs(dbt_world: DbtWorld, built_now: Built, tmp_path_factory: pytest.T
         con.execute("delete from raw._watermarks")
         con.execute("insert into raw._watermarks select * from loaded.raw._watermarks")
         con.execute("detach loaded")
-    build(t2, duckdb_path=path, state_dir=state, quiet=True)
+    build(t2, duckdb_path=path, state_dir=state, quiet=True, selector="hourly")  # as the hourly path builds
     with warehouse.reader() as con:
         forward = incremental_snapshot(con, models, t2)
     with Warehouse(built_now.path).reader() as con:
@@ -172,6 +172,36 @@ def test_known_at_reproduces_a_past_run_as_it_was(dbt_world: DbtWorld, built_now
         (orders_by_t,) = con.execute("select count(*) from marts.orders").fetchone()
     assert 0 < len(expected["orders"]) < orders_by_t
     problems = differences(expected, reproduced)
+    assert not problems, "\n".join(problems)
+
+
+def test_an_event_loaded_late_for_an_old_day_reaches_email_events(dbt_world: DbtWorld, built_now: Built,
+                                                                    tmp_path: Path):
+    # email_events anti-joins only the days whose as-of events differ from the stored ones: an event of an old day,
+    # loaded after that day was built, changes its day and is found by the next incremental run
+    path, state = dbt_world.copy(tmp_path / "warehouse.duckdb"), tmp_path / "dbt"
+    warehouse = Warehouse(path, lock_timeout=60)
+    with warehouse.writer() as con:
+        late = con.execute("select * from raw.klaviyo_events where updated_at < ? order by updated_at, record_id "
+                           "limit 3", [dbt_world.now - timedelta(days=60)]).fetchall()
+        con.execute("create table main.late_events as select * from raw.klaviyo_events where record_id in "
+                    "(select unnest(?))", [[row[0] for row in late]])
+        con.execute("delete from raw.klaviyo_events where record_id in (select record_id from main.late_events)")
+    build(dbt_world.now, duckdb_path=path, state_dir=state, quiet=True, select="+email_events",
+          exclude=list(WITHOUT_TESTS))
+    with warehouse.writer() as con:
+        con.execute("insert into raw.klaviyo_events select * from main.late_events")
+        con.execute("drop table main.late_events")
+    build(dbt_world.now, duckdb_path=path, state_dir=state, quiet=True, selector="hourly")
+
+    with warehouse.reader() as con:
+        built = incremental_snapshot(con, ["email_events"], dbt_world.now)
+        found = con.execute("select count(*) from marts.email_events where event_id in (select unnest(?))",
+                            [[row[0] for row in late]]).fetchone()[0]
+    with Warehouse(built_now.path).reader() as con:
+        fresh = incremental_snapshot(con, ["email_events"], dbt_world.now)
+    assert len(late) == 3 and found == 3
+    problems = differences(fresh, built)
     assert not problems, "\n".join(problems)
 
 

@@ -65,3 +65,19 @@
         where {{ date_column }} = {{ tailor.utc_date(tailor.as_of()) }}
     {%- endif -%}
 {%- endmacro %}
+
+
+{#- An aggregate that fingerprints a set of keys: equal sets give equal values on any row order; two different sets
+    give equal values only by a 64-bit hash collision that cancels in the sum. email_events compares the as-of events
+    per day with the stored ones by it (and by count) to anti-join only the days that differ. -#}
+{% macro key_set_fingerprint(key_expression) -%}
+    {{ return(adapter.dispatch('key_set_fingerprint', 'tailor')(key_expression)) }}
+{%- endmacro %}
+
+{% macro default__key_set_fingerprint(key_expression) -%}
+    sum(hash({{ key_expression }}))
+{%- endmacro %}
+
+{% macro postgres__key_set_fingerprint(key_expression) -%}
+    sum(hashtextextended({{ key_expression }}, 0))
+{%- endmacro %}

@@ -14,7 +14,9 @@
 {#- Klaviyo events (email and onsite) as of as_of with the unified customer_id. Incremental: the pre-hooks fix the
     rows already there (drop events after as_of, refresh customer_id); this select adds every as-of event the table
     does not hold yet (an anti-join on event_id over typed columns: staging reads the base table, no JSON is parsed),
-    so an event loaded late, however far behind the others, is never missed. -#}
+    so an event loaded late, however far behind the others, is never missed. The anti-join reads only the days
+    whose as-of events differ from the stored ones by count or key fingerprint (a late event changes its day's),
+    not the whole history: at 1M customers (52M events) 76 s -> 12 s on a busy machine. -#}
 
 -- depends_on: {{ ref('base_klaviyo__events') }}
 with
@@ -50,13 +52,56 @@ crosswalk as (
 
 ),
 
+{% if is_incremental() -%}
+
+stored_days as (
+
+    select
+        occurred_date,
+        count(*) as events,
+        {{ tailor.key_set_fingerprint('event_id') }} as fingerprint
+    from {{ this }}
+    group by occurred_date
+
+),
+
+-- staging read again rather than through `events`: a CTE read twice is materialized whole (52M rows at 1M customers)
+as_of_days as (
+
+    select
+        {{ tailor.utc_date('occurred_at') }} as occurred_date,
+        count(*) as events,
+        {{ tailor.key_set_fingerprint('event_id') }} as fingerprint
+    from {{ ref('stg_klaviyo__events') }}
+    where occurred_at <= {{ tailor.as_of() }}
+        and updated_at <= {{ tailor.as_of() }}
+    group by {{ tailor.utc_date('occurred_at') }}
+
+),
+
+changed_days as (
+
+    select as_of_days.occurred_date
+    from as_of_days
+    left join stored_days
+        on as_of_days.occurred_date = stored_days.occurred_date
+    where
+        stored_days.occurred_date is null
+        or stored_days.events <> as_of_days.events
+        or stored_days.fingerprint <> as_of_days.fingerprint
+
+),
+
+{%- endif %}
+
 new_events as (
 
     select events.*
     from events
     {% if is_incremental() -%}
     where
-        not exists (
+        {{ tailor.utc_date('events.occurred_at') }} in (select changed_days.occurred_date from changed_days)
+        and not exists (
             select 1
             from {{ this }} as existing
             where existing.event_id = events.event_id
