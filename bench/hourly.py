@@ -12,13 +12,9 @@ Run the dbt stage first: it leaves its warehouse built as of the world's clock, 
 
 from __future__ import annotations
 
-import multiprocessing
-import resource
-import time
-from collections.abc import Callable
 from datetime import timedelta
 
-from bench.context import Context, StageResult, slowest_nodes
+from bench.context import Context, StageResult, in_child, slowest_nodes
 
 # the hour's window ends a second after the hour (bench.rawdata extracts versions up to and including its end)
 _HOUR_END = timedelta(seconds=1)
@@ -46,7 +42,9 @@ def hourly(ctx: Context) -> StageResult:
              "build": (_build, str(warehouse.path), hour_end, str(run_dir / "dbt"))}
     seconds, peaks, details = {}, {}, {}
     for name, (step, *args) in steps.items():
-        outcome, seconds[name], peaks[name] = _in_child(step, *args)
+        ok, outcome, seconds[name], peaks[name] = in_child(step, *args)
+        if not ok:
+            raise RuntimeError(f"the step {name} failed:\n{outcome}")
         details.update(outcome)
     return StageResult(rows=details["hour_rows_loaded"], unit="raw record versions loaded", seconds=sum(seconds.values()),
                        details={
@@ -80,28 +78,3 @@ def _build(path: str, hour_end, state_dir: str) -> dict:
               for kind in ("model", "test", "unit_test")}
     return {"build_nodes": ", ".join(f"{count} {kind}s" for kind, count in counts.items()),
             "slowest_build": slowest_nodes(result.nodes, 8)}
-
-
-def _in_child(step: Callable[..., dict], *args) -> tuple[dict, float, float]:
-    """step(*args) in a forked process: (what it returned, its seconds, its peak RSS in MB)."""
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_child, args=(queue, step, args))
-    child.start()
-    ok, outcome, seconds, peak_mb = queue.get()
-    child.join()
-    if not ok:
-        raise RuntimeError(f"the step {step.__name__.lstrip('_')} failed:\n{outcome}")
-    return outcome, seconds, peak_mb
-
-
-def _child(queue, step: Callable[..., dict], args: tuple) -> None:
-    import traceback
-
-    started = time.perf_counter()
-    try:
-        outcome = step(*args)
-    except Exception:  # the parent raises it with the step's name
-        queue.put((False, traceback.format_exc(), 0.0, 0.0))
-        return
-    queue.put((True, outcome, time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))

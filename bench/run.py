@@ -10,43 +10,28 @@ import argparse
 import json
 import multiprocessing
 import platform
-import resource
 import sys
-import time
-import traceback
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from bench.context import SIZES, Context
+from bench.context import SIZES, Context, StageResult, in_child
 from tailor import settings
 
 
-def _run_child(stage_name: str, ctx: Context, queue) -> None:
+def _stage(stage_name: str, ctx: Context) -> StageResult:
     from bench.stages import STAGES
 
-    started = time.perf_counter()
-    try:
-        result = STAGES[stage_name](ctx)
-        elapsed = time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        timed = asdict(result)
-        timed["seconds"] = elapsed if result.seconds is None else result.seconds
-        queue.put({"ok": True, "peak_rss_mb": peak_mb, **timed})
-    except Exception:  # report any failure of the stage to the parent, which marks the run failed
-        queue.put({"ok": False, "error": traceback.format_exc()})
+    return STAGES[stage_name](ctx)
 
 
 def run_stage(stage_name: str, ctx: Context) -> dict:
-    mp = multiprocessing.get_context("fork")
-    queue = mp.Queue()
-    child = mp.Process(target=_run_child, args=(stage_name, ctx, queue))
-    child.start()
-    result = queue.get()
-    child.join()
-    result["stage"] = stage_name
-    if result.get("ok"):
-        result["rows_per_second"] = result["rows"] / result["seconds"] if result["seconds"] > 0 else None
-    return result
+    ok, outcome, elapsed, peak_mb = in_child(_stage, stage_name, ctx)
+    if not ok:  # the parent marks the run failed
+        return {"ok": False, "error": outcome, "stage": stage_name}
+    timed = asdict(outcome)
+    timed["seconds"] = elapsed if outcome.seconds is None else outcome.seconds
+    rate = timed["rows"] / timed["seconds"] if timed["seconds"] > 0 else None
+    return {"ok": True, "peak_rss_mb": peak_mb, **timed, "stage": stage_name, "rows_per_second": rate}
 
 
 def markdown(report: dict) -> str:

@@ -207,8 +207,8 @@
 
 {#- DuckDB: an uncorrelated NOT IN on the version key. DuckDB plans the correlated NOT EXISTS as a delim join that
     first materializes every column of the rows it filters: a count of the 52M events' staging view at 1M customers
-    took 36 s and spilled a gigabyte, against 0.8 s with this form. The key columns are never null (tested on the base tables), so NOT IN's
-    null rule changes nothing. -#}
+    took 36 s and spilled a gigabyte, against 0.8 s with this form. The key columns are never null (tested on the
+    base tables), so NOT IN's null rule changes nothing. -#}
 {% macro default__not_quarantined(raw_table, record_id_expression, updated_at_expression) -%}
     ({{ record_id_expression }}, {{ updated_at_expression }}) not in (
         select
