@@ -53,9 +53,10 @@
         with versions as ({{ tailor.as_of_versions(ref('base_shopify__customer_versions'), 'shopify_customer_id',
                                                    'raw.shopify_customers', 'created_at') }})
     (key, updated_at) is unique in a base table (as in raw.*), so the pick has no ties.
-    `distinct on` (Postgres's, which DuckDB shares) rather than row_number() = 1 or a join to max(updated_at): the
-    Postgres planner estimates its output as the number of distinct keys, where it guesses a handful of rows for the
-    other two (a filter on a window's output, a join on two correlated columns) and then nests loops over them.
+    On Postgres `distinct on` rather than row_number() = 1 or a join to max(updated_at): the planner estimates its
+    output as the number of distinct keys, where it guesses a handful of rows for the other two (a filter on a
+    window's output, a join on two correlated columns) and then nests loops over them. DuckDB takes the join to
+    max(updated_at) (see _latest_versions).
     Two picks in a union rather than one ordered by "at or before `at` first": the second finds nothing when `at` is
     now (no version is later), so the usual run costs what the one-time pick did (one ordering on a computed key
     measured 30-50 % slower per evaluation at M, and staging views are evaluated by every test on them). -#}
@@ -66,13 +67,7 @@
         select
             latest.*,
             false as is_after_as_of
-        from (
-            select distinct on (versions.{{ key_column }}) versions.*
-            from {{ relation }} as versions
-            where versions.updated_at <= {{ at }}
-                and {{ tailor._usable_version(raw_table, 'versions', key_column) }}
-            order by versions.{{ key_column }} asc, versions.updated_at desc
-        ) as latest
+        from ({{ tailor._latest_versions(relation, key_column, raw_table, at) }}) as latest
 
         union all
 
@@ -97,6 +92,38 @@
         ) as earliest
     ) as picked
     where not picked.is_deleted
+{%- endmacro %}
+
+{#- Step 1 of the pick: each record's latest usable version at or before `at`, every column. -#}
+{% macro _latest_versions(relation, key_column, raw_table, at) -%}
+    {{ return(adapter.dispatch('_latest_versions', 'tailor')(relation, key_column, raw_table, at)) }}
+{%- endmacro %}
+
+{% macro default___latest_versions(relation, key_column, raw_table, at) -%}
+    select distinct on (versions.{{ key_column }}) versions.*
+    from {{ relation }} as versions
+    where versions.updated_at <= {{ at }}
+        and {{ tailor._usable_version(raw_table, 'versions', key_column) }}
+    order by versions.{{ key_column }} asc, versions.updated_at desc
+{%- endmacro %}
+
+{#- DuckDB: the latest time per key first, then the versions at those (key, time) pairs ((key, updated_at) is unique).
+    DuckDB runs `distinct on` as a hash aggregate that carries every column of every version through it; grouping
+    two columns and joining back reads the wide rows once: the as-of orders at a million customers (3.6M of them)
+    18.6 s -> 2.0 s. -#}
+{% macro duckdb___latest_versions(relation, key_column, raw_table, at) -%}
+    select versions.*
+    from {{ relation }} as versions
+    inner join (
+        select
+            usable.{{ key_column }} as picked_key,
+            max(usable.updated_at) as picked_updated_at
+        from {{ relation }} as usable
+        where usable.updated_at <= {{ at }}
+            and {{ tailor._usable_version(raw_table, 'usable', key_column) }}
+        group by usable.{{ key_column }}
+    ) as picked
+        on versions.{{ key_column }} = picked.picked_key and versions.updated_at = picked.picked_updated_at
 {%- endmacro %}
 
 {#- A version the pick may use: loaded by known_at, not quarantined. -#}

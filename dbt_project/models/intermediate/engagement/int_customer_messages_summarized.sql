@@ -1,10 +1,15 @@
-{#- One row per (customer, email message) the customer received, with when they first opened and clicked it
-    (at or before as_of). The base of open and click rates: a rate counts messages, not events, so repeated opens of
-    one email count once. A message is identified by Klaviyo's $message id (campaign name when it is missing). -#}
+{#- One row per (customer, email message) the customer first received in the 90 days up to as_of, with when they
+    first opened and clicked it (at or before as_of). The base of customer_engagement's 90-day open and click rates:
+    a rate counts messages, not events, so repeated opens of one email count once. A message is identified by
+    Klaviyo's $message id (campaign name when it is missing). Only the messages with a receipt in the window are
+    summarized (a message's events are all read, so its first receipt, open and click are exact): over all history
+    the grouping was 26M messages and 12.7 s of every build at a million customers. -#}
+{%- set window_days = 90 -%}
 
 with
 
-email_events as (
+-- not materialized: read twice, a materialized CTE would copy every email event first
+email_events as not materialized (
 
     select
         customer_id,
@@ -18,17 +23,32 @@ email_events as (
 
 ),
 
+received_in_window as (
+
+    select distinct
+        customer_id,
+        message_key
+    from email_events
+    where event_type = 'received'
+        and message_key is not null
+        and occurred_at > {{ tailor.add_days(tailor.as_of(), -window_days) }}
+
+),
+
 summarized as (
 
     select
-        customer_id,
-        message_key,
-        min(case when event_type = 'received' then occurred_at end) as received_at,
-        min(case when event_type = 'opened' then occurred_at end) as first_opened_at,
-        min(case when event_type = 'clicked' then occurred_at end) as first_clicked_at
+        email_events.customer_id,
+        email_events.message_key,
+        min(case when email_events.event_type = 'received' then email_events.occurred_at end) as received_at,
+        min(case when email_events.event_type = 'opened' then email_events.occurred_at end) as first_opened_at,
+        min(case when email_events.event_type = 'clicked' then email_events.occurred_at end) as first_clicked_at
     from email_events
-    where message_key is not null
-    group by customer_id, message_key
+    inner join received_in_window
+        on
+            email_events.customer_id = received_in_window.customer_id
+            and email_events.message_key = received_in_window.message_key
+    group by email_events.customer_id, email_events.message_key
 
 ),
 
@@ -44,7 +64,8 @@ final as (
         first_opened_at is not null or first_clicked_at is not null as is_opened,
         first_clicked_at is not null as is_clicked
     from summarized
-    where received_at is not null
+    -- first received before the window: not a message of the window
+    where received_at > {{ tailor.add_days(tailor.as_of(), -window_days) }}
 
 )
 

@@ -1,4 +1,6 @@
 {#-
+    Order lines as of as_of, net of refunds and cancellations, with their order's customer (from the orders mart of
+    the same run) and the product's category. Grain: one row per line item of a non-test order.
     Incremental, yet always equal to a full refresh for the current as_of, whatever as_of the previous run used
     (later, earlier, or the same). Each run compares the stored rows with the current as-of state of the
     orders mart and recomputes only the orders that differ:
@@ -19,41 +21,15 @@
     )
 }}
 
--- depends_on: {{ ref('orders') }}
--- depends_on: {{ ref('stg_shopify__products') }}
-
 with
 
-lines as (
-    select
-        order_line_id,
-        order_id,
-        customer_id,
-        product_id,
-        variant_id,
-        product_category,
-        ordered_at,
-        quantity,
-        refunded_quantity,
-        net_quantity,
-        net_line_amount,
-        is_cancelled,
-        currency_code,
-        sku,
-        product_title,
-        unit_price_amount,
-        gross_line_amount,
-        refunded_amount,
-        order_updated_at
-    from {{ ref('int_order_lines_netted') }}
-),
-
-{% if is_incremental() %}
-
+-- the orders mart of this run: each order's customer, time and cancellation, attributed once per build
 orders as (
     select
         order_id,
         customer_id,
+        ordered_at,
+        is_cancelled,
         updated_at
     from {{ ref('orders') }}
 ),
@@ -65,7 +41,10 @@ products as (
     from {{ ref('stg_shopify__products') }}
 ),
 
-stored as (
+{% if is_incremental() %}
+
+-- read where used, not materialized: a copy of every stored line cost more than the three scans it saves
+stored as not materialized (
     select
         order_line_id,
         order_id,
@@ -113,29 +92,109 @@ changed_orders as (
         or (stored_orders.lines_without_customer > 0 and orders.customer_id is not null)
 ),
 
-upserts as (
-    select lines.*
-    from lines
-    inner join changed_orders
-        on lines.order_id = changed_orders.order_id
+-- orders with stored lines that do not exist as of as_of
+removed_orders as (
+    select stored_orders.order_id
+    from stored_orders
+    left join orders
+        on stored_orders.order_id = orders.order_id
+    where orders.order_id is null
 ),
 
+{% endif %}
+
+lines as (
+    select
+        order_line_id,
+        order_id,
+        product_id,
+        variant_id,
+        sku,
+        product_title,
+        quantity,
+        unit_price_amount,
+        line_amount,
+        currency_code,
+        order_updated_at
+    from {{ ref('stg_shopify__order_lines') }}
+    {% if is_incremental() -%}
+    -- only the changed orders' lines, before the joins below (else they run over every line of every order)
+    where order_id in (select changed_orders.order_id from changed_orders)
+    {%- endif %}
+),
+
+refund_lines as (
+    select
+        order_line_id,
+        quantity,
+        subtotal_amount
+    from {{ ref('stg_shopify__refund_lines') }}
+),
+
+refunds_per_line as (
+    select
+        refund_lines.order_line_id,
+        cast(sum(refund_lines.quantity) as integer) as refunded_quantity,
+        cast(sum(refund_lines.subtotal_amount) as numeric(18, 2)) as refunded_amount
+    from refund_lines
+    group by refund_lines.order_line_id
+),
+
+netted as (
+    select
+        lines.order_line_id,
+        lines.order_id,
+        orders.customer_id,
+        lines.product_id,
+        lines.variant_id,
+        products.product_category,
+        orders.ordered_at,
+        lines.quantity,
+        coalesce(refunds_per_line.refunded_quantity, 0) as refunded_quantity,
+        cast(case
+            when orders.is_cancelled then 0
+            else lines.quantity - coalesce(refunds_per_line.refunded_quantity, 0)
+        end as integer) as net_quantity,
+        case
+            when orders.is_cancelled then cast(0 as numeric(18, 2))
+            else cast(lines.line_amount - coalesce(refunds_per_line.refunded_amount, 0) as numeric(18, 2))
+        end as net_line_amount,
+        orders.is_cancelled,
+        lines.currency_code,
+        lines.sku,
+        lines.product_title,
+        lines.unit_price_amount,
+        lines.line_amount as gross_line_amount,
+        coalesce(refunds_per_line.refunded_amount, cast(0 as numeric(18, 2))) as refunded_amount,
+        lines.order_updated_at
+    from lines
+    inner join orders
+        on lines.order_id = orders.order_id
+    left join refunds_per_line
+        on lines.order_line_id = refunds_per_line.order_line_id
+    left join products
+        on lines.product_id = products.product_id
+),
+
+{% if is_incremental() %}
+
+-- stored lines of the changed and removed orders that the rebuilt lines do not replace
 tombstones as (
-    select stored.order_line_id
-    from stored
-    left join orders
-        on stored.order_id = orders.order_id
-    left join changed_orders
-        on stored.order_id = changed_orders.order_id
-    left join upserts
-        on stored.order_line_id = upserts.order_line_id
-    where
-        (orders.order_id is null or changed_orders.order_id is not null)
-        and upserts.order_line_id is null
+    select affected.order_line_id
+    from (
+        select stored.order_line_id
+        from stored
+        where
+            stored.order_id in (select changed_orders.order_id from changed_orders)
+            or stored.order_id in (select removed_orders.order_id from removed_orders)
+    ) as affected
+    left join netted
+        on affected.order_line_id = netted.order_line_id
+    where netted.order_line_id is null
 ),
 
 final as (
-    select * from upserts
+    select * from netted
 
     union all
 
@@ -165,7 +224,7 @@ final as (
 {% else %}
 
 final as (
-    select * from lines
+    select * from netted
 )
 
 {% endif %}
