@@ -41,6 +41,7 @@ group_links as (
             as {{ dbt.type_string() }}
         ) as to_group
     from records_grouped as linking
+    -- the Shopify customer's own record node is 'shopify_customer:<gid>'
     left join records_grouped as linked
         on linked.record_node = 'shopify_customer:' || linking.linked_shopify_customer_id
     where linking.source = 'klaviyo_profile' and linking.linked_shopify_customer_id is not null
