@@ -5,8 +5,9 @@ distinct people the way raw.* was (so at L it brings 100 times the S hour's chan
 forked process so that its peak RSS is its own:
   load   the hour's batches into raw.* (tailor.pipeline.load_batches, one transaction per batch)
   gate   the raw gate as of the hour's end (its row checks see only the hour's batches)
-  build  the hourly dbt build as of the hour's end: selector `hourly` (dbt_project/selectors.yml), i.e. every model,
-         tested only where rows are carried from one run to the next (no unit tests, no feed)
+  build  the hourly dbt build as of the hour's end: selector `hourly` (dbt_project/selectors.yml), i.e. every model
+         but the daily ones (the marketing and ml marts), tested only where rows are carried from one run to the next
+         (no unit tests, no feed)
 Run the dbt stage first: it leaves its warehouse built as of the world's clock, without the hour.
 """
 

@@ -94,6 +94,38 @@
 {%- endmacro %}
 
 
+{#- The select of a base model's raw versions with their payload's text fields as columns: `versions` names the
+    relation or CTE of raw_versions_to_parse; `fields` maps column names to JSON paths, all read in one call
+    (tailor.json_texts: one parse of each document, not one per field); `extra` maps column names to expressions
+    over `<versions>.payload` that need another JSON function (an array's length, a tag list). Returns record_id,
+    updated_at, is_deleted, batch_id, extracted_at, the extra columns, then the fields, as text. -#}
+{% macro raw_version_texts(versions, fields, extra={}) -%}
+    select
+        extracted.record_id,
+        extracted.updated_at,
+        extracted.is_deleted,
+        extracted.batch_id,
+        extracted.extracted_at,
+        {%- for name in extra %}
+        extracted.{{ name }},
+        {%- endfor %}
+        {{ tailor.json_texts_columns('extracted.payload_texts', fields) }}
+    from (
+        select
+            {{ versions }}.record_id,
+            {{ versions }}.updated_at,
+            {{ versions }}.is_deleted,
+            {{ versions }}.batch_id,
+            {{ versions }}.extracted_at,
+            {%- for name, expression in extra.items() %}
+            {{ expression }} as {{ name }},
+            {%- endfor %}
+            {{ tailor.json_texts(versions ~ '.payload', fields) }} as payload_texts
+        from {{ versions }}
+    ) as extracted
+{%- endmacro %}
+
+
 {#- Post-hook of the base layer: fresh planner statistics on Postgres after each insert. A table made by CTAS or
     grown by an append has none until autovacuum gets to it, and the staging views' joins over a table the planner
     thinks tiny become nested loops. DuckDB keeps its statistics up to date itself: nothing to do. -#}

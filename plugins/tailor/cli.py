@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                                           "run exactly (default: everything loaded)")
     build.add_argument("--select", action="append", help="dbt node selection (repeatable), e.g. marts or +customers")
     build.add_argument("--exclude", action="append", help="dbt nodes to leave out (repeatable)")
-    build.add_argument("--selector", help="a selector of dbt_project/selectors.yml: hourly (every model, tested only "
-                                          "where rows carry over from run to run) or feed")
+    build.add_argument("--selector", help="a selector of dbt_project/selectors.yml: hourly (every model but the daily "
+                                          "marketing and ml marts, tested only where rows carry over from run to run) "
+                                          "or feed")
     build.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     build.add_argument("--target", choices=("duckdb", "dev", "postgres"),
                        help="profile target (default: TAILOR_DBT_TARGET, else duckdb; dev: the raw snapshot into "

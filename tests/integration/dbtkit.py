@@ -108,10 +108,12 @@ def manifest_models(state_dir: Path) -> dict[str, dict]:
     return {node["name"]: node for node in manifest["nodes"].values() if node["resource_type"] == "model"}
 
 
-def incremental_models(state_dir: Path) -> list[str]:
-    """The incremental models a pipeline build makes (the feed's, tagged feed, are built after scoring only)."""
+def incremental_models(state_dir: Path, hourly: bool = False) -> list[str]:
+    """The incremental models a pipeline build makes (the feed's, tagged feed, are built after scoring only); with
+    hourly, those of the hourly build only (not tagged daily)."""
+    left_out = {"feed", "daily"} if hourly else {"feed"}
     return sorted(name for name, node in manifest_models(state_dir).items()
-                  if node["config"]["materialized"] == "incremental" and "feed" not in node.get("tags", []))
+                  if node["config"]["materialized"] == "incremental" and not left_out & set(node.get("tags", [])))
 
 
 def normalized(value: object) -> object:

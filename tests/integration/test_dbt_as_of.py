@@ -5,7 +5,8 @@ One warehouse file goes through the life an hourly/daily Tailor has:
   1. raw.* holds only what was loaded by T1 (an earlier extract-and-load run, 120 days before the world's clock);
      build as of T1 (a fresh file)
   2. the rest of the history is loaded; an incremental build as of T2 (= world clock), the hourly one (selector)
-     -> its incremental marts equal the fresh build as of T2 (built_now)
+     -> its incremental marts equal the fresh build as of T2 (built_now); then the daily build as of T2 -> every
+     incremental mart does (customer_features, which the hourly build leaves out, too)
   3. a backfill: an incremental build as of T1 again (raw now holds versions after T1)
   4. a --full-refresh as of T1 -> its incremental models equal the backfill's, and its incremental marts the first
      build's (the base tables hold every raw version loaded, whatever as_of is: step 1's held fewer)
@@ -95,6 +96,10 @@ def as_of_runs(dbt_world: DbtWorld, built_now: Built, tmp_path_factory: pytest.T
         con.execute("insert into raw._watermarks select * from loaded.raw._watermarks")
         con.execute("detach loaded")
     build(t2, duckdb_path=path, state_dir=state, quiet=True, selector="hourly")  # as the hourly path builds
+    hourly_models = incremental_models(state, hourly=True)
+    with warehouse.reader() as con:
+        forward_hourly = incremental_snapshot(con, hourly_models, t2)
+    build(t2, duckdb_path=path, state_dir=state, quiet=True)  # then the daily build, after the day's hourly ones
     with warehouse.reader() as con:
         forward = incremental_snapshot(con, models, t2)
     with Warehouse(built_now.path).reader() as con:
@@ -109,7 +114,9 @@ def as_of_runs(dbt_world: DbtWorld, built_now: Built, tmp_path_factory: pytest.T
     # raw.* is the world's again and the file is built no more: the same as a fresh build as of T1, for other modules
     dbt_fixtures.share_build(dbt_world, Built(path=path, state_dir=state, as_of=t1, result=result))
     # step 1 read less of raw.* than step 4: the base tables (every version loaded) differ by design, the rest must not
-    return AsOfRuns(path=path, t1=t1, t2=t2, incremental=models, forward=differences(fresh, forward),
+    forward_differences = differences({model: fresh[model] for model in hourly_models}, forward_hourly)
+    return AsOfRuns(path=path, t1=t1, t2=t2, incremental=models,
+                    forward=forward_differences + differences(fresh, forward),
                     backfill=differences(full, backfill), first=differences(as_of_models(full), as_of_models(first)))
 
 

@@ -313,23 +313,33 @@ def test_pipeline_builds_leave_the_feed_out_and_feed_selects_it(dbt: Dbt, tmp_pa
     assert "models/marts/core/customers.sql" in default
 
 
-def test_the_hourly_selector_builds_every_model_and_tests_only_the_incremental_models(dbt: Dbt, tmp_path: Path):
-    # the hourly build (selectors.yml) runs the generic tests of the models that carry rows from one run to the next;
-    # the other data tests (singular ones too) and the unit tests wait for the daily build; no feed
+def test_the_hourly_selector_builds_the_hourly_models_and_tests_only_the_incremental_ones(dbt: Dbt, tmp_path: Path):
+    # the hourly build (selectors.yml) builds every model but the daily ones (tag daily: the marketing and ml marts)
+    # and runs the generic tests of the models that carry rows from one run to the next, but for the event tables'
+    # whole-table key tests (tag daily too); the other data tests (singular ones too) and the unit tests wait for
+    # the daily build; no feed
     listed = dbt.invoke("ls", "--selector", "hourly", "--output", "json", "--output-keys", "unique_id",
                         warehouse=tmp_path / "warehouse.duckdb").result
     hourly = {json.loads(line)["unique_id"] for line in listed}
     nodes = {**dbt.manifest.nodes, **dbt.manifest.unit_tests}
     pipeline = {uid: node for uid, node in nodes.items() if "feed" not in node.tags}
-    incremental = {uid for uid, node in pipeline.items() if getattr(node.config, "materialized", None) == "incremental"}
-    expected = {uid for uid, node in pipeline.items() if node.resource_type in ("model", "seed")}
+    daily = {uid for uid, node in pipeline.items() if "daily" in node.tags}
+    incremental = {uid for uid, node in pipeline.items()
+                   if getattr(node.config, "materialized", None) == "incremental" and uid not in daily}
+    expected = {uid for uid, node in pipeline.items() if node.resource_type in ("model", "seed") and uid not in daily}
     generic_tests = {uid for uid, node in pipeline.items() if getattr(node, "test_metadata", None)}  # keys, not-nulls
-    expected |= {uid for uid in generic_tests if set(pipeline[uid].depends_on.nodes) <= incremental}
+    expected |= {uid for uid in generic_tests - daily if set(pipeline[uid].depends_on.nodes) <= incremental}
     assert hourly == expected, sorted(hourly ^ expected)
     names = {uid.split(".")[2] for uid in hourly}
-    assert {"unique_order_lines_order_line_id", "unique_email_events_event_id"} <= names
+    assert {"unique_order_lines_order_line_id", "not_null_email_events_event_id", "customers", "orders"} <= names
+    assert not {"unique_email_events_event_id", "unique_base_klaviyo__events_event_id"} & names
+    assert not {"customer_features", "customer_engagement", "customer_rfm", "churn_labels"} & names
     assert "assert_core_order_totals_reconcile_with_raw" not in names
     assert not {uid for uid in hourly if uid.startswith("unit_test.")}
+    # the hourly build is whole: nothing it builds reads a daily model, which it would read as of the last daily build
+    reads = {uid: set(getattr(pipeline[uid].depends_on, "nodes", ())) for uid in hourly}  # seeds read no node
+    stale = {uid: sorted(parents & daily) for uid, parents in reads.items() if parents & daily}
+    assert not stale, stale
 
 
 # --- the A/A test ------------------------------------------------------------------------------------------------

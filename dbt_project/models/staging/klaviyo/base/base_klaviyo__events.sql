@@ -21,26 +21,8 @@ versions as (
     {{ tailor.raw_versions_to_parse(source('klaviyo', 'events'), 'event_id') }}
 ),
 
-extracted as (
-    select
-        versions.record_id,
-        versions.updated_at,
-        versions.is_deleted,
-        versions.batch_id,
-        versions.extracted_at,
-        {{ tailor.json_texts('versions.payload', payload_paths) }} as payload_texts
-    from versions
-),
-
 payload_fields as (
-    select
-        extracted.record_id,
-        extracted.updated_at,
-        extracted.is_deleted,
-        extracted.batch_id,
-        extracted.extracted_at,
-        {{ tailor.json_texts_columns('extracted.payload_texts', payload_paths) }}
-    from extracted
+    {{ tailor.raw_version_texts('versions', payload_paths) }}
 ),
 
 parsed as (

@@ -30,33 +30,12 @@ versions as (
     {{ tailor.raw_versions_to_parse(source('shopify', 'orders'), 'order_id') }}
 ),
 
-extracted as (
-    select
-        versions.record_id,
-        versions.updated_at,
-        versions.is_deleted,
-        versions.batch_id,
-        versions.extracted_at,
-        {{ tailor.json_texts('versions.payload', payload_paths) }} as payload_texts,
-        {{ tailor.json_array_length('versions.payload', ['lineItems']) }} as line_count,
-        {{ tailor.json_array_length('versions.payload', ['refunds']) }} as refund_count,
-        {{ tailor.json_nested_array_length('versions.payload', ['refunds'], ['refundLineItems']) }}
-            as refund_line_count
-    from versions
-),
-
 payload_fields as (
-    select
-        extracted.record_id,
-        extracted.updated_at,
-        extracted.is_deleted,
-        extracted.batch_id,
-        extracted.extracted_at,
-        extracted.line_count,
-        extracted.refund_count,
-        extracted.refund_line_count,
-        {{ tailor.json_texts_columns('extracted.payload_texts', payload_paths) }}
-    from extracted
+    {{ tailor.raw_version_texts('versions', payload_paths, extra={
+        'line_count': tailor.json_array_length('versions.payload', ['lineItems']),
+        'refund_count': tailor.json_array_length('versions.payload', ['refunds']),
+        'refund_line_count': tailor.json_nested_array_length('versions.payload', ['refunds'], ['refundLineItems']),
+    }) }}
 ),
 
 parsed as (
