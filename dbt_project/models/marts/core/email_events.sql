@@ -102,7 +102,7 @@ new_events as (
     where
         {{ tailor.utc_date('events.occurred_at') }} in (select changed_days.occurred_date from changed_days)
         -- the stored events of those days only: an event's day never changes (one version), and were it to, the
-        -- delete+insert on event_id would still replace the stored row; over all 52M keys this was 7 s an hour
+        -- delete+insert on event_id would still replace the stored row (DECISIONLOG.md: 13.2 -> 11.9 s an hour)
         and not exists (
             select 1
             from {{ this }} as existing
