@@ -21,7 +21,7 @@ _WORLDS: dict[WorldConfig, World] = {}
 # start first, so the two workers end together instead of one of them starting a long module at the end (xdist would
 # order by test count).
 _LONGEST_MODULES = {
-    "tests/dags/test_backfill.py": 6.8,
+    "tests/dags/test_backfill.py": 5.4,
     "tests/integration/test_ml_models.py": 3.6,
     "tests/dags/test_first_runs.py": 3.3,
     "tests/integration/test_quiet_hours.py": 2.2,
