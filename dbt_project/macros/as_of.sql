@@ -211,9 +211,44 @@
 {% macro immutable_as_of(relation, key_column, raw_table) -%}
     select records.*
     from {{ relation }} as records
-    where records.updated_at <= {{ tailor.as_of() }} and not records.is_deleted
-        and {{ tailor.loaded_by_known_at('records') }}
+    where {{ tailor._immutable_written_by_as_of('records') }}
         and {{ tailor.not_quarantined(raw_table, 'records.' ~ key_column, 'records.updated_at') }}
+{%- endmacro %}
+
+{% macro _immutable_written_by_as_of(alias) -%}
+    {{ alias }}.updated_at <= {{ tailor.as_of() }} and not {{ alias }}.is_deleted
+        and {{ tailor.loaded_by_known_at(alias) }}
+{%- endmacro %}
+
+
+{#- Per UTC day of day_column, how many records immutable_as_of(relation, key_column, raw_table) returns that also meet
+    `condition` (over the alias `records`), as (record_date, records), without reading a key: the records written by
+    as_of, less those of them the gate quarantined (joined on the quarantined keys only, none in a clean hour). At 1M
+    customers the keys of the 52M events are most of what a scan of them reads. -#}
+{% macro immutable_as_of_day_counts(relation, key_column, raw_table, day_column, condition='true') -%}
+    select
+        counted.record_date,
+        sum(counted.records) as records
+    from (
+        select
+            {{ tailor.utc_date('records.' ~ day_column) }} as record_date,
+            count(*) as records
+        from {{ relation }} as records
+        where {{ tailor._immutable_written_by_as_of('records') }} and {{ condition }}
+        group by {{ tailor.utc_date('records.' ~ day_column) }}
+
+        union all
+
+        select
+            {{ tailor.utc_date('records.' ~ day_column) }} as record_date,
+            -count(*) as records
+        from {{ relation }} as records
+        inner join ({{ tailor.quarantined_version_keys(raw_table) }}) as quarantined
+            on records.{{ key_column }} = quarantined.record_id and records.updated_at = quarantined.updated_at
+        where {{ tailor._immutable_written_by_as_of('records') }} and {{ condition }}
+        group by {{ tailor.utc_date('records.' ~ day_column) }}
+    ) as counted
+    group by counted.record_date
 {%- endmacro %}
 
 
@@ -221,6 +256,14 @@
     quarantines made after it do not count. -#}
 {% macro not_quarantined(raw_table, record_id_expression, updated_at_expression) -%}
     {{ return(adapter.dispatch('not_quarantined', 'tailor')(raw_table, record_id_expression, updated_at_expression)) }}
+{%- endmacro %}
+
+{#- The distinct (record_id, updated_at) of the versions of raw_table the gate quarantined (with known_at, by then). -#}
+{% macro quarantined_version_keys(raw_table) -%}
+    select distinct
+        quarantined.record_id,
+        quarantined.updated_at
+    {{ tailor._quarantined_versions(raw_table) }}
 {%- endmacro %}
 
 {% macro _quarantined_versions(raw_table) -%}

@@ -20,9 +20,24 @@
     nullif(lower(trim({{ expression }})), '')
 {%- endmacro %}
 
-{#- The calendar date of a timestamptz in UTC, whatever the session time zone. -#}
+{#- The calendar date of a timestamptz in UTC, whatever the session time zone. DuckDB: through the epoch, a plain
+    timestamp and no time zone lookup; `at time zone` goes through ICU's calendar, ten times slower (3.7 s against
+    0.4 s over 52M events). -#}
 {% macro utc_date(expression) -%}
+    {{ return(adapter.dispatch('utc_date', 'tailor')(expression)) }}
+{%- endmacro %}
+
+{% macro default__utc_date(expression) -%}
     cast(({{ expression }} at time zone 'UTC') as date)
+{%- endmacro %}
+
+{% macro duckdb__utc_date(expression) -%}
+    cast({{ tailor.duckdb_utc_timestamp(expression) }} as date)
+{%- endmacro %}
+
+{#- DuckDB: a timestamptz as the plain timestamp of its UTC wall clock, computed from the epoch (no ICU). -#}
+{% macro duckdb_utc_timestamp(expression) -%}
+    make_timestamp(epoch_us({{ expression }}))
 {%- endmacro %}
 
 {#- Text compared byte by byte (the "C" collation), so min()/max() and ordering of keys are the same on every
@@ -37,4 +52,21 @@
 
 {% macro postgres__binary_text(expression) -%}
     ({{ expression }} collate "C")
+{%- endmacro %}
+
+
+{#- An aggregate: true when `expression` takes two or more distinct values in the group (its nulls ignored), false
+    when one, null when none. DuckDB compares 64-bit hashes of the values, not the values: min/max over strings cost
+    twice the whole grouping (a product's repeat buyers at 1M customers: 3.6 s -> 1.6 s). Two different values of one
+    group compare equal only if their hashes collide, about one chance in 10^19 per pair. -#}
+{% macro has_two_distinct(expression) -%}
+    {{ return(adapter.dispatch('has_two_distinct', 'tailor')(expression)) }}
+{%- endmacro %}
+
+{% macro default__has_two_distinct(expression) -%}
+    (min({{ expression }}) <> max({{ expression }}))
+{%- endmacro %}
+
+{% macro duckdb__has_two_distinct(expression) -%}
+    (min(hash({{ expression }})) <> max(hash({{ expression }})))
 {%- endmacro %}

@@ -17,8 +17,9 @@
 
 {#- Pre-hooks of the incremental email_events. Before new rows go in, they make the rows already there what a full
     refresh as of this run's as_of would hold, without reading staging (cheap: no JSON is parsed):
-      1. delete the events after as_of (a backwards run: a backfill for an earlier date) and, with known_at, those
-         loaded after it (a reproduction of a past run after later ones);
+      1. delete the events after as_of (a backwards run: a backfill for an earlier date), those the raw gate
+         quarantined since they were stored and, with known_at, those loaded after it (a reproduction of a past run
+         after later ones): every stored event is then one staging shows, which the insert's per-day counts rely on;
       2. set customer_id to the profile's current customer in the identity crosswalk, null when the profile does
          not exist as of as_of (merged, re-keyed, deleted or not yet created profiles).
     Returns one statement per step; empty (no hook) on a full build. -#}
@@ -28,6 +29,7 @@
             {%- set known = tailor.known_at() -%}
             delete from {{ this }}
             where occurred_at > {{ tailor.as_of() }} or updated_at > {{ tailor.as_of() }}
+                or (event_id, updated_at) in ({{ tailor.quarantined_version_keys('raw.klaviyo_events') }})
             {%- if known is not none %}
                 or not exists (
                     select 1
@@ -64,20 +66,4 @@
         delete from {{ this }}
         where {{ date_column }} = {{ tailor.utc_date(tailor.as_of()) }}
     {%- endif -%}
-{%- endmacro %}
-
-
-{#- An aggregate that fingerprints a set of keys: equal sets give equal values on any row order; two different sets
-    give equal values only by a 64-bit hash collision that cancels in the sum. email_events compares the as-of events
-    per day with the stored ones by it (and by count) to anti-join only the days that differ. -#}
-{% macro key_set_fingerprint(key_expression) -%}
-    {{ return(adapter.dispatch('key_set_fingerprint', 'tailor')(key_expression)) }}
-{%- endmacro %}
-
-{% macro default__key_set_fingerprint(key_expression) -%}
-    sum(hash({{ key_expression }}))
-{%- endmacro %}
-
-{% macro postgres__key_set_fingerprint(key_expression) -%}
-    sum(hashtextextended({{ key_expression }}, 0))
 {%- endmacro %}

@@ -35,9 +35,17 @@
     ({{ ts }} + ({{ n }}) * interval '24 hours')
 {%- endmacro %}
 
-{#- Hour of day 0..23 of a timestamptz in UTC. -#}
+{#- Hour of day 0..23 of a timestamptz in UTC (DuckDB: without ICU, as utc_date). -#}
 {% macro utc_hour(ts) -%}
+    {{ return(adapter.dispatch('utc_hour', 'tailor')(ts)) }}
+{%- endmacro %}
+
+{% macro default__utc_hour(ts) -%}
     cast(extract(hour from ({{ ts }} at time zone 'UTC')) as integer)
+{%- endmacro %}
+
+{% macro duckdb__utc_hour(ts) -%}
+    cast(extract(hour from {{ tailor.duckdb_utc_timestamp(ts) }}) as integer)
 {%- endmacro %}
 
 {#- Exponential recency weight 0.5 ^ (age_days / half_life_days): 1 now, 0.5 one half-life ago. -#}

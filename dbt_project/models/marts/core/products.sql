@@ -68,7 +68,7 @@ buyer_stats as (
     select
         product_id,
         customer_id,
-        count(distinct order_id) as orders,
+        {{ tailor.has_two_distinct('order_id') }} as bought_on_two_orders,
         sum(net_quantity) as units,
         max(ordered_at) as last_ordered_at
     from purchased_lines
@@ -81,7 +81,7 @@ sales as (
     select
         product_id,
         count(*) as buyers,
-        sum(case when orders >= 2 then 1 else 0 end) as repeat_buyers,
+        sum(case when bought_on_two_orders then 1 else 0 end) as repeat_buyers,
         sum(units) as units_sold,
         max(last_ordered_at) as last_ordered_at
     from buyer_stats
