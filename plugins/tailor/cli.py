@@ -12,9 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from tailor.sources import EXTRACTORS
-
-SOURCES = tuple(EXTRACTORS)
+from tailor.sources import SOURCES
+from tailor.times import stamp
 
 
 class _BadInput(Exception):
@@ -104,11 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "feed":
             return _feed(args)
         if args.command == "gate" and args.gate == "feed":  # with the recommender's list size and the export log
-            _leave(_feed(argparse.Namespace(step="gate", as_of=args.as_of or _stamp(datetime.now(UTC)))))
+            _leave(_feed(argparse.Namespace(step="gate", as_of=args.as_of or stamp(datetime.now(UTC)))))
         if args.command == "gate":
-            from tailor.quality import cli_main
-
-            _leave(cli_main(args.gate, args.as_of))
+            _leave(gate_command(args.gate, args.as_of))
     except _BadInput as exc:
         parser.exit(2, f"python -m tailor {args.command}: error: {exc}\n")
     return 2
@@ -144,10 +141,6 @@ def _parse_time(flag: str, text: str) -> datetime:
                         "2026-11-01T06:00:00Z)") from None
 
 
-def _stamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # --- extract ---------------------------------------------------------------------------------------------------
 
 
@@ -176,7 +169,7 @@ def _reporter(label: str, every: float = 5.0) -> Callable:
 
 def _extract(args: argparse.Namespace) -> int:
     from tailor import connections, pipeline, settings
-    from tailor.sources import ENTITIES, Progress, Window
+    from tailor.sources import Progress, Window
     from tailor.warehouse import Warehouse
 
     if (args.start is None) != (args.end is None):
@@ -193,10 +186,10 @@ def _extract(args: argparse.Namespace) -> int:
     warehouse = Warehouse()
     now = datetime.now(UTC)  # the CLI is where a manual run's "now" comes from
 
-    chosen = SOURCES if args.source == "all" else (args.source,)
+    chosen = tuple(SOURCES) if args.source == "all" else (args.source,)
     wanted: dict[str, list[str]] = {}
     for source in chosen:
-        entities = list(ENTITIES[source])
+        entities = list(SOURCES[source].entities)
         if args.entity:
             if args.entity not in entities:
                 if args.source != "all":
@@ -224,7 +217,7 @@ def _extract(args: argparse.Namespace) -> int:
         for entity in entities:
             label = f"{source}/{entity}"
             window = windows[(source, entity)]
-            _say(f"extract {label}: window [{_stamp(window.start)}, {_stamp(window.end)})")
+            _say(f"extract {label}: window [{stamp(window.start)}, {stamp(window.end)})")
             progress = Progress(report=_reporter(label))
             began = time.monotonic()
             try:
@@ -246,7 +239,7 @@ def _extract(args: argparse.Namespace) -> int:
     _say(f"extract summary ({lake.url}):")
     for ref, progress in sorted(landed, key=lambda item: (item[0].source, item[0].entity)):
         _say(f"  {ref.source:<8} {ref.entity:<10} {ref.records:>10,} records  {progress.pages:>6,} pages  "
-             f"[{_stamp(ref.window.start)}, {_stamp(ref.window.end)})  batch {ref.batch_id}")
+             f"[{stamp(ref.window.start)}, {stamp(ref.window.end)})  batch {ref.batch_id}")
     for failure in failures:
         _say(f"  FAILED {failure}")
     if landed:
@@ -300,7 +293,7 @@ def _load() -> int:
     for (source, entity), (batches, records, rows) in sorted(totals.items()):
         mark = marks.get((source, entity))
         _say(f"  raw.{source}_{entity:<10} {batches:>4} batches  {records:>10,} records  {rows:>10,} new rows  "
-             f"watermark {_stamp(mark) if mark else '-'}")
+             f"watermark {stamp(mark) if mark else '-'}")
     if failed is not None:
         _say(f"load: error: {failed}")
         return 1
@@ -317,7 +310,7 @@ def _build(args: argparse.Namespace) -> int:
     # the CLI is where an ad-hoc build's "now" comes from
     as_of = _parse_time("--as-of", args.as_of) if args.as_of else datetime.now(UTC)
     known_at = _parse_time("--known-at", args.known_at) if args.known_at else None
-    _say(f"build: dbt build as of {_stamp(as_of)}{f' with what was loaded by {_stamp(known_at)}' if known_at else ''}"
+    _say(f"build: dbt build as of {stamp(as_of)}{f' with what was loaded by {stamp(known_at)}' if known_at else ''}"
          f"{' (full refresh)' if args.full_refresh else ''}")
     try:
         result = transform.build(as_of, known_at=known_at, select=args.select, exclude=args.exclude,
@@ -350,6 +343,48 @@ def _snapshot(args: argparse.Namespace) -> int:
     _say(f"snapshot: {result.summary()}")
     _say("next: cd dbt_project && dbt build --target dev")
     return 0
+
+
+# --- gate ------------------------------------------------------------------------------------------------------
+
+
+def gate_command(gate: str, as_of: str | None) -> int:
+    """`python -m tailor gate <gate> [--as-of ISO]`: run the gate, print its results and where the Data Docs are.
+
+    as_of is ISO 8601 (a date, or a time; without a zone, UTC); None means now. Returns 0 when the gate passed,
+    1 when it failed (the message names each failed expectation) or could not run, 2 on bad arguments.
+    """
+    from tailor.quality import GateError, GateFailed, run_gate
+    from tailor.quality.suite import SuiteError, available_gates
+    from tailor.transform import parse_as_of
+    from tailor.warehouse import WarehouseLockTimeout
+
+    try:
+        when = parse_as_of(as_of) if as_of else datetime.now(UTC)  # the CLI is where an ad-hoc "now" comes from
+    except ValueError as exc:
+        print(f"python -m tailor gate: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"gate {gate}: validating as of {stamp(when)} ...", flush=True)
+    logging.getLogger("tailor.quality.gate").setLevel(logging.WARNING)  # the lines below say it all once
+    try:
+        report = run_gate(gate, when, raise_on_failure=False)
+    except SuiteError as exc:
+        print(f"python -m tailor gate: error: {exc}\n(gates: {', '.join(available_gates()) or 'none'})",
+              file=sys.stderr)
+        return 2
+    except (GateError, WarehouseLockTimeout) as exc:
+        print(f"gate {gate}: error: {exc}", flush=True)
+        return 1
+    if report.success:
+        for line in report.lines():
+            print(line, flush=True)
+        return 0
+    print(report.summary(), flush=True)
+    for line in report.lines()[1:]:
+        if not line.lstrip().startswith(("FAILED", "Data Docs")):
+            print(line, flush=True)  # warnings and quarantines; the failures follow in the error message
+    print(GateFailed(report), flush=True)
+    return 1
 
 
 # --- feed ------------------------------------------------------------------------------------------------------

@@ -14,20 +14,21 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tailor import settings
 from tailor.lake import Lake, s3_client
-from tailor.sources import Credentials
+from tailor.sources import SOURCES, Credentials, source_spec
 
-CONN_IDS = {"shopify": "shopify_default", "hubspot": "hubspot_default", "klaviyo": "klaviyo_default"}
 AWS_CONN_ID = "aws_default"
 
-# Where each vendor's API lives when a Connection gives no host.
-VENDOR_HOSTS = {"shopify": None, "hubspot": "api.hubapi.com", "klaviyo": "a.klaviyo.com"}
 
-# The tokens the bundled simulator documents (README): used only when no Connection is configured.
-SIMULATOR_TOKENS = {
-    "shopify": "shpat_simulator_0000000000000000",
-    "hubspot": "pat-na1-simulator-0000-0000-000000000000",
-    "klaviyo": "pk_simulator_0000000000000000000000",
-}
+def conn_ids() -> dict[str, str]:
+    """source -> its Airflow Connection id, from the registry (tailor.sources.SOURCES) as it is now."""
+    return {name: spec.conn_id for name, spec in SOURCES.items()}
+
+
+def __getattr__(name: str) -> object:
+    # CONN_IDS is computed on access so that it always follows the registry.
+    if name == "CONN_IDS":
+        return conn_ids()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ConnectionConfigError(ValueError):
@@ -63,7 +64,7 @@ def from_fields(source: str, conn_id: str, host: str | None, password: str | Non
     """Credentials from a Connection's fields: host (a bare host or a full base URL) and password (the token)."""
     if not password:
         raise ConnectionConfigError(f"connection '{conn_id}' has no password: put the {source} API token there")
-    host = host or VENDOR_HOSTS[source]
+    host = host or source_spec(source).default_host
     if not host:
         raise ConnectionConfigError(f"connection '{conn_id}' has no host: put the shop's domain there "
                                "(your-shop.myshopify.com)")
@@ -77,13 +78,14 @@ def from_fields(source: str, conn_id: str, host: str | None, password: str | Non
 
 def credentials(source: str, conn_id: str | None = None) -> Credentials:
     """The source's Connection from the environment, else the simulator at TAILOR_SIMULATOR_URL."""
-    if source not in CONN_IDS:
-        raise ConnectionConfigError(f"unknown source {source!r}: choose one of {', '.join(CONN_IDS)}")
-    conn_id = conn_id or CONN_IDS[source]
+    spec = SOURCES.get(source)
+    if spec is None:
+        raise ConnectionConfigError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
+    conn_id = conn_id or spec.conn_id
     raw = os.environ.get(_env_name(conn_id))
     if raw is None:
         return Credentials(conn_id=f"{conn_id} (simulator)", base_url=settings.simulator_url(),
-                           token=SIMULATOR_TOKENS[source])
+                           token=spec.simulator_token)
     fields = _parse_env(conn_id, raw)
     return from_fields(source, conn_id, fields.get("host"), fields.get("password"), fields.get("port"),
                        fields.get("schema"))

@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime
 
 from tailor import local_simulator, settings
+from tailor.times import stamp
 
 
 def _run_tailor(*args: str, package: str = "tailor") -> int:
@@ -23,8 +24,9 @@ def _run_tailor(*args: str, package: str = "tailor") -> int:
 
 
 def _print_raw_counts() -> None:
+    from tailor.raw import raw_table
     from tailor.sources import ENTITIES
-    from tailor.warehouse import Warehouse, raw_table
+    from tailor.warehouse import Warehouse
 
     warehouse = Warehouse()
     print(f"\ndemo: what landed in {warehouse.path}:")
@@ -101,29 +103,29 @@ def _pipeline(url: str, step) -> int:
     as_of = min(local_simulator.clock(url), datetime.now(UTC))
     _print_raw_counts()
     # the raw gate checks the loads just made: as of now, the end of the window they covered
-    if step("passed the raw gate", "gate", "raw", "--as-of", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")) != 0:
+    if step("passed the raw gate", "gate", "raw", "--as-of", stamp(datetime.now(UTC))) != 0:
         return 1
     if step("published the raw snapshot for dbt's dev target", "snapshot") != 0:
         return 1
-    stamp = as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if step(f"built the dbt project as of {stamp}", "build", "--as-of", stamp, "--quiet") != 0:
+    as_of_text = stamp(as_of)
+    if step(f"built the dbt project as of {as_of_text}", "build", "--as-of", as_of_text, "--quiet") != 0:
         return 1
-    if step("passed the marts gate", "gate", "marts", "--as-of", stamp) != 0:
+    if step("passed the marts gate", "gate", "marts", "--as-of", as_of_text) != 0:
         return 1
     _print_marts()
-    # training builds the past feature and label snapshots it lacks (once per date), then the marts as of `stamp` again
+    # training builds the past feature and label snapshots it lacks (once per date), then the marts as of as_of_text again
     if step("trained segments, churn, CLV, recommenders and send times against their baselines", "train", "--as-of",
-            stamp, package="ml") != 0:
+            as_of_text, package="ml") != 0:
         return 1
     if step("scored every customer into ml.customer_scores, ml.customer_recommendations and ml.customer_send_times",
-            "score", "--as-of", stamp, package="ml") != 0:
+            "score", "--as-of", as_of_text, package="ml") != 0:
         return 1
     for what, args in (("built the feed (exports.esp_feed) of the consented customers", ("build",)),
                        ("passed the feed gate", ("gate",)),
                        ("exported the feed to the outbox", ("export",)),
                        ("delivered the feed to the simulator's Klaviyo (bulk profile import)",
                         ("deliver", "--sink", "klaviyo"))):
-        if step(what, "feed", *args, "--as-of", stamp) != 0:
+        if step(what, "feed", *args, "--as-of", as_of_text) != 0:
             return 1
     _print_feed_samples(as_of)
     return 0

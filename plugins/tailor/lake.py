@@ -34,13 +34,14 @@ import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from tailor import settings
 from tailor.sources import RecordVersion, Window
+from tailor.times import iso
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,6 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def _parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -83,8 +80,19 @@ def _parse_time(value: str) -> datetime:
 
 def batch_id(source: str, entity: str, window: Window) -> str:
     """Deterministic: the same (source, entity, window) always gets the same id."""
-    key = "|".join((check_name("source", source), check_name("entity", entity), _iso(window.start), _iso(window.end)))
+    key = "|".join((check_name("source", source), check_name("entity", entity), iso(window.start, "microseconds"),
+                    iso(window.end, "microseconds")))
     return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _data_key(source: str, entity: str, window: Window, bid: str) -> str:
+    """The key of a batch's data file inside the lake."""
+    return f"raw/{source}/{entity}/{window.label()}/{bid}{DATA_SUFFIX}"
+
+
+def _manifest_key(data_key: str) -> str:
+    """The key of the manifest beside a batch's data file."""
+    return data_key[: -len(DATA_SUFFIX)] + MANIFEST_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -104,17 +112,18 @@ class BatchRef:
     @property
     def key(self) -> str:
         """The data file's key inside the lake."""
-        return f"raw/{self.source}/{self.entity}/{self.window.label()}/{self.batch_id}{DATA_SUFFIX}"
+        return _data_key(self.source, self.entity, self.window, self.batch_id)
 
     @property
     def manifest_key(self) -> str:
-        return self.key[: -len(DATA_SUFFIX)] + MANIFEST_SUFFIX
+        return _manifest_key(self.key)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "batch_id": self.batch_id, "source": self.source, "entity": self.entity,
-                "window_start": _iso(self.window.start), "window_end": _iso(self.window.end), "path": self.path,
+                "window_start": iso(self.window.start, "microseconds"),
+                "window_end": iso(self.window.end, "microseconds"), "path": self.path,
                 "records": self.records, "checksum": self.checksum, "size": self.size,
-                "extracted_at": _iso(self.extracted_at)}
+                "extracted_at": iso(self.extracted_at, "microseconds")}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRef:
@@ -145,6 +154,7 @@ class _Store(Protocol):
     def get_bytes(self, key: str) -> bytes | None: ...
     def delete(self, key: str) -> None: ...
     def list_keys(self, prefix: str, suffix: str) -> list[str]: ...
+    def read_all(self, keys: list[str]) -> list[bytes | None]: ...  # get_bytes of each, as fast as the store allows
     def local_copy(self, key: str) -> Any: ...  # context manager -> a local path holding the object, or None
 
 
@@ -234,6 +244,9 @@ class _LocalStore:
                     keys.append(Path(folder, name).relative_to(self.root).as_posix())
         return keys
 
+    def read_all(self, keys: list[str]) -> list[bytes | None]:
+        return [self.get_bytes(key) for key in keys]
+
     @contextmanager
     def local_copy(self, key: str) -> Iterator[Path | None]:
         """The file itself, pinned by a hard link so that a re-landing renaming over it cannot change what we read."""
@@ -301,6 +314,13 @@ class _S3Store:
                 if key.endswith(suffix):
                     keys.append(key)
         return keys
+
+    def read_all(self, keys: list[str]) -> list[bytes | None]:
+        """Concurrent GETs: each is a round trip, and a lake lists thousands of small manifests."""
+        if len(keys) <= 1:
+            return [self.get_bytes(key) for key in keys]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return list(pool.map(self.get_bytes, keys))
 
     @contextmanager
     def local_copy(self, key: str) -> Iterator[Path | None]:
@@ -376,12 +396,12 @@ class Lake:
         if extracted_at.tzinfo is None:
             raise ValueError("extracted_at has no timezone: give a UTC time")
         bid = batch_id(source, entity, window)
-        probe = BatchRef(bid, source, entity, window, "", 0, "", 0, extracted_at)
-        with self._store.staged_file(probe.key) as tmp:
+        key = _data_key(source, entity, window, bid)
+        with self._store.staged_file(key) as tmp:
             count = _write_records(tmp, records)
             checksum, size = _checksum(tmp)
             ref = BatchRef(batch_id=bid, source=source, entity=entity, window=window,
-                           path=self._store.uri(probe.key), records=count, checksum=checksum, size=size,
+                           path=self._store.uri(key), records=count, checksum=checksum, size=size,
                            extracted_at=extracted_at.astimezone(UTC))
             manifest = json.dumps(ref.to_dict(), indent=1).encode()
             # An older landing of this window stops being a batch first; then the data, then the manifest.
@@ -402,7 +422,8 @@ class Lake:
             raise CorruptBatch(f"manifest {self._store.uri(manifest_key)} describes another batch "
                                f"({ref.describe()})")
         # The path recorded at landing may have been elsewhere (another data dir): point at this lake.
-        return _replace_path(ref, self._store.uri(ref.key))
+        here = self._store.uri(ref.key)
+        return ref if ref.path == here else replace(ref, path=here)
 
     def batches(self, source: str | None = None, entity: str | None = None) -> list[BatchRef]:
         """Every complete batch (one whose manifest exists), oldest window first."""
@@ -412,24 +433,16 @@ class Lake:
             if entity:
                 prefix += f"{check_name('entity', entity)}/"
         keys = self._store.list_keys(prefix, MANIFEST_SUFFIX)
-
-        def read(key: str) -> BatchRef | None:
-            raw = self._store.get_bytes(key)
-            return None if raw is None else self._ref_from_manifest(key, raw)  # None: removed while listing
-
-        if isinstance(self._store, _S3Store) and len(keys) > 1:
-            with ThreadPoolExecutor(max_workers=16) as pool:
-                found = list(pool.map(read, keys))
-        else:
-            found = [read(key) for key in keys]
-        refs = [ref for ref in found if ref is not None]
+        # a manifest gone by the time it is read (None) was removed while listing: that batch is being re-landed
+        refs = [self._ref_from_manifest(key, raw) for key, raw in zip(keys, self._store.read_all(keys), strict=True)
+                if raw is not None]
         return sorted(refs, key=lambda r: (r.window.start, r.window.end, r.source, r.entity, r.batch_id))
 
     def find(self, source: str, entity: str, window: Window) -> BatchRef | None:
         """The complete batch of (source, entity, window), if one has landed."""
-        probe = BatchRef(batch_id(source, entity, window), source, entity, window, "", 0, "", 0, window.end)
-        raw = self._store.get_bytes(probe.manifest_key)
-        return None if raw is None else self._ref_from_manifest(probe.manifest_key, raw)
+        key = _manifest_key(_data_key(source, entity, window, batch_id(source, entity, window)))
+        raw = self._store.get_bytes(key)
+        return None if raw is None else self._ref_from_manifest(key, raw)
 
     def current(self, ref: BatchRef) -> BatchRef | None:
         """The batch as the lake holds it now (a re-landing may have replaced `ref`); None if it is gone."""
@@ -467,13 +480,6 @@ class Lake:
                 raise CorruptBatch(f"{ref.path} holds {count} records, its manifest says {ref.records}")
 
 
-def _replace_path(ref: BatchRef, path: str) -> BatchRef:
-    if ref.path == path:
-        return ref
-    return BatchRef(ref.batch_id, ref.source, ref.entity, ref.window, path, ref.records, ref.checksum, ref.size,
-                    ref.extracted_at)
-
-
 def record_line(record: RecordVersion) -> str:
     """One record version as a line of a batch file (without the newline)."""
     record_id = record.record_id
@@ -486,7 +492,7 @@ def record_line(record: RecordVersion) -> str:
         payload = _dumps(record.payload)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"record {record_id}: payload is not JSON-serializable: {exc}") from None
-    return _dumps({"record_id": record_id, "updated_at": updated_at.astimezone(UTC).isoformat(),
+    return _dumps({"record_id": record_id, "updated_at": iso(updated_at),
                    "is_deleted": bool(record.is_deleted), "payload": payload})
 
 

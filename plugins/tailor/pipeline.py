@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from tailor.lake import BatchRef, CorruptBatch, Lake, LakeError
+from tailor.raw import BatchLoad, insert_batch
 from tailor.sources import Extractor, Progress, RecordVersion, Window
-from tailor.warehouse import BatchLoad, Warehouse, insert_batch
+from tailor.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 

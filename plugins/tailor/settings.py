@@ -108,6 +108,12 @@ def dbt_project_dir() -> Path:
     return Path(override).resolve() if override else Path(__file__).resolve().parents[2] / "dbt_project"
 
 
+def dbt_target() -> str:
+    """The dbt profile target a build uses when none is given (TAILOR_DBT_TARGET: duckdb, postgres or dev; default
+    duckdb). tailor.transform checks the name."""
+    return os.environ.get("TAILOR_DBT_TARGET", "").strip() or "duckdb"
+
+
 def expectations_dir() -> Path:
     """The GX suites, one file per gate (TAILOR_EXPECTATIONS_DIR, default the repo's expectations/)."""
     override = os.environ.get("TAILOR_EXPECTATIONS_DIR", "").strip()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -35,14 +34,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tailor import settings
-from tailor.warehouse import IN_USE, Warehouse, WarehouseLockTimeout
+from tailor.times import iso
+from tailor.warehouse import Warehouse, lock_conflict_line
 
 log = logging.getLogger(__name__)
 
 TARGETS = ("duckdb", "postgres", "dev")
 _LOCAL_TARGETS = ("duckdb", "dev")  # a DuckDB file of this machine, which one process at a time may write
 _FAILED = {"error", "fail", "runtime error"}
-_LOCK_MARKERS = ("Could not set lock", "Conflicting lock", IN_USE)  # DuckDB's words, and tailor.dbt_guard's
 _IN_PROCESS = threading.Lock()
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -93,7 +92,7 @@ class BuildResult:
             kinds[kind] = kinds.get(kind, 0) + 1
         parts = ", ".join(f"{count} {kind}s" for kind, count in sorted(kinds.items()))
         statuses = ", ".join(f"{count} {status}" for status, count in self.counts().items())
-        as_of = _iso(self.as_of) if self.as_of else "the run start"
+        as_of = iso(self.as_of) if self.as_of else "the run start"
         return (f"dbt build on {self.target} as of {as_of}{' (full refresh)' if self.full_refresh else ''}: "
                 f"{len(self.nodes)} nodes ({parts}; {statuses}) in {self.seconds:.1f} s")
 
@@ -143,16 +142,16 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
     Raises BuildFailed when a node fails, WarehouseLockTimeout when the DuckDB file stayed locked too long.
     """
     moment = parse_as_of(as_of) if as_of is not None else None
-    chosen = target or os.environ.get("TAILOR_DBT_TARGET", "").strip() or "duckdb"
+    chosen = target or settings.dbt_target()
     if chosen not in TARGETS:
         raise ValueError(f"target {chosen!r} is not one of {', '.join(TARGETS)}")
     dev = chosen == "dev"
     warehouse = Warehouse(duckdb_path or (settings.dev_duckdb_path() if dev else None), lock_timeout=lock_timeout)
     run_vars = dict(vars or {})
     if moment is not None:
-        run_vars["as_of"] = _iso(moment)
+        run_vars["as_of"] = iso(moment)
     if known_at is not None:
-        run_vars["known_at"] = _iso(parse_as_of(known_at, "known-at"))
+        run_vars["known_at"] = iso(parse_as_of(known_at, "known-at"))
     # absolute: dbt reads a relative target or log path from the project folder, not from the caller's
     state = Path(state_dir).resolve() if state_dir is not None else dbt_state_dir()
     common = ["--project-dir", str(settings.dbt_project_dir()), "--profiles-dir", str(settings.dbt_project_dir()),
@@ -182,9 +181,10 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
     from dbt.cli.main import dbtRunner  # heavy: imported only when a build runs, before the lock is looked at
 
     started = time.monotonic()
-    attempt = 0
+    # dbt opens the file itself: a lock conflict comes back as its error, retried with a slower backoff than a
+    # connect's because each try costs a dbt invocation
+    wait = warehouse.lock_wait(first_delay=0.5, max_delay=30.0, min_sleep=0.1)
     while True:
-        attempt += 1
         if chosen == "duckdb" and not warehouse.exists():
             raise BuildFailed(f"no warehouse at {warehouse.path}: load raw.* first (python -m tailor load)")
         if dev and not snapshot.exists():
@@ -205,19 +205,15 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
         lock_error = _lock_conflict(error, nodes) if chosen in _LOCAL_TARGETS else None
         if lock_error is None:
             break
-        waited = time.monotonic() - started
-        if waited >= warehouse.lock_timeout:
-            raise WarehouseLockTimeout(f"{warehouse.path} stayed locked by another process for {waited:.0f} s "
-                                       f"(TAILOR_DUCKDB_LOCK_TIMEOUT={warehouse.lock_timeout:.0f}): {lock_error}")
-        delay = min(30.0, 0.5 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
-        log.warning("dbt build attempt %d met another process's lock on %s; retrying in %.1f s: %s", attempt,
+        delay = wait.next_delay(lock_error)  # WarehouseLockTimeout once TAILOR_DUCKDB_LOCK_TIMEOUT is spent
+        log.warning("dbt build attempt %d met another process's lock on %s; retrying in %.1f s: %s", wait.attempts,
                     warehouse.path, delay, lock_error)
-        time.sleep(min(delay, max(0.1, warehouse.lock_timeout - waited)))
+        time.sleep(delay)
     failures = [node for node in nodes if node.failed]
     if error is not None or failures:
         raise BuildFailed(_failure_message(chosen, moment, error, nodes, failures), failures)
     return BuildResult(target=chosen, as_of=moment, full_refresh=full_refresh, seconds=ran, nodes=nodes,
-                       attempts=attempt, waited_seconds=time.monotonic() - started - ran)
+                       attempts=wait.attempts + 1, waited_seconds=time.monotonic() - started - ran)
 
 
 def parse_as_of(value: datetime | str, name: str = "as-of") -> datetime:
@@ -229,10 +225,6 @@ def parse_as_of(value: datetime | str, name: str = "as-of") -> datetime:
         except ValueError:
             raise ValueError(f"{name} {text!r} is not an ISO 8601 date or time (e.g. 2026-11-01T00:00:00Z)") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
 
 
 def _words(value: Sequence[str] | str) -> list[str]:
@@ -338,15 +330,14 @@ def _lock_conflict(error: BaseException | None, nodes: list[NodeResult]) -> str 
     messages = [str(error)] if error is not None else []
     messages += [node.message for node in nodes if node.failed]
     for message in messages:
-        for line in message.strip().splitlines():
-            if any(marker in line for marker in _LOCK_MARKERS):
-                return line.strip()
+        if (line := lock_conflict_line(message)) is not None:
+            return line
     return None
 
 
 def _failure_message(target: str, as_of: datetime | None, error: BaseException | None, nodes: list[NodeResult],
                      failures: list[NodeResult]) -> str:
-    when = _iso(as_of) if as_of else "the run start"
+    when = iso(as_of) if as_of else "the run start"
     if error is not None:
         return f"dbt build on {target} as of {when} failed: {type(error).__name__}: {str(error).strip()}"
     skipped = sum(node.status == "skipped" for node in nodes)

@@ -2,16 +2,13 @@
 
 DuckDB lets one process write a database file at a time (and a read-only process excludes writers too). Every
 connection here is short-lived: open, read or write, close. Opening retries a lock conflict with backoff until a
-generous timeout (TAILOR_DUCKDB_LOCK_TIMEOUT), because another writer being busy is normal, not a failure.
+generous timeout (TAILOR_DUCKDB_LOCK_TIMEOUT), because another writer being busy is normal, not a failure; the same
+wait (Warehouse.lock_wait) serves a process that opens the file itself (dbt, through tailor.transform), and
+lock_conflict_line recognises a lock conflict in its error.
 
-Also here: the raw layer's tables and the one transaction that loads a landed batch into them.
+The raw layer's tables and the loading of batches into them live in tailor.raw.
 
-    raw.<source>_<entity>  record_id, updated_at, payload (JSON text as the API returned it), is_deleted,
-                           batch_id, extracted_at; one row per record version, unique on (record_id, updated_at)
-    raw._batches           what each loaded batch held (batch_id, checksum) and how many rows it added
-    raw._watermarks        per (source, entity): the end of the last committed window; never moves backwards
-
-And the DuckDB side of two things that keep people off the production file: copying raw.* into the raw snapshot
+Also the DuckDB side of two things that keep people off the production file: copying raw.* into the raw snapshot
 (Warehouse.copy_raw_into; tailor.snapshot publishes it) and opening a file for dbt without a traceback when another
 process holds it (connect_for_dbt, used by the dbt-duckdb plugin tailor.dbt_guard).
 """
@@ -31,70 +28,8 @@ from pathlib import Path
 import duckdb
 
 from tailor import settings
-from tailor.lake import BatchRef, CorruptBatch, check_name
 
 log = logging.getLogger(__name__)
-
-# The tables the connectors fill; others are created the first time a batch of theirs loads.
-RAW_TABLES = (("shopify", "customers"), ("shopify", "orders"), ("shopify", "products"), ("hubspot", "contacts"),
-              ("klaviyo", "profiles"), ("klaviyo", "events"))
-
-# One record version (its line, payload included) may be this large.
-MAX_RECORD_BYTES = 64 * 1024 * 1024
-
-_CONTROL_DDL = """
-create schema if not exists raw;
-create table if not exists raw._batches (
-    batch_id varchar not null,
-    source varchar not null,
-    entity varchar not null,
-    window_start timestamptz not null,
-    window_end timestamptz not null,
-    path varchar not null,
-    records bigint not null,
-    checksum varchar not null,
-    extracted_at timestamptz not null,
-    loaded_at timestamptz not null,
-    rows_inserted bigint not null,
-    primary key (batch_id, checksum)
-);
-create table if not exists raw._watermarks (
-    source varchar not null,
-    entity varchar not null,
-    watermark timestamptz not null,
-    updated_at timestamptz not null,
-    primary key (source, entity)
-);
-"""
-
-# Record versions a quality gate set aside (tailor.quality): staging leaves them out. Created with the raw layer so that
-# dbt can always read it.
-QUARANTINE_DDL = """
-create table if not exists raw._quarantine (
-    table_name varchar not null,      -- raw.<source>_<entity>
-    record_id varchar not null,
-    updated_at timestamptz not null,
-    reason varchar not null,          -- the expectation, its column and what it means
-    value varchar,                    -- the failing value
-    suite varchar not null,
-    run_id varchar not null,
-    as_of timestamptz not null,
-    quarantined_at timestamptz not null
-);
-"""
-
-# No primary key on purpose: uniqueness on (record_id, updated_at) is kept by the loader's anti-join, which
-# measured 2-3x faster than INSERT ... ON CONFLICT DO NOTHING over an ART index at 1M rows (and ~8x on a re-load).
-_RAW_DDL = """
-create table if not exists {table} (
-    record_id varchar not null,
-    updated_at timestamptz not null,
-    payload json not null,
-    is_deleted boolean not null,
-    batch_id varchar not null,
-    extracted_at timestamptz not null
-)
-"""
 
 
 class WarehouseLockTimeout(RuntimeError):
@@ -114,9 +49,51 @@ class WarehouseBusy(RuntimeError):
         self.holder = holder
 
 
+# DuckDB's words for a lock another process holds.
+_DUCKDB_LOCK_WORDS = ("Could not set lock", "Conflicting lock")
+
+
 def _is_lock_conflict(exc: BaseException) -> bool:
-    message = str(exc)
-    return isinstance(exc, duckdb.IOException) and ("Could not set lock" in message or "Conflicting lock" in message)
+    return isinstance(exc, duckdb.IOException) and any(word in str(exc) for word in _DUCKDB_LOCK_WORDS)
+
+
+def lock_conflict_line(message: str) -> str | None:
+    """The line of `message` (an error from anything that opened a DuckDB file: dbt, tailor.dbt_guard) that says
+    another process holds the file, if one does."""
+    for line in message.strip().splitlines():
+        if any(marker in line for marker in (*_DUCKDB_LOCK_WORDS, IN_USE)):
+            return line.strip()
+    return None
+
+
+class LockWait:
+    """Backoff with jitter while another process holds a DuckDB file, until the lock timeout.
+
+    One per wait: next_delay() after each conflict says how long to sleep before trying again, or raises
+    WarehouseLockTimeout once the timeout is spent. Jitter spreads the retries of processes waiting together.
+    """
+
+    def __init__(self, path: Path, timeout: float, *, first_delay: float, max_delay: float, min_sleep: float):
+        self.path = path
+        self.timeout = timeout
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.min_sleep = min_sleep
+        self.started = time.monotonic()
+        self.attempts = 0  # conflicts met so far
+
+    def waited(self) -> float:
+        return time.monotonic() - self.started
+
+    def next_delay(self, conflict: object) -> float:
+        """Seconds to sleep before the next try; WarehouseLockTimeout (naming `conflict`) once the timeout is spent."""
+        waited = self.waited()
+        if waited >= self.timeout:
+            raise WarehouseLockTimeout(f"{self.path} stayed locked by another process for {waited:.0f} s "
+                                       f"(TAILOR_DUCKDB_LOCK_TIMEOUT={self.timeout:.0f}): {conflict}") from None
+        self.attempts += 1
+        delay = min(self.max_delay, self.first_delay * 2 ** min(self.attempts, 6)) * (0.5 + random.random() / 2)
+        return min(delay, max(self.min_sleep, self.timeout - waited))
 
 
 def has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
@@ -124,11 +101,6 @@ def has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, name = qualified.split(".")
     return con.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
                        [schema, name]).fetchone()[0] > 0
-
-
-def raw_table(source: str, entity: str) -> str:
-    """raw.<source>_<entity>, from names checked to be safe identifiers."""
-    return f"raw.{check_name('source', source)}_{check_name('entity', entity)}"
 
 
 class Warehouse:
@@ -144,10 +116,14 @@ class Warehouse:
     def exists(self) -> bool:
         return self.path.exists()
 
+    def lock_wait(self, *, first_delay: float, max_delay: float, min_sleep: float) -> LockWait:
+        """A wait for this file's lock, up to this warehouse's lock timeout (for a process that opens it itself)."""
+        return LockWait(self.path, self.lock_timeout, first_delay=first_delay, max_delay=max_delay,
+                        min_sleep=min_sleep)
+
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         settings.duckdb_memory_limit()  # a bad TAILOR_DUCKDB_MEMORY_LIMIT fails before any file is touched
-        started = time.monotonic()
-        attempt = 0
+        wait = self.lock_wait(first_delay=0.05, max_delay=2.0, min_sleep=0.01)
         next_note = 0.0
         while True:
             try:
@@ -155,17 +131,11 @@ class Warehouse:
             except duckdb.IOException as exc:
                 if not _is_lock_conflict(exc):
                     raise
-                waited = time.monotonic() - started
-                if waited >= self.lock_timeout:
-                    raise WarehouseLockTimeout(
-                        f"{self.path} stayed locked by another process for {waited:.0f} s "
-                        f"(TAILOR_DUCKDB_LOCK_TIMEOUT={self.lock_timeout:.0f}): {exc}") from None
-                if waited >= next_note:
+                delay = wait.next_delay(exc)
+                if (waited := wait.waited()) >= next_note:
                     log.warning("waiting for the DuckDB lock on %s (%.0f s so far): %s", self.path, waited, exc)
                     next_note = waited + 30
-                attempt += 1
-                delay = min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
-                time.sleep(min(delay, max(0.01, self.lock_timeout - waited)))
+                time.sleep(delay)
                 continue
             try:
                 con.execute("set TimeZone = 'UTC'")
@@ -174,8 +144,8 @@ class Warehouse:
             except BaseException:
                 con.close()
                 raise
-            if attempt:
-                log.info("got the DuckDB lock on %s after %.1f s", self.path, time.monotonic() - started)
+            if wait.attempts:
+                log.info("got the DuckDB lock on %s after %.1f s", self.path, wait.waited())
             return con
 
     @contextmanager
@@ -419,95 +389,3 @@ def connect_for_dbt(path: str, config: dict | None = None) -> duckdb.DuckDBPyCon
         raise WarehouseBusy(f"{where} {IN_USE} ({holder})", where, holder) from None
 
 
-def ensure_control_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw schema and its control tables (raw._batches, raw._watermarks, raw._quarantine) if missing."""
-    con.execute(_CONTROL_DDL)
-    con.execute(QUARANTINE_DDL)
-
-
-def ensure_raw(con: duckdb.DuckDBPyConnection, source: str, entity: str) -> str:
-    """Create the raw schema, its control tables and raw.<source>_<entity> if missing; return the table name."""
-    table = raw_table(source, entity)
-    ensure_control_tables(con)
-    con.execute(_RAW_DDL.format(table=table))
-    return table
-
-
-def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for source, entity in RAW_TABLES:
-        ensure_raw(con, source, entity)
-
-
-@dataclass(frozen=True)
-class BatchLoad:
-    """What one batch load did."""
-
-    ref: BatchRef
-    rows_inserted: int
-    already_loaded: bool = False
-    seconds: float = 0.0
-
-
-def insert_batch(con: duckdb.DuckDBPyConnection, ref: BatchRef, data_file: Path) -> BatchLoad:
-    """Load one verified batch file in one transaction: its new rows, its raw._batches row, the watermark.
-
-    Idempotent: a batch already recorded with the same checksum changes nothing, and only rows whose
-    (record_id, updated_at) is not in the table yet are inserted. The watermark only moves forward.
-    """
-    started = time.monotonic()
-    table = ensure_raw(con, ref.source, ref.entity)
-    con.begin()
-    try:
-        done = con.execute("select rows_inserted from raw._batches where batch_id = ? and checksum = ?",
-                           [ref.batch_id, ref.checksum]).fetchone()
-        if done is not None:
-            con.rollback()
-            return BatchLoad(ref, 0, already_loaded=True, seconds=time.monotonic() - started)
-        try:
-            con.execute(
-                "create or replace temp table _tailor_staged as "
-                "select record_id, updated_at, is_deleted, payload::json as payload "
-                "from read_json(?, format = 'newline_delimited', compression = 'gzip', "
-                "maximum_object_size = ?, columns = {record_id: 'VARCHAR', updated_at: 'TIMESTAMPTZ', "
-                "is_deleted: 'BOOLEAN', payload: 'VARCHAR'})",
-                [str(data_file), MAX_RECORD_BYTES])
-        except duckdb.Error as exc:
-            raise CorruptBatch(f"{ref.path} cannot be read as a batch: {exc}") from None
-        count, lowest, highest, nulls = con.execute(
-            "select count(*), min(updated_at), max(updated_at), count(*) filter (where record_id is null "
-            "or updated_at is null or payload is null or is_deleted is null) from _tailor_staged").fetchone()
-        keys = con.execute("select count(*) from (select distinct record_id, updated_at from _tailor_staged)"
-                           ).fetchone()[0]
-        if count != ref.records:
-            raise CorruptBatch(f"{ref.path} holds {count} records, its manifest says {ref.records}")
-        if nulls:
-            raise CorruptBatch(f"{ref.path} has {nulls} records without an id, updated_at, payload or is_deleted")
-        if keys != count:
-            # The same version twice in one window (pages overlapping on a tie): keep its last occurrence.
-            con.execute("create or replace temp table _tailor_unique as select * from _tailor_staged "
-                        "qualify row_number() over (partition by record_id, updated_at order by rowid desc) = 1")
-            con.execute("drop table _tailor_staged")
-            con.execute("alter table _tailor_unique rename to _tailor_staged")
-        inserted = 0
-        if count:
-            # Only versions not loaded yet. The updated_at range lets DuckDB skip row groups of other windows.
-            inserted = con.execute(
-                f"insert into {table} (record_id, updated_at, payload, is_deleted, batch_id, extracted_at) "  # noqa: S608 (table is a checked identifier)
-                "select s.record_id, s.updated_at, s.payload, s.is_deleted, ?, ? from _tailor_staged as s "
-                f"where not exists (select 1 from {table} as t where t.updated_at between ? and ? "
-                "and t.record_id = s.record_id and t.updated_at = s.updated_at)",
-                [ref.batch_id, ref.extracted_at, lowest, highest]).fetchone()[0]
-        con.execute("drop table _tailor_staged")
-        con.execute("insert into raw._batches values (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
-                    [ref.batch_id, ref.source, ref.entity, ref.window.start, ref.window.end, ref.path, ref.records,
-                     ref.checksum, ref.extracted_at, inserted])
-        con.execute("insert into raw._watermarks values (?, ?, ?, now()) on conflict (source, entity) do update "
-                    "set watermark = excluded.watermark, updated_at = excluded.updated_at "
-                    "where excluded.watermark > raw._watermarks.watermark",
-                    [ref.source, ref.entity, ref.window.end])
-        con.commit()
-    except BaseException:
-        with suppress(duckdb.Error):  # the original error is the one worth seeing
-            con.rollback()
-        raise
-    return BatchLoad(ref, inserted, seconds=time.monotonic() - started)

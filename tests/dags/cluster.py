@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tailor.raw import raw_table
 from tailor.sources import ENTITIES
-from tailor.warehouse import Warehouse, raw_table
+from tailor.warehouse import Warehouse
 from tests.dags.conftest import AIRFLOW, ROOT
 
 DAG_ID = "tailor_extract_hourly"

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tailor import sources
+from tailor.raw import raw_table
 from tailor.sources import ENTITIES
-from tailor.warehouse import Warehouse, raw_table
+from tailor.warehouse import Warehouse
 from tests.dags.conftest import ROOT, run_in_airflow
 
 DAG_FILE = ROOT / "dags" / "tailor_extract_hourly.py"
@@ -69,14 +69,6 @@ def test_one_extract_and_one_pooled_load_per_source_entity(parsed):
             assert load["pool"] == "duckdb"
             assert load["upstream"] == [f"{source}.extract_{entity}"]
             assert parsed["tasks"][f"{source}.extract_{entity}"]["pool"] != "duckdb"
-
-
-def test_registry_matches_the_extractors():
-    for source, entities in ENTITIES.items():
-        module, name = sources.EXTRACTORS[source]
-        cls = getattr(__import__(module, fromlist=[name]), name)
-        assert cls.source == source
-        assert tuple(cls.entities) == entities
 
 
 def test_parsing_touches_no_network_and_no_warehouse(airflow_env, tmp_path):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from tailor.warehouse import Warehouse, ensure_raw_tables
+from tailor.raw import ensure_raw_tables
+from tailor.warehouse import Warehouse
 from tests.dags.conftest import ROOT, run_in_airflow
 
 DAG_FILE = ROOT / "dags" / "tailor_extract_hourly.py"

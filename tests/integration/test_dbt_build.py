@@ -15,8 +15,9 @@ import psycopg2
 import pytest
 
 from simulator.world import parse_time
+from tailor.raw import ensure_control_tables
 from tailor.transform import RUNTIME_VARS, BuildFailed, _project_fingerprint, build
-from tailor.warehouse import Warehouse, ensure_control_tables
+from tailor.warehouse import Warehouse
 from tests.integration import dbt_fixtures
 from tests.integration.dbt_fixtures import Built, DbtWorld
 from tests.integration.dbtkit import (

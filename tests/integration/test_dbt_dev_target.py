@@ -44,7 +44,8 @@ built_now = dbt_fixtures.built_now  # the project built on the warehouse (target
 HOLDER = """
 import sys
 from tailor.lake import Lake
-from tailor.warehouse import Warehouse, insert_batch
+from tailor.raw import insert_batch
+from tailor.warehouse import Warehouse
 
 warehouse = Warehouse(sys.argv[1], lock_timeout=60)
 lake = Lake.from_url(sys.argv[2]) if len(sys.argv) > 2 else None

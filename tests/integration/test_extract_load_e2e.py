@@ -13,7 +13,8 @@ from pathlib import Path
 
 from simulator.state import TOKENS
 from simulator.world import DAY, iso
-from tailor.warehouse import RAW_TABLES, Warehouse, raw_table
+from tailor.raw import RAW_TABLES, raw_table
+from tailor.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
 

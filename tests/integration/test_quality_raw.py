@@ -20,6 +20,7 @@ from simulator.server import start_in_thread
 from simulator.state import TOKENS, SimState
 from simulator.world import WorldConfig
 from tailor import quality
+from tailor.cli import gate_command
 from tailor.lake import Lake
 from tailor.pipeline import BEGINNING, extract_window, load_batches
 from tailor.quality.suite import load_suite
@@ -390,19 +391,19 @@ def test_bad_rows_under_the_threshold_are_quarantined_and_over_it_fail(shop: Sho
 # --- the CLI entry point ---------------------------------------------------------------------------------------------
 
 
-def test_cli_main_prints_results_and_exits_by_verdict(shop: Shop, capsys):
-    assert quality.cli_main("raw", shop.now.isoformat()) == 0
+def test_gate_command_prints_results_and_exits_by_verdict(shop: Shop, capsys):
+    assert gate_command("raw", shop.now.isoformat()) == 0
     out = capsys.readouterr().out
     assert "gate raw passed as of 2026-11-01T00:00:00Z" in out and "Data Docs: " in out
 
     with shop.warehouse.writer() as con:
         con.execute("insert into raw.klaviyo_events select * from raw.klaviyo_events order by record_id limit 1")
-    assert quality.cli_main("raw", "2026-11-01T00:00:00Z") == 1
+    assert gate_command("raw", "2026-11-01T00:00:00Z") == 1
     out = capsys.readouterr().out
     assert "gate raw failed as of 2026-11-01T00:00:00Z: 1 failed expectation(s)" in out
     assert "'klaviyo_events' @ " in out
 
-    assert quality.cli_main("raw", "yesterday") == 2
+    assert gate_command("raw", "yesterday") == 2
     assert "is not an ISO 8601 date" in capsys.readouterr().err
-    assert quality.cli_main("nosuchgate", None) == 2
+    assert gate_command("nosuchgate", None) == 2
     assert "no suite for gate 'nosuchgate'" in capsys.readouterr().err

@@ -14,8 +14,9 @@ import pytest
 
 from tailor.lake import DATA_SUFFIX, MANIFEST_SUFFIX, BatchRef, CorruptBatch, Lake
 from tailor.pipeline import load_batches
+from tailor.raw import RAW_TABLES, ensure_raw_tables, insert_batch
 from tailor.sources import RecordVersion, Window
-from tailor.warehouse import RAW_TABLES, Warehouse, WarehouseLockTimeout, ensure_raw_tables, insert_batch
+from tailor.warehouse import Warehouse, WarehouseLockTimeout
 
 from .lakekit import T0, customer, raw_snapshot, versions
 

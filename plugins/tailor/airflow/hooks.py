@@ -7,12 +7,12 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 from tailor import connections, settings
 from tailor.lake import Lake
-from tailor.sources import Credentials
+from tailor.sources import Credentials, source_spec
 
 
 def source_credentials(source: str) -> Credentials:
     """The source's Connection (shopify_default, ...); with none defined, the local simulator."""
-    conn_id = connections.CONN_IDS[source]
+    conn_id = source_spec(source).conn_id
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:

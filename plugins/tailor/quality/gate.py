@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from tailor import settings
-from tailor.quality.results import SAMPLES, GateError, GateFailed, GateReport, Outcome, stamp
+from tailor.quality.quarantine import QUARANTINE_DDL
+from tailor.quality.results import SAMPLES, GateError, GateFailed, GateReport, Outcome
 from tailor.quality.suite import Asset, Check, Suite, SuiteError, gx_parameter, load_suite
-from tailor.warehouse import QUARANTINE_DDL, Warehouse
+from tailor.times import stamp
+from tailor.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 

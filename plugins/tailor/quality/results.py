@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+
+from tailor.times import stamp
 
 # status of one expectation in a run
 PASSED = "passed"
@@ -134,5 +136,3 @@ class GateError(RuntimeError):
     """A gate could not run at all (its suite, its SQL, the warehouse): not a verdict on the data."""
 
 
-def stamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

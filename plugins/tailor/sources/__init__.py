@@ -3,6 +3,9 @@
 Every extractor takes a half-open window [start, end) on the vendor's own "updated" clock, widened backwards
 by a lookback overlap for late-arriving updates, and yields RecordVersions: the vendor's id, its updated_at
 and the payload exactly as the API returned it. Nothing here imports Airflow or opens the warehouse.
+
+SOURCES below is the one registry of sources: the DAG's tasks, the raw tables and the Connection ids all come
+from it, so adding a vendor is one entry there (and its extractor module).
 """
 
 from __future__ import annotations
@@ -82,20 +85,71 @@ class Extractor(Protocol):
         ...
 
 
-# The one registry of sources: module and class of each extractor, and the entities it extracts.
-EXTRACTORS = {
-    "shopify": ("tailor.sources.shopify", "ShopifyExtractor"),
-    "hubspot": ("tailor.sources.hubspot", "HubSpotExtractor"),
-    "klaviyo": ("tailor.sources.klaviyo", "KlaviyoExtractor"),
+@dataclass(frozen=True)
+class Source:
+    """One vendor: where its extractor lives, what it extracts, and how Tailor authenticates to it."""
+
+    module: str  # the extractor's module, imported on first use
+    extractor: str  # the extractor class in that module
+    entities: tuple[str, ...]  # each lands in raw.<source>_<entity>
+    conn_id: str  # the Airflow Connection with its host and token
+    simulator_token: str = field(repr=False)  # what the bundled simulator accepts (README) when no Connection is set
+    default_host: str | None = None  # where the vendor's API lives when a Connection gives no host (None: required)
+
+
+# The one registry of sources: adding a vendor is one entry here. Everything else (the DAG's tasks, the raw tables,
+# the Connection ids) is derived from it when asked, so a test can add a source by patching this dict.
+SOURCES: dict[str, Source] = {
+    "shopify": Source("tailor.sources.shopify", "ShopifyExtractor", ("customers", "orders", "products"),
+                      "shopify_default", "shpat_simulator_0000000000000000"),  # each shop has its own host
+    "hubspot": Source("tailor.sources.hubspot", "HubSpotExtractor", ("contacts",),
+                      "hubspot_default", "pat-na1-simulator-0000-0000-000000000000", "api.hubapi.com"),
+    "klaviyo": Source("tailor.sources.klaviyo", "KlaviyoExtractor", ("profiles", "events"),
+                      "klaviyo_default", "pk_simulator_0000000000000000000000", "a.klaviyo.com"),
 }
-ENTITIES = {"shopify": ("customers", "orders", "products"), "hubspot": ("contacts",), "klaviyo": ("profiles", "events")}
+
+
+def entities() -> dict[str, tuple[str, ...]]:
+    """source -> the entities it extracts, from SOURCES as it is now."""
+    return {name: source.entities for name, source in SOURCES.items()}
+
+
+def extractors() -> dict[str, tuple[str, str]]:
+    """source -> (module, class) of its extractor, from SOURCES as it is now."""
+    return {name: (source.module, source.extractor) for name, source in SOURCES.items()}
+
+
+def streams() -> list[tuple[str, str]]:
+    """Every (source, entity) pair, in registry order."""
+    return [(name, entity) for name, source in SOURCES.items() for entity in source.entities]
+
+
+def source_spec(source: str) -> Source:
+    """The registry entry of `source`; a ValueError naming the known sources otherwise."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
+    return SOURCES[source]
+
+
+def __getattr__(name: str) -> object:
+    # ENTITIES and EXTRACTORS are computed on access so that they always follow SOURCES.
+    if name == "ENTITIES":
+        return entities()
+    if name == "EXTRACTORS":
+        return extractors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_extractor(source: str, credentials: Credentials, **options: object) -> Extractor:
-    """The source's extractor (imported on first use, so a DAG parse or a CLI call loads only what it runs)."""
+    """The source's extractor (imported on first use, so a DAG parse or a CLI call loads only what it runs).
+
+    The class's own `entities` (it validates the entity it is asked for) is checked against the registry here.
+    """
     from importlib import import_module
 
-    if source not in EXTRACTORS:
-        raise ValueError(f"unknown source {source!r}: choose one of {', '.join(EXTRACTORS)}")
-    module, name = EXTRACTORS[source]
-    return getattr(import_module(module), name)(credentials, **options)
+    spec = source_spec(source)
+    cls = getattr(import_module(spec.module), spec.extractor)
+    if cls.source != source or tuple(cls.entities) != spec.entities:
+        raise TypeError(f"{spec.module}.{spec.extractor} extracts {cls.source} {tuple(cls.entities)}, the registry "
+                        f"says {source} {spec.entities}: update tailor.sources.SOURCES")
+    return cls(credentials, **options)
