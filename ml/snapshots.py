@@ -16,6 +16,7 @@ from datetime import datetime
 
 from ml import io
 from ml.errors import ModelInputError
+from tailor.times import stamp
 from tailor.transform import WITHOUT_TESTS, build
 from tailor.warehouse import Warehouse
 
@@ -23,10 +24,6 @@ SNAPSHOT_SELECT = ("+customer_features", "+churn_labels")
 # What the personalization models read as of the run's own time besides the features: the catalogue, the interactions
 # and (through customer_features) the email events and customers.
 PERSONALIZATION_SELECT = ("+products", "+customer_product_interactions")
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def prepare(warehouse: Warehouse, as_of: datetime, labelled: Iterable[datetime], *, allow_build: bool = True,
@@ -54,29 +51,29 @@ def prepare(warehouse: Warehouse, as_of: datetime, labelled: Iterable[datetime],
         return []
     if not allow_build:
         current = features.get(as_of.date()) == as_of and not marts_later and not stale
-        wanted = [_stamp(m) for m in sorted(missing + missing_features)] + ([] if current else [_stamp(as_of)])
+        wanted = [stamp(m) for m in sorted(missing + missing_features)] + ([] if current else [stamp(as_of)])
         raise ModelInputError(
             f"the warehouse lacks the snapshots as of {', '.join(wanted)}: build each with "
             f"`python -m tailor build --as-of <time> --select {' '.join(current_select)}` or let the models build them")
     built = []
     for moment in missing:
-        say(f"ml: building the training snapshot as of {_stamp(moment)} (dbt: {' '.join(SNAPSHOT_SELECT)})")
+        say(f"ml: building the training snapshot as of {stamp(moment)} (dbt: {' '.join(SNAPSHOT_SELECT)})")
         result = build(moment, select=list(SNAPSHOT_SELECT), exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path,
                        quiet=True)
         labelled_customers = io.keep_labels(warehouse, moment)
         say(f"ml:   {result.seconds:.1f} s; {labelled_customers:,} labelled customers")
         built.append(moment)
     for moment in missing_features:
-        say(f"ml: building the feature snapshot as of {_stamp(moment)} (dbt: +customer_features)")
+        say(f"ml: building the feature snapshot as of {stamp(moment)} (dbt: +customer_features)")
         result = build(moment, select=["+customer_features"], exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path,
                        quiet=True)
         say(f"ml:   {result.seconds:.1f} s")
         built.append(moment)
-    say(f"ml: building the marts as of {_stamp(as_of)} again, the time this run is for")
+    say(f"ml: building the marts as of {stamp(as_of)} again, the time this run is for")
     result = build(as_of, select=list(current_select), exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path,
                    quiet=True)
     say(f"ml:   {result.seconds:.1f} s")
     built.append(as_of)
     if io.feature_snapshots(warehouse).get(as_of.date()) != as_of:
-        raise ModelInputError(f"dbt built no customer_features as of {_stamp(as_of)}")
+        raise ModelInputError(f"dbt built no customer_features as of {stamp(as_of)}")
     return built
