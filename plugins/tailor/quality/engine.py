@@ -23,10 +23,17 @@ connections are opened, like every other DuckDB connection in Tailor, by warehou
     asset = source.add_query_asset("orders", "select ... from raw.shopify_orders")
     ...
     source.close()        # closes the one DuckDB connection
+
+At exit this module takes duckdb-engine's SQL compiler for `TRY_CAST` back out of SQLAlchemy (`deregister`).
+duckdb-engine registers it on SQLAlchemy's own `TryCast` class, so that class reaches duckdb-engine's module and, from
+there, all of duckdb. Once GX is loaded, SQLAlchemy's classes outlive the interpreter's last garbage collection, and
+duckdb's bindings (nanobind) then print some forty "leaked instance/type/function" lines at every exit of a process
+that ran a gate. No connection is involved: importing GX and duckdb-engine is enough.
 """
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -44,6 +51,17 @@ if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
 
 DATASOURCE_TYPE = "tailor_duckdb"
+
+
+def _release_duckdb_engine_from_sqlalchemy() -> None:
+    """Unhook duckdb-engine's TRY_CAST compiler from SQLAlchemy, so duckdb is freed at exit (module docstring)."""
+    from sqlalchemy.ext.compiler import deregister
+    from sqlalchemy.sql.elements import TryCast
+
+    deregister(TryCast)  # nothing compiles SQL once the interpreter exits
+
+
+atexit.register(_release_duckdb_engine_from_sqlalchemy)
 
 
 class DuckDBExecutionEngine(SqlAlchemyExecutionEngine):
