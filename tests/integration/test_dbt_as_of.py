@@ -56,6 +56,7 @@ FUTURE_BY_DESIGN = {
     ("marts", "churn_labels", "next_order_at"),
     ("intermediate", "int_orders_in_churn_horizon", "ordered_at"),
     ("intermediate", "int_order_loads_summarized", "data_complete_through_at"),
+    ("staging", "stg_loads__watermarks", "watermark"),
 }
 
 

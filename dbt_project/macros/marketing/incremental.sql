@@ -1,20 +1,3 @@
-{#- Klaviyo metric name -> Tailor's event_type (lowercase verb). Unknown metrics become 'other'. -#}
-{% macro klaviyo_event_type(metric_name) -%}
-    case {{ metric_name }}
-        when 'Received Email' then 'received'
-        when 'Opened Email' then 'opened'
-        when 'Clicked Email' then 'clicked'
-        when 'Bounced Email' then 'bounced'
-        when 'Marked Email as Spam' then 'marked_spam'
-        when 'Unsubscribed' then 'unsubscribed'
-        when 'Viewed Product' then 'viewed_product'
-        when 'Added to Cart' then 'added_to_cart'
-        when 'Started Checkout' then 'started_checkout'
-        else 'other'
-    end
-{%- endmacro %}
-
-
 {#- Pre-hooks of the incremental email_events. Before new rows go in, they make the rows already there what a full
     refresh as of this run's as_of would hold, without reading staging (cheap: no JSON is parsed):
       1. delete the events after as_of (a backwards run: a backfill for an earlier date), those the raw gate

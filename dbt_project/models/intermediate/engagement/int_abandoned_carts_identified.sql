@@ -5,7 +5,6 @@
 with
 
 cart_adds as (
-
     select
         event_id,
         customer_id,
@@ -18,21 +17,17 @@ cart_adds as (
         and customer_id is not null
         and occurred_at <= {{ tailor.as_of() }}
         and occurred_at > {{ tailor.add_days(tailor.as_of(), - var('abandoned_cart_max_age_days')) }}
-
 ),
 
 orders as (
-
     select
         customer_id,
         ordered_at
     from {{ ref('orders') }}
     where ordered_at <= {{ tailor.as_of() }}
-
 ),
 
 final as (
-
     select
         cart_adds.event_id,
         cart_adds.customer_id,
@@ -51,7 +46,6 @@ final as (
             where orders.customer_id = cart_adds.customer_id
                 and orders.ordered_at > cart_adds.added_at
         )
-
 )
 
 select * from final

@@ -10,7 +10,6 @@ with
 
 -- not materialized: read twice, a materialized CTE would copy every email event first
 email_events as not materialized (
-
     select
         customer_id,
         event_type,
@@ -20,23 +19,19 @@ email_events as not materialized (
     where event_type in ('received', 'opened', 'clicked')
         and customer_id is not null
         and occurred_at <= {{ tailor.as_of() }}
-
 ),
 
 received_in_window as (
-
     select distinct
-        customer_id,
-        message_key
+        email_events.customer_id,
+        email_events.message_key
     from email_events
-    where event_type = 'received'
-        and message_key is not null
-        and occurred_at > {{ tailor.add_days(tailor.as_of(), -window_days) }}
-
+    where email_events.event_type = 'received'
+        and email_events.message_key is not null
+        and email_events.occurred_at > {{ tailor.add_days(tailor.as_of(), -window_days) }}
 ),
 
 summarized as (
-
     select
         email_events.customer_id,
         email_events.message_key,
@@ -49,24 +44,21 @@ summarized as (
             email_events.customer_id = received_in_window.customer_id
             and email_events.message_key = received_in_window.message_key
     group by email_events.customer_id, email_events.message_key
-
 ),
 
 final as (
-
     select
-        customer_id,
-        message_key,
-        received_at,
-        first_opened_at,
-        first_clicked_at,
+        summarized.customer_id,
+        summarized.message_key,
+        summarized.received_at,
+        summarized.first_opened_at,
+        summarized.first_clicked_at,
         -- a click implies the email was opened even when the open pixel did not fire
-        first_opened_at is not null or first_clicked_at is not null as is_opened,
-        first_clicked_at is not null as is_clicked
+        summarized.first_opened_at is not null or summarized.first_clicked_at is not null as is_opened,
+        summarized.first_clicked_at is not null as is_clicked
     from summarized
     -- first received before the window: not a message of the window
-    where received_at > {{ tailor.add_days(tailor.as_of(), -window_days) }}
-
+    where summarized.received_at > {{ tailor.add_days(tailor.as_of(), -window_days) }}
 )
 
 select * from final

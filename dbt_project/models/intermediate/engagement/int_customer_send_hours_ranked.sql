@@ -5,7 +5,6 @@
 with
 
 email_events as (
-
     select
         customer_id,
         occurred_hour_utc,
@@ -14,34 +13,29 @@ email_events as (
     where event_type in ('opened', 'clicked')
         and customer_id is not null
         and occurred_at <= {{ tailor.as_of() }}
-
 ),
 
 hours as (
-
     select
-        customer_id,
-        occurred_hour_utc as hour_utc,
+        email_events.customer_id,
+        email_events.occurred_hour_utc as hour_utc,
         count(*) as interactions,
-        max(occurred_at) as last_interaction_at
+        max(email_events.occurred_at) as last_interaction_at
     from email_events
-    group by customer_id, occurred_hour_utc
-
+    group by email_events.customer_id, email_events.occurred_hour_utc
 ),
 
 final as (
-
     select
-        customer_id,
-        hour_utc,
-        interactions,
-        last_interaction_at,
+        hours.customer_id,
+        hours.hour_utc,
+        hours.interactions,
+        hours.last_interaction_at,
         row_number() over (
-            partition by customer_id
-            order by interactions desc, hour_utc asc
+            partition by hours.customer_id
+            order by hours.interactions desc, hours.hour_utc asc
         ) as hour_rank
     from hours
-
 )
 
 select * from final

@@ -76,6 +76,19 @@ orders as (
     from {{ ref('orders') }}
 ),
 
+-- per customer and source, the most recently updated record represents the source
+shopify_latest as (
+    {{ tailor.latest_record_per_customer('shopify_customers', 'shopify_customer', 'shopify_customer_id') }}
+),
+
+hubspot_latest as (
+    {{ tailor.latest_record_per_customer('hubspot_contacts', 'hubspot_contact', 'hubspot_contact_id') }}
+),
+
+klaviyo_latest as (
+    {{ tailor.latest_record_per_customer('klaviyo_profiles', 'klaviyo_profile', 'klaviyo_profile_id') }}
+),
+
 -- country names as HubSpot and Klaviyo write them -> ISO codes, learnt from Shopify addresses (name and code)
 country_codes as (
     select
@@ -84,52 +97,6 @@ country_codes as (
     from shopify_customers
     where shopify_customers.country is not null and shopify_customers.country_code is not null
     group by lower(shopify_customers.country)
-),
-
--- per customer and source, the most recently updated record represents the source
-shopify_ranked as (
-    select
-        crosswalk.customer_id,
-        shopify_customers.*,
-        row_number() over (
-            partition by crosswalk.customer_id
-            order by shopify_customers.updated_at desc, shopify_customers.shopify_customer_id asc
-        ) as source_rank
-    from crosswalk
-    inner join shopify_customers
-        on
-            crosswalk.source = 'shopify_customer'
-            and crosswalk.source_record_id = shopify_customers.shopify_customer_id
-),
-
-hubspot_ranked as (
-    select
-        crosswalk.customer_id,
-        hubspot_contacts.*,
-        row_number() over (
-            partition by crosswalk.customer_id
-            order by hubspot_contacts.updated_at desc, hubspot_contacts.hubspot_contact_id asc
-        ) as source_rank
-    from crosswalk
-    inner join hubspot_contacts
-        on
-            crosswalk.source = 'hubspot_contact'
-            and crosswalk.source_record_id = hubspot_contacts.hubspot_contact_id
-),
-
-klaviyo_ranked as (
-    select
-        crosswalk.customer_id,
-        klaviyo_profiles.*,
-        row_number() over (
-            partition by crosswalk.customer_id
-            order by klaviyo_profiles.updated_at desc, klaviyo_profiles.klaviyo_profile_id asc
-        ) as source_rank
-    from crosswalk
-    inner join klaviyo_profiles
-        on
-            crosswalk.source = 'klaviyo_profile'
-            and crosswalk.source_record_id = klaviyo_profiles.klaviyo_profile_id
 ),
 
 identities as (
@@ -224,12 +191,12 @@ joined as (
             else created.record_created_at
         end as customer_created_at
     from identities
-    left join shopify_ranked as shopify
-        on identities.customer_id = shopify.customer_id and shopify.source_rank = 1
-    left join klaviyo_ranked as klaviyo
-        on identities.customer_id = klaviyo.customer_id and klaviyo.source_rank = 1
-    left join hubspot_ranked as hubspot
-        on identities.customer_id = hubspot.customer_id and hubspot.source_rank = 1
+    left join shopify_latest as shopify
+        on identities.customer_id = shopify.customer_id
+    left join klaviyo_latest as klaviyo
+        on identities.customer_id = klaviyo.customer_id
+    left join hubspot_latest as hubspot
+        on identities.customer_id = hubspot.customer_id
     left join country_codes as klaviyo_country
         on lower(klaviyo.country) = klaviyo_country.country_name
     left join country_codes as hubspot_country

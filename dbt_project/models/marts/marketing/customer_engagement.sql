@@ -9,14 +9,11 @@
 with
 
 customers as (
-
     select customer_id
     from {{ ref('customers') }}
-
 ),
 
 email_events as (
-
     select
         customer_id,
         event_type,
@@ -25,11 +22,9 @@ email_events as (
     where customer_id is not null
         and occurred_at <= {{ tailor.as_of() }}
         and occurred_at > {{ tailor.add_days(tailor.as_of(), -90) }}
-
 ),
 
 engagement_events as (
-
     select
         customer_id,
         max(occurred_at) as last_engaged_at
@@ -38,11 +33,9 @@ engagement_events as (
         and occurred_at <= {{ tailor.as_of() }}
         and event_type in ('opened', 'clicked', 'viewed_product', 'added_to_cart', 'started_checkout')
     group by customer_id
-
 ),
 
 messages as (
-
     select
         customer_id,
         is_opened,
@@ -50,40 +43,34 @@ messages as (
     from {{ ref('int_customer_messages_summarized') }}
     where received_at <= {{ tailor.as_of() }}
         and received_at > {{ tailor.add_days(tailor.as_of(), -90) }}
-
 ),
 
 send_hours as (
-
     select
         customer_id,
         hour_utc,
         interactions
     from {{ ref('int_customer_send_hours_ranked') }}
     where hour_rank = 1
-
 ),
 
 abandoned_carts as (
-
     select
         customer_id,
         age_hours
     from {{ ref('int_abandoned_carts_identified') }}
-
 ),
 
 event_counts as (
-
     select
-        customer_id,
+        email_events.customer_id,
         {%- for counts, windows in [(email_counts, email_windows), (onsite_counts, onsite_windows)] %}
         {%- for name, event_type in counts.items() %}
         {%- for days in windows %}
         sum(
             case
-                when event_type = '{{ event_type }}'
-                    and occurred_at > {{ tailor.add_days(tailor.as_of(), -days) }} then 1
+                when email_events.event_type = '{{ event_type }}'
+                    and email_events.occurred_at > {{ tailor.add_days(tailor.as_of(), -days) }} then 1
                 else 0
             end
         ) as {{ name }}_{{ days }}d,
@@ -92,35 +79,29 @@ event_counts as (
         {%- endfor %}
         count(*) as events_90d
     from email_events
-    group by customer_id
-
+    group by email_events.customer_id
 ),
 
 message_rates as (
-
     select
-        customer_id,
+        messages.customer_id,
         count(*) as messages_received_90d,
-        sum(case when is_opened then 1 else 0 end) as messages_opened_90d,
-        sum(case when is_clicked then 1 else 0 end) as messages_clicked_90d
+        sum(case when messages.is_opened then 1 else 0 end) as messages_opened_90d,
+        sum(case when messages.is_clicked then 1 else 0 end) as messages_clicked_90d
     from messages
-    group by customer_id
-
+    group by messages.customer_id
 ),
 
 carts as (
-
     select
-        customer_id,
+        abandoned_carts.customer_id,
         count(*) as open_abandoned_carts,
-        max(age_hours) as oldest_open_abandoned_cart_age_hours
+        max(abandoned_carts.age_hours) as oldest_open_abandoned_cart_age_hours
     from abandoned_carts
-    group by customer_id
-
+    group by abandoned_carts.customer_id
 ),
 
 joined as (
-
     select
         customers.customer_id,
         {%- for name in email_counts %}
@@ -154,43 +135,41 @@ joined as (
         on customers.customer_id = send_hours.customer_id
     left join carts
         on customers.customer_id = carts.customer_id
-
 ),
 
 final as (
-
     select
-        customer_id,
+        joined.customer_id,
         {{ tailor.as_of() }} as as_of_at,
         {%- for name in email_counts %}
         {%- for days in email_windows %}
-        {{ name }}_{{ days }}d,
+        joined.{{ name }}_{{ days }}d,
         {%- endfor %}
         {%- endfor %}
-        messages_received_90d,
-        cast(open_rate_90d as {{ tailor.type_double() }}) as open_rate_90d,
-        cast(click_rate_90d as {{ tailor.type_double() }}) as click_rate_90d,
-        last_engaged_at,
-        {{ tailor.whole_days_between('last_engaged_at', tailor.as_of()) }} as days_since_last_engaged,
+        joined.messages_received_90d,
+        cast(joined.open_rate_90d as {{ tailor.type_double() }}) as open_rate_90d,
+        cast(joined.click_rate_90d as {{ tailor.type_double() }}) as click_rate_90d,
+        joined.last_engaged_at,
+        {{ tailor.whole_days_between('joined.last_engaged_at', tailor.as_of()) }} as days_since_last_engaged,
         case
-            when last_engaged_at is null then 'never_engaged'
-            when last_engaged_at > {{ tailor.add_days(tailor.as_of(), -30) }}
-                and (clicks_30d > 0 or open_rate_90d >= 0.5) then 'highly_engaged'
-            when last_engaged_at > {{ tailor.add_days(tailor.as_of(), -30) }} then 'engaged'
-            when last_engaged_at > {{ tailor.add_days(tailor.as_of(), -90) }} then 'lapsing'
+            when joined.last_engaged_at is null then 'never_engaged'
+            when joined.last_engaged_at > {{ tailor.add_days(tailor.as_of(), -30) }}
+                and (joined.clicks_30d > 0 or joined.open_rate_90d >= 0.5) then 'highly_engaged'
+            when joined.last_engaged_at > {{ tailor.add_days(tailor.as_of(), -30) }} then 'engaged'
+            when joined.last_engaged_at > {{ tailor.add_days(tailor.as_of(), -90) }} then 'lapsing'
             else 'dormant'
         end as engagement_level,
-        preferred_send_hour_utc,
-        coalesce(preferred_send_hour_interactions, 0) as preferred_send_hour_interactions,
+        joined.preferred_send_hour_utc,
+        coalesce(joined.preferred_send_hour_interactions, 0) as preferred_send_hour_interactions,
         {%- for name in onsite_counts %}
         {%- for days in onsite_windows %}
-        {{ name }}_{{ days }}d,
+        joined.{{ name }}_{{ days }}d,
         {%- endfor %}
         {%- endfor %}
-        open_abandoned_carts,
-        cast(oldest_open_abandoned_cart_age_hours as {{ tailor.type_double() }}) as oldest_open_abandoned_cart_age_hours
+        joined.open_abandoned_carts,
+        cast(joined.oldest_open_abandoned_cart_age_hours as {{ tailor.type_double() }})
+            as oldest_open_abandoned_cart_age_hours
     from joined
-
 )
 
 select * from final

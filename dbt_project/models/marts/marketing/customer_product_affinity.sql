@@ -12,7 +12,6 @@
 with
 
 order_lines as (
-
     select
         customer_id,
         product_category,
@@ -23,11 +22,9 @@ order_lines as (
         and customer_id is not null
         and product_category is not null
         and ordered_at <= {{ tailor.as_of() }}
-
 ),
 
 onsite_events as (
-
     select
         customer_id,
         product_category,
@@ -38,104 +35,97 @@ onsite_events as (
         and customer_id is not null
         and product_category is not null
         and occurred_at <= {{ tailor.as_of() }}
-
 ),
 
 interactions as (
-
     select
-        customer_id,
-        product_category,
+        order_lines.customer_id,
+        order_lines.product_category,
         'purchase' as interaction,
-        interacted_at
+        order_lines.interacted_at
     from order_lines
 
     union all
 
     select
-        customer_id,
-        product_category,
-        case event_type when 'added_to_cart' then 'cart_add' else 'view' end as interaction,
-        interacted_at
+        onsite_events.customer_id,
+        onsite_events.product_category,
+        case onsite_events.event_type when 'added_to_cart' then 'cart_add' else 'view' end as interaction,
+        onsite_events.interacted_at
     from onsite_events
-
 ),
 
 weighted as (
-
     select
-        customer_id,
-        product_category,
-        interaction,
-        interacted_at,
+        interactions.customer_id,
+        interactions.product_category,
+        interactions.interaction,
+        interactions.interacted_at,
         -- exact decimals from here on, so sums do not depend on the order rows are added in (parallel aggregation)
         cast({{ tailor.decay_weight(
-            tailor.days_between('interacted_at', tailor.as_of()),
+            tailor.days_between('interactions.interacted_at', tailor.as_of()),
             var('affinity_half_life_days'),
         ) }} as numeric(18, 12)) as decay
     from interactions
-
 ),
 
 by_category as (
-
     select
-        customer_id,
-        product_category,
-        sum(case when interaction = 'purchase' then 1 else 0 end) as purchased_lines,
-        sum(case when interaction = 'cart_add' then 1 else 0 end) as cart_adds,
-        sum(case when interaction = 'view' then 1 else 0 end) as product_views,
-        sum(case when interaction = 'purchase' then {{ purchase_weight }} * decay else 0 end) as purchase_score,
-        sum(case when interaction = 'cart_add' then {{ cart_add_weight }} * decay else 0 end) as cart_add_score,
-        sum(case when interaction = 'view' then {{ view_weight }} * decay else 0 end) as view_score,
-        max(interacted_at) as last_interaction_at
+        weighted.customer_id,
+        weighted.product_category,
+        sum(case when weighted.interaction = 'purchase' then 1 else 0 end) as purchased_lines,
+        sum(case when weighted.interaction = 'cart_add' then 1 else 0 end) as cart_adds,
+        sum(case when weighted.interaction = 'view' then 1 else 0 end) as product_views,
+        sum(
+            case when weighted.interaction = 'purchase' then {{ purchase_weight }} * weighted.decay else 0 end
+        ) as purchase_score,
+        sum(
+            case when weighted.interaction = 'cart_add' then {{ cart_add_weight }} * weighted.decay else 0 end
+        ) as cart_add_score,
+        sum(case when weighted.interaction = 'view' then {{ view_weight }} * weighted.decay else 0 end) as view_score,
+        max(weighted.interacted_at) as last_interaction_at
     from weighted
-    group by customer_id, product_category
-
+    group by weighted.customer_id, weighted.product_category
 ),
 
 scored as (
-
     select
-        customer_id,
-        product_category,
-        purchased_lines,
-        cart_adds,
-        product_views,
-        purchase_score,
-        cart_add_score,
-        view_score,
-        purchase_score + cart_add_score + view_score as affinity_score,
-        last_interaction_at
+        by_category.customer_id,
+        by_category.product_category,
+        by_category.purchased_lines,
+        by_category.cart_adds,
+        by_category.product_views,
+        by_category.purchase_score,
+        by_category.cart_add_score,
+        by_category.view_score,
+        by_category.purchase_score + by_category.cart_add_score + by_category.view_score as affinity_score,
+        by_category.last_interaction_at
     from by_category
-
 ),
 
 final as (
-
     select
-        customer_id,
-        product_category,
+        scored.customer_id,
+        scored.product_category,
         {{ tailor.as_of() }} as as_of_at,
-        cast(purchased_lines as integer) as purchased_lines,
-        cast(cart_adds as integer) as cart_adds,
-        cast(product_views as integer) as product_views,
-        cast(purchase_score as {{ tailor.type_double() }}) as purchase_score,
-        cast(cart_add_score as {{ tailor.type_double() }}) as cart_add_score,
-        cast(view_score as {{ tailor.type_double() }}) as view_score,
-        cast(affinity_score as {{ tailor.type_double() }}) as affinity_score,
+        cast(scored.purchased_lines as integer) as purchased_lines,
+        cast(scored.cart_adds as integer) as cart_adds,
+        cast(scored.product_views as integer) as product_views,
+        cast(scored.purchase_score as {{ tailor.type_double() }}) as purchase_score,
+        cast(scored.cart_add_score as {{ tailor.type_double() }}) as cart_add_score,
+        cast(scored.view_score as {{ tailor.type_double() }}) as view_score,
+        cast(scored.affinity_score as {{ tailor.type_double() }}) as affinity_score,
         cast(
             round(
-                affinity_score / sum(affinity_score) over (partition by customer_id), 12
+                scored.affinity_score / sum(scored.affinity_score) over (partition by scored.customer_id), 12
             ) as {{ tailor.type_double() }}
         ) as affinity_share,
         row_number() over (
-            partition by customer_id
-            order by affinity_score desc, product_category asc
+            partition by scored.customer_id
+            order by scored.affinity_score desc, scored.product_category asc
         ) as category_rank,
-        last_interaction_at
+        scored.last_interaction_at
     from scored
-
 )
 
 select * from final

@@ -5,7 +5,6 @@
 with
 
 orders as (
-
     select
         customer_id,
         ordered_at,
@@ -16,73 +15,61 @@ orders as (
         and customer_id is not null
         and ordered_at <= {{ tailor.as_of() }}
         and ordered_at > {{ tailor.add_days(tailor.as_of(), - var('rfm_window_days')) }}
-
 ),
 
 segments as (
-
     select
         r_score,
         fm_score,
         rfm_segment
     from {{ ref('rfm_segments') }}
-
 ),
 
 shopify_groups as (
-
     select
         rfm_segment,
         shopify_rfm_group
     from {{ ref('rfm_segment_shopify_groups') }}
-
 ),
 
 customer_orders as (
-
     select
-        customer_id,
-        max(ordered_at) as last_order_at,
+        orders.customer_id,
+        max(orders.ordered_at) as last_order_at,
         count(*) as frequency,
-        sum(net_sales_amount) as monetary_amount,
-        max(currency_code) as currency_code
+        sum(orders.net_sales_amount) as monetary_amount,
+        max(orders.currency_code) as currency_code
     from orders
-    group by customer_id
-
+    group by orders.customer_id
 ),
 
 measured as (
-
     select
-        customer_id,
-        last_order_at,
-        {{ tailor.whole_days_between('last_order_at', tailor.as_of()) }} as recency_days,
-        frequency,
-        monetary_amount,
-        currency_code
+        customer_orders.customer_id,
+        customer_orders.last_order_at,
+        {{ tailor.whole_days_between('customer_orders.last_order_at', tailor.as_of()) }} as recency_days,
+        customer_orders.frequency,
+        customer_orders.monetary_amount,
+        customer_orders.currency_code
     from customer_orders
-
 ),
 
 scored as (
-
     select
-        customer_id,
-        last_order_at,
-        recency_days,
-        frequency,
-        monetary_amount,
-        currency_code,
+        measured.customer_id,
+        measured.last_order_at,
+        measured.recency_days,
+        measured.frequency,
+        measured.monetary_amount,
+        measured.currency_code,
         -- recency ranks on whole days: two orders on the same day are equally recent
-        {{ tailor.quintile_score('recency_days', 'desc') }} as r_score,
-        {{ tailor.quintile_score('frequency', 'asc') }} as f_score,
-        {{ tailor.quintile_score('monetary_amount', 'asc') }} as m_score
+        {{ tailor.quintile_score('measured.recency_days', 'desc') }} as r_score,
+        {{ tailor.quintile_score('measured.frequency', 'asc') }} as f_score,
+        {{ tailor.quintile_score('measured.monetary_amount', 'asc') }} as m_score
     from measured
-
 ),
 
 final as (
-
     select
         scored.customer_id,
         {{ tailor.as_of() }} as as_of_at,
@@ -108,7 +95,6 @@ final as (
             and {{ tailor.fm_score('scored.f_score', 'scored.m_score') }} = segments.fm_score
     left join shopify_groups
         on segments.rfm_segment = shopify_groups.rfm_segment
-
 )
 
 select * from final

@@ -16,7 +16,6 @@
 with
 
 customers as (
-
     select
         customer_id,
         customer_created_at,
@@ -24,11 +23,9 @@ customers as (
         email_consent_state,
         is_email_marketable
     from {{ ref('customers') }}
-
 ),
 
 orders as (
-
     select
         customer_id,
         ordered_at,
@@ -40,11 +37,9 @@ orders as (
     where not is_cancelled
         and customer_id is not null
         and ordered_at <= {{ tailor.as_of() }}
-
 ),
 
 rfm as (
-
     select
         customer_id,
         recency_days,
@@ -55,11 +50,9 @@ rfm as (
         m_score,
         rfm_segment
     from {{ ref('customer_rfm') }}
-
 ),
 
 engagement as (
-
     select
         customer_id,
         sends_30d,
@@ -80,11 +73,9 @@ engagement as (
         cart_adds_90d,
         open_abandoned_carts
     from {{ ref('customer_engagement') }}
-
 ),
 
 affinity as (
-
     select
         customer_id,
         product_category,
@@ -93,96 +84,88 @@ affinity as (
         category_rank,
         purchased_lines
     from {{ ref('customer_product_affinity') }}
-
 ),
 
 order_gaps as (
-
     select
-        customer_id,
+        orders.customer_id,
         -- decimals, so the aggregates below do not depend on the order rows are added in
         cast({{ tailor.days_between(
-            'lag(ordered_at) over (partition by customer_id order by ordered_at)', 'ordered_at'
+            'lag(orders.ordered_at) over (partition by orders.customer_id order by orders.ordered_at)',
+            'orders.ordered_at'
         ) }} as numeric(18, 6)) as days_since_previous_order
     from orders
-
 ),
 
 intervals as (
-
     select
-        customer_id,
-        round(avg(days_since_previous_order), 6) as inter_purchase_days_mean,
-        round(stddev_samp(days_since_previous_order), 6) as inter_purchase_days_stddev
+        order_gaps.customer_id,
+        round(avg(order_gaps.days_since_previous_order), 6) as inter_purchase_days_mean,
+        round(stddev_samp(order_gaps.days_since_previous_order), 6) as inter_purchase_days_stddev
     from order_gaps
-    where days_since_previous_order is not null
-    group by customer_id
-
+    where order_gaps.days_since_previous_order is not null
+    group by order_gaps.customer_id
 ),
 
 order_stats as (
-
     select
-        customer_id,
+        orders.customer_id,
         count(*) as order_count,
-        sum(net_sales_amount) as net_sales_amount,
-        sum(gross_sales_amount) as gross_sales_amount,
-        sum(discounts_amount) as discounts_amount,
-        sum(returns_amount) as returns_amount,
-        min(ordered_at) as first_order_at,
-        max(ordered_at) as last_order_at,
+        sum(orders.net_sales_amount) as net_sales_amount,
+        sum(orders.gross_sales_amount) as gross_sales_amount,
+        sum(orders.discounts_amount) as discounts_amount,
+        sum(orders.returns_amount) as returns_amount,
+        min(orders.ordered_at) as first_order_at,
+        max(orders.ordered_at) as last_order_at,
         {%- for days in [30, 90, 365] %}
         sum(
-            case when ordered_at > {{ tailor.add_days(tailor.as_of(), -days) }} then 1 else 0 end
+            case when orders.ordered_at > {{ tailor.add_days(tailor.as_of(), -days) }} then 1 else 0 end
         ) as orders_{{ days }}d,
         sum(
-            case when ordered_at > {{ tailor.add_days(tailor.as_of(), -days) }} then net_sales_amount else 0 end
+            case
+                when orders.ordered_at > {{ tailor.add_days(tailor.as_of(), -days) }} then orders.net_sales_amount
+                else 0
+            end
         ) as revenue_{{ days }}d,
         {%- endfor %}
         sum(
             case
-                when ordered_at > {{ tailor.add_days(tailor.as_of(), -180) }}
-                    and ordered_at <= {{ tailor.add_days(tailor.as_of(), -90) }} then 1
+                when orders.ordered_at > {{ tailor.add_days(tailor.as_of(), -180) }}
+                    and orders.ordered_at <= {{ tailor.add_days(tailor.as_of(), -90) }} then 1
                 else 0
             end
         ) as orders_prior_90d,
         sum(
             case
-                when ordered_at > {{ tailor.add_days(tailor.as_of(), -180) }}
-                    and ordered_at <= {{ tailor.add_days(tailor.as_of(), -90) }} then net_sales_amount
+                when orders.ordered_at > {{ tailor.add_days(tailor.as_of(), -180) }}
+                    and orders.ordered_at <= {{ tailor.add_days(tailor.as_of(), -90) }} then orders.net_sales_amount
                 else 0
             end
         ) as revenue_prior_90d
     from orders
-    group by customer_id
-
+    group by orders.customer_id
 ),
 
 top_category as (
-
     select
-        customer_id,
-        product_category as top_category,
-        affinity_score as top_category_score,
-        affinity_share as top_category_share
+        affinity.customer_id,
+        affinity.product_category as top_category,
+        affinity.affinity_score as top_category_score,
+        affinity.affinity_share as top_category_share
     from affinity
-    where category_rank = 1
-
+    where affinity.category_rank = 1
 ),
 
 category_counts as (
-
     select
-        customer_id,
+        affinity.customer_id,
         count(*) as categories_interacted,
-        sum(case when purchased_lines > 0 then 1 else 0 end) as categories_purchased
+        sum(case when affinity.purchased_lines > 0 then 1 else 0 end) as categories_purchased
     from affinity
-    group by customer_id
-
+    group by affinity.customer_id
 ),
 
 final as (
-
     select
         customers.customer_id,
         {{ tailor.utc_date(tailor.as_of()) }} as as_of_date,
@@ -265,7 +248,6 @@ final as (
         on customers.customer_id = top_category.customer_id
     left join category_counts
         on customers.customer_id = category_counts.customer_id
-
 )
 
 select * from final

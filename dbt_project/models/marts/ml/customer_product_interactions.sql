@@ -12,7 +12,6 @@
 with
 
 order_lines as (
-
     select
         order_line_id,
         customer_id,
@@ -25,11 +24,9 @@ order_lines as (
         and customer_id is not null
         and product_id is not null
         and ordered_at <= {{ tailor.as_of() }}
-
 ),
 
 onsite_events as (
-
     select
         event_id,
         customer_id,
@@ -42,45 +39,40 @@ onsite_events as (
         and customer_id is not null
         and product_id is not null
         and occurred_at <= {{ tailor.as_of() }}
-
 ),
 
 interactions as (
-
     select
-        customer_id,
-        product_id,
-        product_category,
+        order_lines.customer_id,
+        order_lines.product_id,
+        order_lines.product_category,
         'purchase' as interaction,
-        ordered_at as occurred_at,
-        order_line_id as source_id
+        order_lines.ordered_at as occurred_at,
+        order_lines.order_line_id as source_id
     from order_lines
 
     union all
 
     select
-        customer_id,
-        product_id,
-        product_category,
-        case event_type when 'added_to_cart' then 'cart_add' else 'view' end as interaction,
-        occurred_at,
-        event_id as source_id
+        onsite_events.customer_id,
+        onsite_events.product_id,
+        onsite_events.product_category,
+        case onsite_events.event_type when 'added_to_cart' then 'cart_add' else 'view' end as interaction,
+        onsite_events.occurred_at,
+        onsite_events.event_id as source_id
     from onsite_events
-
 ),
 
 final as (
-
     select
-        customer_id,
-        product_id,
-        product_category,
-        interaction,
-        occurred_at,
-        source_id,
+        interactions.customer_id,
+        interactions.product_id,
+        interactions.product_category,
+        interactions.interaction,
+        interactions.occurred_at,
+        interactions.source_id,
         {{ tailor.as_of() }} as as_of_at
     from interactions
-
 )
 
 select * from final

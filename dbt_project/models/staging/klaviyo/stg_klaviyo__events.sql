@@ -12,6 +12,7 @@ final as (
         events.event_id,
         events.klaviyo_profile_id,
         events.metric_name,
+        {{ tailor.klaviyo_event_type('events.metric_name') }} as event_type,
         events.occurred_at,
         events.campaign_name,
         events.subject,

@@ -5,6 +5,7 @@
     'model.tailor.churn_labels',
     'model.tailor.int_orders_in_churn_horizon',
     'model.tailor.int_order_loads_summarized',
+    'model.tailor.stg_loads__watermarks',
 ] -%}
 {%- set guarded = [
     'model.tailor.customer_features',

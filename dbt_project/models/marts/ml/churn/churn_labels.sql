@@ -11,7 +11,6 @@
 with
 
 orders as (
-
     select
         customer_id,
         ordered_at
@@ -19,50 +18,40 @@ orders as (
     where not is_cancelled
         and customer_id is not null
         and ordered_at <= {{ tailor.as_of() }}
-
 ),
 
 horizon_orders as (
-
     select
         customer_id,
         ordered_at
     from {{ ref('int_orders_in_churn_horizon') }}
     where customer_id is not null
-
 ),
 
 loads as (
-
     select data_complete_through_at
     from {{ ref('int_order_loads_summarized') }}
-
 ),
 
 population as (
-
     select
-        customer_id,
+        orders.customer_id,
         count(*) as orders_to_as_of,
-        max(ordered_at) as last_order_at
+        max(orders.ordered_at) as last_order_at
     from orders
-    group by customer_id
-
+    group by orders.customer_id
 ),
 
 future as (
-
     select
-        customer_id,
+        horizon_orders.customer_id,
         count(*) as orders_in_horizon,
-        min(ordered_at) as next_order_at
+        min(horizon_orders.ordered_at) as next_order_at
     from horizon_orders
-    group by customer_id
-
+    group by horizon_orders.customer_id
 ),
 
 labelled as (
-
     select
         population.customer_id,
         population.orders_to_as_of,
@@ -75,26 +64,23 @@ labelled as (
     cross join loads
     left join future
         on population.customer_id = future.customer_id
-
 ),
 
 final as (
-
     select
-        customer_id,
+        labelled.customer_id,
         {{ tailor.as_of() }} as as_of_at,
         {{ tailor.utc_date(tailor.as_of()) }} as as_of_date,
         cast({{ var('churn_horizon_days') }} as integer) as churn_horizon_days,
-        label_observable_at,
-        cast(orders_to_as_of as integer) as orders_to_as_of,
-        last_order_at,
-        {{ tailor.whole_days_between('last_order_at', tailor.as_of()) }} as days_since_last_order,
-        cast(orders_in_horizon as integer) as orders_in_horizon,
-        next_order_at,
-        orders_in_horizon = 0 as is_churned
+        labelled.label_observable_at,
+        cast(labelled.orders_to_as_of as integer) as orders_to_as_of,
+        labelled.last_order_at,
+        {{ tailor.whole_days_between('labelled.last_order_at', tailor.as_of()) }} as days_since_last_order,
+        cast(labelled.orders_in_horizon as integer) as orders_in_horizon,
+        labelled.next_order_at,
+        labelled.orders_in_horizon = 0 as is_churned
     from labelled
-    where label_observable_at < data_complete_through_at
-
+    where labelled.label_observable_at < labelled.data_complete_through_at
 )
 
 select * from final

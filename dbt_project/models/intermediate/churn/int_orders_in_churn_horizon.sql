@@ -15,53 +15,44 @@
 with
 
 picked as (
-
     {{ tailor.as_of_versions(
         ref('base_shopify__order_versions'), 'order_id', 'raw.shopify_orders', 'processed_at', at=horizon_end
     ) }}
-
 ),
 
 in_horizon as (
-
     select
-        order_id,
-        shopify_customer_id,
-        email_normalized,
+        picked.order_id,
+        picked.shopify_customer_id,
+        picked.email_normalized,
         -- processedAt, createdAt when absent (as in staging)
-        processed_at as ordered_at
+        picked.processed_at as ordered_at
     from picked
-    where processed_at > {{ tailor.as_of() }}
-        and processed_at <= {{ horizon_end }}
-        and not is_test
-        and (cancelled_at is null or cancelled_at > {{ horizon_end }})
-
+    where picked.processed_at > {{ tailor.as_of() }}
+        and picked.processed_at <= {{ horizon_end }}
+        and not picked.is_test
+        and (picked.cancelled_at is null or picked.cancelled_at > {{ horizon_end }})
 ),
 
 customers_by_shopify_id as (
-
     select
         source_record_id as shopify_customer_id,
         min(customer_id) as customer_id
     from {{ ref('customer_identity_crosswalk') }}
     where source = 'shopify_customer'
     group by source_record_id
-
 ),
 
 customers_by_email as (
-
     select
         email_normalized,
         min(customer_id) as customer_id
     from {{ ref('customer_identity_crosswalk') }}
     where email_normalized is not null
     group by email_normalized
-
 ),
 
 final as (
-
     select
         in_horizon.order_id,
         coalesce(customers_by_shopify_id.customer_id, customers_by_email.customer_id) as customer_id,
@@ -71,7 +62,6 @@ final as (
         on in_horizon.shopify_customer_id = customers_by_shopify_id.shopify_customer_id
     left join customers_by_email
         on in_horizon.email_normalized = customers_by_email.email_normalized
-
 )
 
 select * from final
