@@ -3,8 +3,9 @@
 
 Every hour, for every source and entity, from where the last load stopped up to the end of the hour that just ended:
 
-- **extract**, per source and entity, in parallel: page the vendor API into one landing batch in the lake
-  (`lake/raw/<source>/<entity>/<window_start>/<batch_id>.jsonl.gz`). Network only; no DuckDB connection.
+- **extract**, per source and entity, in parallel: read the entity's watermark (one short read-only DuckDB
+  connection, outside the pool), then page the vendor API into one landing batch in the lake
+  (`lake/raw/<source>/<entity>/<window_start>/<batch_id>.jsonl.gz`); no DuckDB connection is held while it pages.
 - **load**, in the `duckdb` pool (one slot): insert the batch into `raw.<source>_<entity>` in one transaction
   that also records the batch and moves the watermark. Re-running either task for the same hour changes nothing.
 - **raw_gate**, after every load, in the `duckdb` pool: the GX suite `expectations/raw.yml`, validated inside
@@ -71,10 +72,9 @@ def raw_gate(data_interval_start=None, data_interval_end=None, dag_run=None) -> 
     """Validate raw.* as of the end of the run's interval (a manual run: its run_after); emits tailor_raw on success."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from tailor import quality
+    from tailor import pipeline, quality
 
-    manual = data_interval_start is None or data_interval_end is None or data_interval_start == data_interval_end
-    as_of = dag_run.run_after if manual else data_interval_end
+    _, as_of = pipeline.run_interval(data_interval_start, data_interval_end, dag_run.run_after)
     try:
         report = quality.run_gate("raw", as_of)
     except quality.GateFailed as exc:

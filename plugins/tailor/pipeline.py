@@ -41,21 +41,28 @@ def next_window(warehouse: Warehouse, source: str, entity: str, interval_start: 
     """
     if lookback < timedelta(0):
         raise ValueError(f"lookback {lookback} is negative")
+    start, end = run_interval(interval_start, interval_end, now)
+    mark = warehouse.watermark(source, entity)
+    if mark is None:
+        return Window(min(BEGINNING, end), end)
+    return Window(max(BEGINNING, min(start, mark) - lookback), end)
+
+
+def run_interval(interval_start: datetime | None, interval_end: datetime | None,
+                 now: datetime | None) -> tuple[datetime, datetime]:
+    """(start, end) of what a run covers: its data interval, or (now, now) for a run whose interval is empty (a manual
+    run: both None, or equal), `now` being the time it runs as of. The one place that tells a manual run apart: the
+    extract window and the gates' as-of (the end) both follow it."""
     for name, value in (("interval start", interval_start), ("interval end", interval_end), ("now", now)):
         if value is not None and value.tzinfo is None:
             raise ValueError(f"{name} {value.isoformat()} has no timezone: give a UTC time")
     if interval_start is not None and interval_end is not None and interval_start != interval_end:
         if interval_end < interval_start:
             raise ValueError(f"data interval end {interval_end} is before its start {interval_start}")
-        start, end = interval_start, interval_end
-    elif now is None:
+        return interval_start, interval_end
+    if now is None:
         raise ValueError("a run without a data interval needs `now`, the time it runs as of")
-    else:
-        start = end = now
-    mark = warehouse.watermark(source, entity)
-    if mark is None:
-        return Window(min(BEGINNING, end), end)
-    return Window(max(BEGINNING, min(start, mark) - lookback), end)
+    return now, now
 
 
 def extract_window(extractor: Extractor, entity: str, window: Window, lake: Lake,
