@@ -12,13 +12,15 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from tailor.settings import postgres_server
+
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 def pg_settings(dbname: str = "postgres") -> dict:
     """psycopg2.connect() arguments for `dbname` on the dbt profile's Postgres server."""
-    return {"host": os.environ.get("TAILOR_PG_HOST", "127.0.0.1"), "port": int(os.environ.get("TAILOR_PG_PORT", "5432")),
-            "user": os.environ.get("TAILOR_PG_USER", "postgres"), "password": os.environ.get("TAILOR_PG_PASSWORD", ""),
+    server = postgres_server()
+    return {"host": server.host, "port": server.port, "user": server.user, "password": server.password,
             "dbname": dbname, "connect_timeout": 5}
 
 

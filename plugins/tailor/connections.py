@@ -39,6 +39,11 @@ def _env_name(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
+def set_in_environment(conn_id: str) -> bool:
+    """Whether the Connection is given as an AIRFLOW_CONN_<ID> variable."""
+    return bool(os.environ.get(_env_name(conn_id)))
+
+
 def _parse_env(conn_id: str, raw: str) -> dict:
     raw = raw.strip()
     if raw.startswith("{"):

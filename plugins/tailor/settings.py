@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -112,6 +113,47 @@ def dbt_target() -> str:
     """The dbt profile target a build uses when none is given (TAILOR_DBT_TARGET: duckdb, postgres or dev; default
     duckdb). tailor.transform checks the name."""
     return os.environ.get("TAILOR_DBT_TARGET", "").strip() or "duckdb"
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """The PostgreSQL server of dbt's `postgres` target (profiles.yml reads the same variables) and of `make
+    airflow`'s metadata database: TAILOR_PG_HOST, _PORT, _USER, _PASSWORD and _DBNAME (dbt's database)."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    dbname: str
+
+
+def postgres_server() -> PostgresServer:
+    raw_port = os.environ.get("TAILOR_PG_PORT", "").strip() or "5432"
+    if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+        raise ValueError(f"TAILOR_PG_PORT={raw_port!r} is not a port number")
+    return PostgresServer(host=os.environ.get("TAILOR_PG_HOST", "").strip() or "127.0.0.1", port=int(raw_port),
+                          user=os.environ.get("TAILOR_PG_USER", "").strip() or "postgres",
+                          password=os.environ.get("TAILOR_PG_PASSWORD", ""),
+                          dbname=os.environ.get("TAILOR_PG_DBNAME", "").strip() or "tailor")
+
+
+def airflow_metadata_url() -> str | None:
+    """`make airflow`: the metadata database's SQLAlchemy URL when given (AIRFLOW_DB); None: the launcher picks."""
+    return os.environ.get("AIRFLOW_DB", "").strip() or None
+
+
+def airflow_database() -> str:
+    """`make airflow`: the database it uses (and creates) on the local PostgreSQL (TAILOR_AIRFLOW_DATABASE, default
+    tailor_airflow)."""
+    return os.environ.get("TAILOR_AIRFLOW_DATABASE", "").strip() or "tailor_airflow"
+
+
+def airflow_port() -> int:
+    """`make airflow`: the port of its API server and UI (AIRFLOW_PORT, default 8080)."""
+    raw = os.environ.get("AIRFLOW_PORT", "").strip() or "8080"
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"AIRFLOW_PORT={raw!r} is not a port number")
+    return int(raw)
 
 
 def expectations_dir() -> Path:

@@ -252,7 +252,7 @@ def _parse_key(target: str, database_file: Path, run_vars: Mapping[str, object])
     live in (a DuckDB file's name; on Postgres, the database name) and the vars (of RUNTIME_VARS, only which are
     set). Called with the build's environment set. No model or macro reads env_var() (only the profile does): one
     that does must add that variable here, as dbt's own partial parse would."""
-    database = database_file.stem if target in _LOCAL_TARGETS else os.environ.get("TAILOR_PG_DBNAME", "")
+    database = database_file.stem if target in _LOCAL_TARGETS else settings.postgres_server().dbname
     parse_vars = {name: "set" if name in RUNTIME_VARS else value for name, value in run_vars.items()
                   if value is not None}
     return target, database, json.dumps(parse_vars, sort_keys=True, default=str), _project_fingerprint()

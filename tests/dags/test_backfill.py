@@ -26,7 +26,7 @@ import pytest
 from simulator.cli import LIVE_FUTURE_DAYS
 from simulator.world import World, WorldConfig, parse_time
 from tailor import local_simulator
-from tailor.airflow import local
+from tailor.connections import conn_ids
 from tests.dags.cluster import DAG_ID, free_port, hour_floor, raw_versions, wait_until
 from tests.dags.conftest import ROOT
 from tests.postgres import drop_database, require_postgres
@@ -93,7 +93,7 @@ def make_airflow(tmp_path):
     port, sim_port = free_port(), free_port()
     env = {**os.environ, "TAILOR_DATA_DIR": str(tmp_path / "data"), "TAILOR_AIRFLOW_DATABASE": DATABASE,
            "TAILOR_SIMULATOR_URL": f"http://127.0.0.1:{sim_port}"}
-    for name in ("AIRFLOW_DB", *(f"AIRFLOW_CONN_{source.upper()}_DEFAULT" for source in local.SOURCES)):
+    for name in ("AIRFLOW_DB", *(f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in conn_ids().values())):
         env.pop(name, None)
     launcher = MakeAirflow(env, port, tmp_path)
     launcher.data = tmp_path / "data"

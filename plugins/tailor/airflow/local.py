@@ -28,12 +28,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from tailor import local_simulator, settings
+from tailor import connections, local_simulator, settings
 
 ROOT = Path(__file__).resolve().parents[3]
-POSTGRES_DATABASE = "tailor_airflow"
 LOGIN = ("admin", "admin")
-SOURCES = ("shopify", "hubspot", "klaviyo")  # their Connections: AIRFLOW_CONN_<SOURCE>_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -54,15 +52,15 @@ def _label(url: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", f"{url.split(':', 1)[0].split('+')[0]}-{rest}").strip("-")
 
 
-def _postgres_database(name: str = POSTGRES_DATABASE) -> str | None:
+def _postgres_database(name: str) -> str | None:
     """The SQLAlchemy URL of database `name` on the local PostgreSQL, created if missing; None if none answers."""
     try:
         import psycopg2
         from psycopg2 import sql
     except ImportError:
         return None
-    host, port = os.environ.get("TAILOR_PG_HOST", "127.0.0.1"), int(os.environ.get("TAILOR_PG_PORT", "5432"))
-    user, password = os.environ.get("TAILOR_PG_USER", "postgres"), os.environ.get("TAILOR_PG_PASSWORD", "")
+    server = settings.postgres_server()
+    host, port, user, password = server.host, server.port, server.user, server.password
     try:
         con = psycopg2.connect(host=host, port=port, user=user, password=password, dbname="postgres",
                                connect_timeout=3)
@@ -85,11 +83,11 @@ def _postgres_database(name: str = POSTGRES_DATABASE) -> str | None:
 def choose_metadata_database(state_root: Path) -> MetadataDatabase:
     """AIRFLOW_DB, else the local PostgreSQL (database TAILOR_AIRFLOW_DATABASE, default tailor_airflow), else SQLite
     under `state_root`/sqlite."""
-    explicit = os.environ.get("AIRFLOW_DB", "").strip()
+    explicit = settings.airflow_metadata_url()
     if explicit:
         label = _label(explicit)
         return MetadataDatabase(explicit, label, f"metadata database from AIRFLOW_DB ({label})")
-    url = _postgres_database(os.environ.get("TAILOR_AIRFLOW_DATABASE", "").strip() or POSTGRES_DATABASE)
+    url = _postgres_database(settings.airflow_database())
     if url is not None:
         label = _label(url)
         return MetadataDatabase(url, label, f"metadata database: the local PostgreSQL ({label}); backfills may run "
@@ -154,7 +152,7 @@ def prepare(port: int) -> tuple[MetadataDatabase, dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tailor.airflow.local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    parser.add_argument("--port", type=int, default=settings.airflow_port())
     args = parser.parse_args(argv)
     database, env = prepare(args.port)
     print(f"airflow: {database.note}", flush=True)
@@ -163,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{args.port}"
     local_simulator.stop_on_term()
     with ExitStack() as stack:
-        if not any(os.environ.get(f"AIRFLOW_CONN_{source.upper()}_DEFAULT") for source in SOURCES):
+        if not any(connections.set_in_environment(conn_id) for conn_id in connections.conn_ids().values()):
             # No source Connection in the environment: the DAGs read the local live shop, so run it alongside.
             stack.enter_context(local_simulator.running(say=lambda line: print(f"airflow: {line}", flush=True)))
         return _standalone(env, url)
