@@ -49,10 +49,10 @@ def baskets(ctx: Context) -> StageResult:
     from bench.serving import served
     from simulator.state import TOKENS
     from simulator.world import World, WorldConfig
-    from tailor import transform
+    from tailor import sources, transform
     from tailor.lake import Lake
     from tailor.pipeline import BEGINNING, extract_window, load_batches
-    from tailor.sources import ENTITIES, Credentials, Window, build_extractor
+    from tailor.sources import Credentials, Window, build_extractor
     from tailor.warehouse import Warehouse
 
     total_lines = LINES_PER_SIZE[ctx.size]
@@ -68,7 +68,7 @@ def baskets(ctx: Context) -> StageResult:
         lake, warehouse = Lake.from_url(str(folder / "lake")), Warehouse(folder / "warehouse.duckdb")
         with served(world, rate_limits=False) as url:
             httpx.post(f"{url}/_simulator/clock", json={"now": now.strftime("%Y-%m-%dT%H:%M:%SZ")}).raise_for_status()
-            for source, entities in ENTITIES.items():
+            for source, entities in sources.entities().items():
                 extractor = build_extractor(source, Credentials(f"bench {source}", url, TOKENS[source]))
                 for entity in entities:
                     extract_window(extractor, entity, Window(BEGINNING, now + timedelta(seconds=1)), lake)

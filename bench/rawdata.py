@@ -72,9 +72,10 @@ def _make_base(seed: int, root_dir: str) -> None:
     from bench.serving import served
     from simulator.state import TOKENS
     from simulator.world import World, WorldConfig
+    from tailor import sources
     from tailor.lake import Lake
     from tailor.pipeline import BEGINNING, extract_window, load_batches
-    from tailor.sources import ENTITIES, Credentials, Window, build_extractor
+    from tailor.sources import Credentials, Window, build_extractor
     from tailor.warehouse import Warehouse
 
     root = Path(root_dir)
@@ -90,7 +91,7 @@ def _make_base(seed: int, root_dir: str) -> None:
             # the API at clock t serves the world as of t, versions up to and including t
             httpx.post(f"{url}/_simulator/clock", json={"now": clock.strftime("%Y-%m-%dT%H:%M:%SZ")}).raise_for_status()
             lake = Lake.from_url(str(lake_dir))
-            for source, entities in ENTITIES.items():
+            for source, entities in sources.entities().items():
                 extractor = build_extractor(source, Credentials(f"bench {source}", url, TOKENS[source]))
                 for entity in entities:
                     extract_window(extractor, entity, window, lake)
@@ -161,6 +162,61 @@ def replicate_raw(path: Path, factor: int, batch_ids: list[str] | None = None) -
                         [table, *params])
         con.execute("checkpoint")
     return added
+
+
+# Beside a warehouse lent from the cache: what raw.* held when it was lent, so that it can be given back as it was.
+_LENT = "lent-from-cache.json"
+
+
+def lend_from_cache(path: Path, cache_path: Path, marker_text: str) -> None:
+    """Record what the cached warehouse, moved to `path` to be built in place (no room for a copy at L), holds of
+    raw.*'s control tables: its batches, watermarks and quarantine as of now. return_to_cache gives it back."""
+    from datetime import UTC
+
+    from tailor.warehouse import Warehouse
+
+    with Warehouse(path).reader() as con:
+        batches = con.execute("select batch_id, checksum from raw._batches").fetchall()
+        watermarks = con.execute("select source, entity, watermark, updated_at from raw._watermarks").fetchall()
+    (path.parent / _LENT).write_text(json.dumps({
+        "cache": str(cache_path), "marker": marker_text, "lent_at": datetime.now(UTC).isoformat(),
+        "batches": batches, "watermarks": [(s, e, w.isoformat(), u.isoformat()) for s, e, w, u in watermarks]}))
+
+
+def return_to_cache(path: Path) -> Path | None:
+    """Give a warehouse lent by lend_from_cache back to the cache as raw.* was then: the batches loaded since (the
+    hourly stage's hour) deleted, watermarks and quarantine as they were, every built schema dropped. So the next run
+    at the size starts from the same raw.* without replicating it again (40 minutes at L). Returns the cache's path,
+    or None when `path` was not lent."""
+    from tailor.warehouse import Warehouse
+
+    lent = path.parent / _LENT
+    if not lent.exists():
+        return None
+    record = json.loads(lent.read_text())
+    with Warehouse(path).writer() as con:
+        con.execute("create temp table kept_batches (batch_id varchar, checksum varchar)")
+        con.executemany("insert into kept_batches values (?, ?)", record["batches"])
+        tables = [name for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw' "
+            "and table_name not like '\\_%' escape '\\'").fetchall()]
+        for table in tables:
+            con.execute(f"delete from raw.{table} where batch_id not in (select batch_id from kept_batches)")  # noqa: S608 catalog names
+        con.execute("delete from raw._batches where (batch_id, checksum) not in "
+                    "(select (batch_id, checksum) from kept_batches)")
+        con.execute("delete from raw._watermarks")
+        con.executemany("insert into raw._watermarks values (?, ?, ?, ?)", record["watermarks"])
+        con.execute("delete from raw._quarantine where quarantined_at > ?", [record["lent_at"]])
+        for (schema,) in con.execute("select schema_name from information_schema.schemata "
+                                     "where catalog_name = current_database() and schema_name not in ('raw', 'main')"
+                                     ).fetchall():
+            con.execute(f'drop schema "{schema}" cascade')
+        con.execute("checkpoint")
+    cache = Path(record["cache"])
+    shutil.move(path, cache)
+    (cache.parent / "built.json").write_text(record["marker"])
+    lent.unlink()
+    return cache
 
 
 def hour_at_size(bench_dir: Path, size: str, seed: int) -> tuple[Path, datetime]:

@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {name}: {result['seconds']:.2f}s, {result['rows']:,} {result['unit']} "
               f"({result['rows_per_second']:,.0f}/s), peak {result['peak_rss_mb']:,.0f} MB {result['details']}",
               flush=True)
+    from bench.rawdata import return_to_cache
+
+    cache = return_to_cache(ctx.work_dir / "dbt-run" / "warehouse.duckdb")
+    if cache is not None:
+        print(f"bench: the warehouse built in place is back in its cache, raw.* as it was: {cache}", flush=True)
     (out_dir / f"bench-{args.size}.json").write_text(json.dumps(report, indent=2))
     (out_dir / f"bench-{args.size}.md").write_text(markdown(report))
     print(f"bench: report in {out_dir / f'bench-{args.size}.md'}")

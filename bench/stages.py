@@ -108,13 +108,14 @@ def extract(ctx: Context) -> StageResult:
     from datetime import UTC, datetime
 
     from simulator.state import TOKENS
-    from tailor.sources import ENTITIES, Credentials, Progress, Window, build_extractor
+    from tailor import sources
+    from tailor.sources import Credentials, Progress, Window, build_extractor
 
     world = World.build(world_config(ctx))
     window = Window(datetime.fromtimestamp(world.start, UTC), datetime.fromtimestamp(world.now, UTC))
     details, total, seconds = {}, 0, 0.0
     with served(world, rate_limits=True) as url:
-        for source, entities in ENTITIES.items():
+        for source, entities in sources.entities().items():
             options = {"bulk_threshold": None} if source == "shopify" else {}  # measure paging, not bulk
             extractor = build_extractor(source, Credentials(f"bench {source}", url, TOKENS[source]), **options)
             for entity in entities:
@@ -157,12 +158,13 @@ def dbt(ctx: Context) -> StageResult:
     scratch (--full-refresh). The hourly stage then loads the next hour into the same warehouse and builds again."""
     import shutil
 
-    from bench.rawdata import warehouse_at_size
+    from bench.rawdata import lend_from_cache, return_to_cache, warehouse_at_size
     from tailor import transform
     from tailor.warehouse import Warehouse
 
-    source, _, factor, now = warehouse_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
     run_dir = ctx.work_dir / "dbt-run"
+    return_to_cache(run_dir / "warehouse.duckdb")  # lent to a run that stopped before giving it back
+    source, _, factor, now = warehouse_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     path = run_dir / "warehouse.duckdb"
@@ -170,10 +172,11 @@ def dbt(ctx: Context) -> StageResult:
     in_place = shutil.disk_usage(run_dir).free <= 3 * source.stat().st_size
     if not in_place:
         shutil.copyfile(source, path)  # the builds write into it: a fresh copy per run
-    else:  # no room for a copy (L: 32 GB of raw.*): build on the cached file itself; the next run replicates again
+    else:  # no room for a copy (L: 41 GB of raw.*): build on the cached file itself, returned when the run ends
         marker_text = marker.read_text()
         marker.unlink()
         shutil.move(source, path)
+        lend_from_cache(path, source, marker_text)
     warehouse = Warehouse(path)
     with warehouse.reader() as con:
         raw_rows = sum(con.execute(f"select count(*) from raw.{name}").fetchone()[0] for (name,) in con.execute(  # noqa: S608
@@ -184,9 +187,7 @@ def dbt(ctx: Context) -> StageResult:
         full = transform.build(now, duckdb_path=path, state_dir=run_dir / "dbt", full_refresh=True, quiet=True)
     except Exception:
         if in_place:  # a build writes only its own schemas, so raw.* is still the cached one: put it back for a rerun
-            _drop_all_but_raw(warehouse)
-            shutil.move(path, source)
-            marker.write_text(marker_text)
+            return_to_cache(path)
         raise
     with warehouse.reader() as con:
         marts = {name: con.execute(f'select count(*) from marts."{name}"').fetchone()[0] for (name,) in con.execute(  # noqa: S608
@@ -201,15 +202,6 @@ def dbt(ctx: Context) -> StageResult:
         "mart_rows": sum(marts.values()),
         "rows_per_mart": "; ".join(f"{name} {count:,}" for name, count in marts.items()),
     })
-
-
-def _drop_all_but_raw(warehouse) -> None:
-    with warehouse.writer() as con:
-        for (schema,) in con.execute("select schema_name from information_schema.schemata "
-                                     "where catalog_name = current_database() and schema_name not in ('raw', 'main')"
-                                     ).fetchall():
-            con.execute(f'drop schema "{schema}" cascade')
-        con.execute("checkpoint")
 
 
 # --- gate --------------------------------------------------------------------------------------------------------

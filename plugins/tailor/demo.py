@@ -24,14 +24,14 @@ def _run_tailor(*args: str, package: str = "tailor") -> int:
 
 
 def _print_raw_counts() -> None:
+    from tailor import sources
     from tailor.raw import raw_table
-    from tailor.sources import ENTITIES
     from tailor.warehouse import Warehouse
 
     warehouse = Warehouse()
     print(f"\ndemo: what landed in {warehouse.path}:")
     with warehouse.reader() as con:
-        for source, entities in ENTITIES.items():
+        for source, entities in sources.entities().items():
             for entity in entities:
                 table = raw_table(source, entity)
                 rows, deleted, newest = con.execute(

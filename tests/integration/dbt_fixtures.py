@@ -28,9 +28,10 @@ from simulator.faults import parse_faults
 from simulator.server import start_in_thread
 from simulator.state import TOKENS, SimState
 from simulator.world import World, WorldConfig
+from tailor import sources
 from tailor.lake import Lake
 from tailor.pipeline import BEGINNING, extract_window, load_batches
-from tailor.sources import ENTITIES, Credentials, Window, build_extractor
+from tailor.sources import Credentials, Window, build_extractor
 from tailor.transform import WITHOUT_TESTS, BuildResult, build
 from tailor.warehouse import Warehouse
 from tests.conftest import world_for
@@ -92,12 +93,12 @@ def extract_and_load(world: World, warehouse: Warehouse, lake_dir: Path, runs: l
             def extract(source: str, window: Window = window) -> None:
                 try:
                     extractor = build_extractor(source, Credentials(f"test {source}", server.url, TOKENS[source]))
-                    for entity in ENTITIES[source]:
+                    for entity in sources.entities()[source]:
                         extract_window(extractor, entity, window, lake)
                 except BaseException as exc:  # re-raised in the main thread
                     errors.append(exc)
 
-            threads = [threading.Thread(target=extract, args=(source,)) for source in ENTITIES]
+            threads = [threading.Thread(target=extract, args=(source,)) for source in sources.entities()]
             for thread in threads:
                 thread.start()
             for thread in threads:

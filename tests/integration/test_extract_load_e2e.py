@@ -13,7 +13,7 @@ from pathlib import Path
 
 from simulator.state import TOKENS
 from simulator.world import DAY, iso
-from tailor.raw import RAW_TABLES, raw_table
+from tailor.raw import raw_table, raw_tables
 from tailor.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +86,7 @@ def test_tokens_appear_nowhere_in_lake_warehouse_or_output(simulator, tmp_path):
         assert secret not in output
     # the DuckDB file compresses strings, so ask it too
     with Warehouse(tmp_path / "data" / "warehouse.duckdb").reader() as con:
-        for source, entity in RAW_TABLES:
+        for source, entity in raw_tables():
             for token in TOKENS.values():
                 hits = con.execute(f"select count(*) from {raw_table(source, entity)} "
                                    "where contains(payload::varchar, ?)", [token]).fetchone()[0]

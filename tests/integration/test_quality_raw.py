@@ -19,12 +19,12 @@ from simulator.faults import parse_faults
 from simulator.server import start_in_thread
 from simulator.state import TOKENS, SimState
 from simulator.world import WorldConfig
-from tailor import quality
+from tailor import quality, sources
 from tailor.cli import gate_command
 from tailor.lake import Lake
 from tailor.pipeline import BEGINNING, extract_window, load_batches
 from tailor.quality.suite import load_suite
-from tailor.sources import ENTITIES, Credentials, Progress, RecordVersion, Window, build_extractor
+from tailor.sources import Credentials, Progress, RecordVersion, Window, build_extractor
 from tailor.warehouse import Warehouse
 from tests.conftest import world_for
 
@@ -51,7 +51,7 @@ def loaded(tmp_path_factory) -> Loaded:
     try:
         lake = Lake.from_url(str(root / "lake"))
         refs = []
-        for source, entities in ENTITIES.items():
+        for source, entities in sources.entities().items():
             extractor = build_extractor(source, Credentials(f"test {source}", handle.url, TOKENS[source]))
             refs += [extract_window(extractor, entity, Window(BEGINNING, now), lake) for entity in entities]
         warehouse = Warehouse(root / "warehouse.duckdb", lock_timeout=60)
@@ -60,7 +60,7 @@ def loaded(tmp_path_factory) -> Loaded:
         handle.stop()
     payloads = {}
     with warehouse.reader() as con:
-        for source, entities in ENTITIES.items():
+        for source, entities in sources.entities().items():
             for entity in entities:
                 (payload,) = con.execute(f"select payload from raw.{source}_{entity} where not is_deleted "
                                          "order by record_id limit 1").fetchone()

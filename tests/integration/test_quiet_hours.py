@@ -20,10 +20,10 @@ from simulator.faults import parse_faults
 from simulator.server import start_in_thread
 from simulator.state import TOKENS, SimState
 from simulator.world import WorldConfig
-from tailor import quality
+from tailor import quality, sources
 from tailor.lake import Lake
 from tailor.pipeline import extract_window, load_batches, next_window
-from tailor.sources import ENTITIES, Credentials, build_extractor
+from tailor.sources import Credentials, build_extractor
 from tailor.sources.http import RetryPolicy
 from tailor.warehouse import Warehouse
 from tests.conftest import world_for
@@ -48,7 +48,7 @@ class Shop:
         self.extractors = {source: build_extractor(source, Credentials(f"{source}_default", url, TOKENS[source]),
                                                    **({"http_policy": policy} if source == "shopify"
                                                       else {"policy": policy}))
-                           for source in ENTITIES}
+                           for source in sources.entities()}
         self.empty_batches = 0
         self.gate_seconds: list[float] = []
 
@@ -56,7 +56,7 @@ class Shop:
         """One hourly run for [interval_end - 1 h, interval_end): extract and load every stream, then the gate."""
         self.state.set_now(int(interval_end.timestamp()))
         refs = []
-        for source, entities in ENTITIES.items():
+        for source, entities in sources.entities().items():
             for entity in entities:
                 window = next_window(self.warehouse, source, entity, interval_end - HOUR, interval_end,
                                      interval_end, LOOKBACK)

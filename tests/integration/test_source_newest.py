@@ -13,15 +13,16 @@ import pytest
 
 from simulator.state import TOKENS
 from simulator.world import DAY
+from tailor import sources
 from tailor.lake import Lake
 from tailor.pipeline import extract_window
-from tailor.sources import ENTITIES, Credentials, Progress, RecordVersion, Window, build_extractor
+from tailor.sources import Credentials, Progress, RecordVersion, Window, build_extractor
 from tailor.sources.http import RetryPolicy, SourceError, SourceSilent
 from tests.integration.lakekit import at
 
 WORLD = {"customers": 300, "seed": 11}
 FAST = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, timeout=5.0)
-STREAMS = [(source, entity) for source, entities in ENTITIES.items() for entity in entities]
+STREAMS = sources.streams()
 
 
 def extractor(sim, source: str):

@@ -14,7 +14,7 @@ import pytest
 
 from tailor.lake import DATA_SUFFIX, MANIFEST_SUFFIX, BatchRef, CorruptBatch, Lake
 from tailor.pipeline import load_batches
-from tailor.raw import RAW_TABLES, ensure_raw_tables, insert_batch
+from tailor.raw import ensure_raw_tables, insert_batch, raw_tables
 from tailor.sources import RecordVersion, Window
 from tailor.warehouse import Warehouse, WarehouseLockTimeout
 
@@ -38,7 +38,7 @@ def test_raw_tables_have_the_contract_columns(warehouse: Warehouse) -> None:
     columns = rows(warehouse, "select table_name, column_name, data_type from information_schema.columns "
                               "where table_schema = 'raw' order by table_name, ordinal_position")
     tables = {table for table, _, _ in columns}
-    assert tables == {f"{source}_{entity}" for source, entity in RAW_TABLES} | {"_batches", "_watermarks", "_quarantine"}
+    assert tables == {f"{source}_{entity}" for source, entity in raw_tables()} | {"_batches", "_watermarks", "_quarantine"}
     assert [(c, t) for table, c, t in columns if table == "shopify_orders"] == [
         ("record_id", "VARCHAR"), ("updated_at", "TIMESTAMP WITH TIME ZONE"), ("payload", "JSON"),
         ("is_deleted", "BOOLEAN"), ("batch_id", "VARCHAR"), ("extracted_at", "TIMESTAMP WITH TIME ZONE")]

@@ -26,10 +26,10 @@ def fake_source(monkeypatch):
 
 
 def test_a_source_added_to_the_registry_is_everywhere(fake_source, tmp_path):
-    assert sources.ENTITIES[fake_source] == ("widgets", "gadgets")
-    assert sources.EXTRACTORS[fake_source] == ("tailor_test_fake_vendor", "FakeExtractor")
-    assert {(fake_source, "widgets"), (fake_source, "gadgets")} <= set(raw.RAW_TABLES)
-    assert connections.CONN_IDS[fake_source] == "fakevendor_default"
+    assert sources.entities()[fake_source] == ("widgets", "gadgets")
+    assert sources.extractors()[fake_source] == ("tailor_test_fake_vendor", "FakeExtractor")
+    assert {(fake_source, "widgets"), (fake_source, "gadgets")} <= set(raw.raw_tables())
+    assert connections.conn_ids()[fake_source] == "fakevendor_default"
     creds = connections.credentials(fake_source)
     assert creds.conn_id == "fakevendor_default (simulator)"
     assert creds.token == "fake_simulator_token"
