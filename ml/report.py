@@ -40,8 +40,8 @@ PSI_WARN = 0.1
 PSI_FAIL = 0.25
 
 _DPI = 90
-_FONT = 8
-_STATUS_COLOURS = {"ok": "#4c9a5f", "warn": "#e0a030", "fail": "#c8453c"}
+FONT = 8
+STATUS_COLOURS = {"ok": "#4c9a5f", "warn": "#e0a030", "fail": "#c8453c"}
 _MAX_DRIFT_BARS = 30
 _MAX_HEATMAP_CELLS_ANNOTATED = 150
 _SERVED_COLOUR = "#4c9a5f"
@@ -126,20 +126,20 @@ class Plot:
 # ---------------------------------------------------------------------------------------------------------- helpers
 
 
-def _figure(width: float = 6.0, height: float = 4.0) -> Figure:
+def new_figure(width: float = 6.0, height: float = 4.0) -> Figure:
     fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)  # attach the Agg canvas to this figure only
     return fig
 
 
-def _png(fig: Figure) -> str:
+def figure_png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})  # no version stamp: stable bytes
     fig.clear()
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _label(value: Any) -> str:
+def plot_label(value: Any) -> str:
     """Text for a plot: '$' would start matplotlib's mathtext (and can make it raise)."""
     return str(value).replace("$", r"\$")
 
@@ -215,16 +215,16 @@ def plot_roc(candidates: Sequence[ScoredCandidate]) -> Plot:
         curves.append((c.name, fpr, tpr, roc_auc_score(y, s)))
     if not curves:
         return Plot(None, _joined(["ROC curves skipped:", *notes]) if notes else "ROC curves skipped: no candidates.")
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for name, fpr, tpr, auc in curves:
-        ax.plot(fpr, tpr, lw=1.5, label=f"{_label(name)} (AUC {auc:.3f})")
+        ax.plot(fpr, tpr, lw=1.5, label=f"{plot_label(name)} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
-    ax.set_title("ROC curves (validation window)", fontsize=_FONT + 2)
-    ax.legend(loc="lower right", fontsize=_FONT)
+    ax.set_title("ROC curves (validation window)", fontsize=FONT + 2)
+    ax.legend(loc="lower right", fontsize=FONT)
     ax.grid(alpha=0.3)
-    return Plot(_png(fig), _joined(["Not drawn:", *notes]) if notes else "")
+    return Plot(figure_png(fig), _joined(["Not drawn:", *notes]) if notes else "")
 
 
 def plot_calibration(candidates: Sequence[ScoredCandidate]) -> Plot:
@@ -246,16 +246,16 @@ def plot_calibration(candidates: Sequence[ScoredCandidate]) -> Plot:
     if not curves:
         reason = _joined(notes) if notes else "no probability candidates."
         return Plot(None, f"Calibration skipped: {reason}")
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="perfectly calibrated")
     for name, predicted, observed in curves:
-        ax.plot(predicted, observed, marker="o", ms=3.5, lw=1.5, label=_label(name))
+        ax.plot(predicted, observed, marker="o", ms=3.5, lw=1.5, label=plot_label(name))
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted churn probability", ylabel="observed churn rate")
-    ax.set_title("Calibration (10 quantile bins)", fontsize=_FONT + 2)
-    ax.legend(loc="upper left", fontsize=_FONT)
+    ax.set_title("Calibration (10 quantile bins)", fontsize=FONT + 2)
+    ax.legend(loc="upper left", fontsize=FONT)
     ax.grid(alpha=0.3)
-    return Plot(_png(fig), _joined(["Not drawn:", *notes]) if notes else "")
+    return Plot(figure_png(fig), _joined(["Not drawn:", *notes]) if notes else "")
 
 
 def plot_lift(candidates: Sequence[ScoredCandidate]) -> Plot:
@@ -273,18 +273,18 @@ def plot_lift(candidates: Sequence[ScoredCandidate]) -> Plot:
     if not lifts:
         reason = _joined(notes) if notes else "no candidates."
         return Plot(None, f"Lift by decile skipped: {reason}")
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     deciles = np.arange(1, 11)
     width = 0.8 / len(lifts)
     for i, (name, lift) in enumerate(lifts):
-        ax.bar(deciles - 0.4 + width * (i + 0.5), lift, width=width, label=_label(name))
+        ax.bar(deciles - 0.4 + width * (i + 0.5), lift, width=width, label=plot_label(name))
     ax.axhline(1.0, ls="--", lw=1, color="grey")
     ax.set(xticks=deciles, xlabel="score decile (1 = most likely to churn)", ylabel="lift (decile rate / overall rate)")
-    ax.set_title("Lift by score decile", fontsize=_FONT + 2)
-    ax.legend(fontsize=_FONT)
+    ax.set_title("Lift by score decile", fontsize=FONT + 2)
+    ax.legend(fontsize=FONT)
     ax.grid(axis="y", alpha=0.3)
-    return Plot(_png(fig), _joined(["Not drawn:", *notes]) if notes else "")
+    return Plot(figure_png(fig), _joined(["Not drawn:", *notes]) if notes else "")
 
 
 def plot_segments(profiles: pd.DataFrame) -> Plot:
@@ -292,7 +292,7 @@ def plot_segments(profiles: pd.DataFrame) -> Plot:
     if profiles is None or profiles.empty:
         return Plot(None, "Segment profiles skipped: no segments.")
     name_column = next((c for c in ("segment_name", "segment_id") if c in profiles), None)
-    names = [_label(n) for n in (profiles[name_column] if name_column else profiles.index).astype(str)]
+    names = [plot_label(n) for n in (profiles[name_column] if name_column else profiles.index).astype(str)]
     size_column = next((c for c in ("customers", "share") if c in profiles), None)
     skip = {"segment_id", "segment_name", "customers", "share"}
     numeric = profiles[[c for c in profiles.select_dtypes(include="number").columns if c not in skip]]
@@ -305,24 +305,24 @@ def plot_segments(profiles: pd.DataFrame) -> Plot:
     if numeric.empty:
         notes.append("No numeric profile columns: heatmap not drawn.")
     panels = int(size_column is not None) + int(not numeric.empty)
-    fig = _figure(9.5 if panels == 2 else 6.0, max(3.0, 0.35 * len(names) + 1.5))
+    fig = new_figure(9.5 if panels == 2 else 6.0, max(3.0, 0.35 * len(names) + 1.5))
     grid = fig.add_gridspec(1, panels, width_ratios=(1, max(1.5, 0.45 * numeric.shape[1]))[:panels])
     rows = np.arange(len(names))
     if size_column is not None:
         ax = fig.add_subplot(grid[0, 0])
         sizes = pd.to_numeric(profiles[size_column], errors="coerce").fillna(0).to_numpy(dtype=float)
         ax.barh(rows, sizes, color="#4a78a8")
-        ax.set_yticks(rows, names, fontsize=_FONT)
+        ax.set_yticks(rows, names, fontsize=FONT)
         ax.invert_yaxis()
-        ax.set_xlabel(size_column, fontsize=_FONT)
-        ax.set_title("Segment sizes", fontsize=_FONT + 2)
-        ax.tick_params(axis="x", labelsize=_FONT)
+        ax.set_xlabel(size_column, fontsize=FONT)
+        ax.set_title("Segment sizes", fontsize=FONT + 2)
+        ax.tick_params(axis="x", labelsize=FONT)
         if "share" in profiles:
             shares = pd.to_numeric(profiles["share"], errors="coerce").to_numpy(dtype=float)
             for row, (size, share) in enumerate(zip(sizes, shares, strict=True)):
                 if np.isfinite(share):
                     ax.annotate(f"{share:.0%}", (size, row), xytext=(2, 0), textcoords="offset points",
-                                va="center", fontsize=_FONT - 1)
+                                va="center", fontsize=FONT - 1)
             ax.margins(x=0.15)
     if not numeric.empty:
         ax = fig.add_subplot(grid[0, panels - 1])
@@ -330,16 +330,16 @@ def plot_segments(profiles: pd.DataFrame) -> Plot:
         z = ((numeric - numeric.mean()) / std).fillna(0.0).to_numpy()
         limit = max(1.0, float(np.abs(z).max()))
         image = ax.imshow(z, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-        ax.set_yticks(rows, names, fontsize=_FONT)
-        ax.set_xticks(np.arange(numeric.shape[1]), [_label(c) for c in numeric.columns], fontsize=_FONT,
+        ax.set_yticks(rows, names, fontsize=FONT)
+        ax.set_xticks(np.arange(numeric.shape[1]), [plot_label(c) for c in numeric.columns], fontsize=FONT,
                       rotation=40, ha="right")
         if z.size <= _MAX_HEATMAP_CELLS_ANNOTATED:  # raw values in the cells, colour = standardized
             for (r, c), value in np.ndenumerate(numeric.to_numpy()):
-                ax.text(c, r, _format_number(value), ha="center", va="center", fontsize=_FONT - 1,
+                ax.text(c, r, format_number(value), ha="center", va="center", fontsize=FONT - 1,
                         color="white" if abs(z[r, c]) > 0.6 * limit else "black")
-        ax.set_title("Profiles (colour: z-score across segments; text: value)", fontsize=_FONT + 2)
-        fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=_FONT)
-    return Plot(_png(fig), " ".join(notes))
+        ax.set_title("Profiles (colour: z-score across segments; text: value)", fontsize=FONT + 2)
+        fig.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=FONT)
+    return Plot(figure_png(fig), " ".join(notes))
 
 
 def plot_k_selection(silhouette_by_k: dict[int, float], inertia_by_k: dict[int, float], chosen_k: int) -> Plot:
@@ -350,10 +350,10 @@ def plot_k_selection(silhouette_by_k: dict[int, float], inertia_by_k: dict[int, 
     ]
     if not any(values for _, _, values in series):
         return Plot(None, "Choice of k skipped: no silhouette or inertia values.")
-    fig = _figure(9.0, 3.5)
+    fig = new_figure(9.0, 3.5)
     for i, (title, ylabel, values) in enumerate(series):
         ax = fig.add_subplot(1, 2, i + 1)
-        ax.set_title(title, fontsize=_FONT + 2)
+        ax.set_title(title, fontsize=FONT + 2)
         points = sorted((int(k), float(v)) for k, v in values.items() if v is not None and math.isfinite(float(v)))
         if not points:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
@@ -365,9 +365,9 @@ def plot_k_selection(silhouette_by_k: dict[int, float], inertia_by_k: dict[int, 
         if chosen_k in ks:
             ax.plot([chosen_k], [vs[ks.index(chosen_k)]], marker="o", ms=8, mfc="none", mec="#c8453c", mew=2)
         ax.set(xticks=list(ks), xlabel="k (number of segments)", ylabel=ylabel)
-        ax.legend(fontsize=_FONT)
+        ax.legend(fontsize=FONT)
         ax.grid(alpha=0.3)
-    return Plot(_png(fig))
+    return Plot(figure_png(fig))
 
 
 def plot_clv_deciles(deciles: pd.DataFrame | None) -> Plot:
@@ -387,20 +387,20 @@ def plot_clv_deciles(deciles: pd.DataFrame | None) -> Plot:
     groups = list(frame.groupby("metric", sort=False)) if "metric" in frame else [("CLV", frame)]
     cols = min(3, len(groups))
     rows = math.ceil(len(groups) / cols)
-    fig = _figure(min(4.0 * cols, 12.0) if cols > 1 else 6.0, 3.5 * rows)
+    fig = new_figure(min(4.0 * cols, 12.0) if cols > 1 else 6.0, 3.5 * rows)
     for i, (metric, group) in enumerate(groups):
         ax = fig.add_subplot(rows, cols, i + 1)
         group = group.sort_values("decile")
         ax.plot(group["decile"], group["actual_mean"], marker="o", ms=4, lw=1.5, label="actual")
         ax.plot(group["decile"], group["predicted_mean"], marker="s", ms=4, lw=1.5, ls="--", label="predicted")
-        ax.set_title(_label(metric), fontsize=_FONT + 2)
+        ax.set_title(plot_label(metric), fontsize=FONT + 2)
         ax.set_xticks(group["decile"].astype(int).unique())
-        ax.set_xlabel("decile", fontsize=_FONT)
-        ax.set_ylabel("mean per customer", fontsize=_FONT)
-        ax.tick_params(labelsize=_FONT)
-        ax.legend(fontsize=_FONT)
+        ax.set_xlabel("decile", fontsize=FONT)
+        ax.set_ylabel("mean per customer", fontsize=FONT)
+        ax.tick_params(labelsize=FONT)
+        ax.legend(fontsize=FONT)
         ax.grid(alpha=0.3)
-    return Plot(_png(fig))
+    return Plot(figure_png(fig))
 
 
 def plot_drift(drift: pd.DataFrame | None) -> Plot:
@@ -419,22 +419,22 @@ def plot_drift(drift: pd.DataFrame | None) -> Plot:
         notes.append(f"Showing the {_MAX_DRIFT_BARS} largest of {len(frame)} features (all are in the table).")
         frame = frame.head(_MAX_DRIFT_BARS)
     statuses = frame["status"].astype(str).str.lower() if "status" in frame else pd.Series("", index=frame.index)
-    colours = [_STATUS_COLOURS.get(s, "#888888") for s in statuses]
-    fig = _figure(6.0, min(10.0, max(2.5, 0.25 * len(frame) + 1.2)))
+    colours = [STATUS_COLOURS.get(s, "#888888") for s in statuses]
+    fig = new_figure(6.0, min(10.0, max(2.5, 0.25 * len(frame) + 1.2)))
     ax = fig.add_subplot()
     rows = np.arange(len(frame))
     ax.barh(rows, frame["psi"], color=colours)
-    ax.set_yticks(rows, [_label(f) for f in frame["feature"]], fontsize=_FONT)
+    ax.set_yticks(rows, [plot_label(f) for f in frame["feature"]], fontsize=FONT)
     ax.invert_yaxis()
-    ax.axvline(PSI_WARN, ls="--", lw=1, color=_STATUS_COLOURS["warn"], label=f"warn ({PSI_WARN})")
-    ax.axvline(PSI_FAIL, ls="--", lw=1, color=_STATUS_COLOURS["fail"], label=f"fail ({PSI_FAIL})")
+    ax.axvline(PSI_WARN, ls="--", lw=1, color=STATUS_COLOURS["warn"], label=f"warn ({PSI_WARN})")
+    ax.axvline(PSI_FAIL, ls="--", lw=1, color=STATUS_COLOURS["fail"], label=f"fail ({PSI_FAIL})")
     ax.set_xlim(0, max(PSI_FAIL * 1.2, float(frame["psi"].max()) * 1.1))
-    ax.set_xlabel("population stability index (PSI)", fontsize=_FONT)
-    ax.set_title("Feature drift vs the training window", fontsize=_FONT + 2)
-    ax.tick_params(axis="x", labelsize=_FONT)
-    ax.legend(fontsize=_FONT, loc="lower right")
+    ax.set_xlabel("population stability index (PSI)", fontsize=FONT)
+    ax.set_title("Feature drift vs the training window", fontsize=FONT + 2)
+    ax.tick_params(axis="x", labelsize=FONT)
+    ax.legend(fontsize=FONT, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    return Plot(_png(fig), " ".join(notes))
+    return Plot(figure_png(fig), " ".join(notes))
 
 
 def _hit_rate_grid(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -447,7 +447,7 @@ def _hit_rate_grid(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     grid = (data.groupby(["history", "candidate"])["hit_rate"].mean().unstack()
             .reindex(index=buckets, columns=list(pd.unique(data["candidate"]))))
     customers = data.groupby("history")["customers"].max().reindex(buckets)
-    labels = [f"{_label(b)}\n({_format_number(n)} customers)" for b, n in customers.items()]
+    labels = [f"{plot_label(b)}\n({format_number(n)} customers)" for b, n in customers.items()]
     return grid, labels
 
 
@@ -462,23 +462,23 @@ def plot_hit_rate_by_history(frame: pd.DataFrame | None) -> Plot:
     grid, labels = _hit_rate_grid(frame)
     if grid.isna().all().all():
         return Plot(None, "Hit rate by history skipped: no numeric hit rates.")
-    fig = _figure(max(6.0, 0.9 * len(labels) + 2.0), 4.0)
+    fig = new_figure(max(6.0, 0.9 * len(labels) + 2.0), 4.0)
     ax = fig.add_subplot()
     positions = np.arange(len(labels))
     width = 0.8 / grid.shape[1]
     for i, candidate in enumerate(grid.columns):
         ax.bar(positions - 0.4 + width * (i + 0.5), grid[candidate].to_numpy(dtype=float), width=width,
-               label=_label(candidate))
-    ax.set_xticks(positions, labels, fontsize=_FONT)
+               label=plot_label(candidate))
+    ax.set_xticks(positions, labels, fontsize=FONT)
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.tick_params(axis="y", labelsize=_FONT)
-    ax.set_xlabel("customer history before the validation window", fontsize=_FONT)
-    ax.set_ylabel("HitRate@10 (customers with a hit)", fontsize=_FONT)
-    ax.set_title("HitRate@10 by customer history", fontsize=_FONT + 2)
-    ax.legend(fontsize=_FONT)
+    ax.tick_params(axis="y", labelsize=FONT)
+    ax.set_xlabel("customer history before the validation window", fontsize=FONT)
+    ax.set_ylabel("HitRate@10 (customers with a hit)", fontsize=FONT)
+    ax.set_title("HitRate@10 by customer history", fontsize=FONT + 2)
+    ax.legend(fontsize=FONT)
     ax.grid(axis="y", alpha=0.3)
-    return Plot(_png(fig))
+    return Plot(figure_png(fig))
 
 
 def plot_coverage(rec_metrics: pd.DataFrame | None) -> Plot:
@@ -499,24 +499,24 @@ def plot_coverage(rec_metrics: pd.DataFrame | None) -> Plot:
         return Plot(None, "Coverage plot skipped: no coverage values.")
     if not frame["served"].any():
         notes.append("No candidate is marked as served.")
-    fig = _figure(6.0, max(2.0, 0.35 * len(frame) + 1.2))
+    fig = new_figure(6.0, max(2.0, 0.35 * len(frame) + 1.2))
     ax = fig.add_subplot()
     rows = np.arange(len(frame))
     coverage = frame["coverage"].to_numpy(dtype=float)
     ax.barh(rows, coverage, color=[_SERVED_COLOUR if s else _OTHER_COLOUR for s in frame["served"]])
-    names = [_label(n) + (" (served)" if s else "") for n, s in zip(frame["candidate"], frame["served"], strict=True)]
-    ax.set_yticks(rows, names, fontsize=_FONT)
+    names = [plot_label(n) + (" (served)" if s else "") for n, s in zip(frame["candidate"], frame["served"], strict=True)]
+    ax.set_yticks(rows, names, fontsize=FONT)
     ax.invert_yaxis()
     for row, value in enumerate(coverage):
         ax.annotate(f"{value:.1%}", (value, row), xytext=(2, 0), textcoords="offset points", va="center",
-                    fontsize=_FONT - 1)
+                    fontsize=FONT - 1)
     ax.set_xlim(0, max(0.01, float(coverage.max())) * 1.2)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.tick_params(axis="x", labelsize=_FONT)
-    ax.set_xlabel("share of the catalogue in the top 10 of any customer's list", fontsize=_FONT)
-    ax.set_title("Catalogue coverage", fontsize=_FONT + 2)
+    ax.tick_params(axis="x", labelsize=FONT)
+    ax.set_xlabel("share of the catalogue in the top 10 of any customer's list", fontsize=FONT)
+    ax.set_title("Catalogue coverage", fontsize=FONT + 2)
     ax.grid(axis="x", alpha=0.3)
-    return Plot(_png(fig), " ".join(notes))
+    return Plot(figure_png(fig), " ".join(notes))
 
 
 def plot_send_hours(frame: pd.DataFrame | None) -> Plot:
@@ -549,29 +549,29 @@ def plot_send_hours(frame: pd.DataFrame | None) -> Plot:
         notes.append("No customers per hour: bars not drawn.")
     if share.isna().all():
         notes.append("No engagement shares: line not drawn.")
-    fig = _figure(7.0, 3.8)
+    fig = new_figure(7.0, 3.8)
     ax = fig.add_subplot()
     handles = []
     if not customers.isna().all():
         handles.append(ax.bar(day, customers.fillna(0).to_numpy(dtype=float), color="#4a78a8",
                               label="customers given this send hour"))
-    ax.set_xticks(day, [str(h) for h in day], fontsize=_FONT)
+    ax.set_xticks(day, [str(h) for h in day], fontsize=FONT)
     ax.set_xlim(-0.6, 23.6)
-    ax.tick_params(axis="y", labelsize=_FONT)
-    ax.set_xlabel("local hour of day", fontsize=_FONT)
-    ax.set_ylabel("customers", fontsize=_FONT)
+    ax.tick_params(axis="y", labelsize=FONT)
+    ax.set_xlabel("local hour of day", fontsize=FONT)
+    ax.set_ylabel("customers", fontsize=FONT)
     if not share.isna().all():
         right = ax.twinx()
         handles.extend(right.plot(day, share.to_numpy(dtype=float), color="#c8453c", marker="o", ms=3, lw=1.5,
                                   label="shop's past engagements at this hour"))
         right.set_ylim(bottom=0)
         right.yaxis.set_major_formatter(PercentFormatter(1.0))
-        right.tick_params(axis="y", labelsize=_FONT)
-        right.set_ylabel("share of engagements", fontsize=_FONT)
-    ax.set_title("Send hours given vs the shop's engagement by hour", fontsize=_FONT + 2)
-    ax.legend(handles=handles, fontsize=_FONT, loc="upper left")
+        right.tick_params(axis="y", labelsize=FONT)
+        right.set_ylabel("share of engagements", fontsize=FONT)
+    ax.set_title("Send hours given vs the shop's engagement by hour", fontsize=FONT + 2)
+    ax.legend(handles=handles, fontsize=FONT, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
-    return Plot(_png(fig), " ".join(notes))
+    return Plot(figure_png(fig), " ".join(notes))
 
 
 def plot_feed_lift(lift: pd.DataFrame | None) -> Plot:
@@ -607,7 +607,7 @@ def plot_feed_lift(lift: pd.DataFrame | None) -> Plot:
         notes.append(f"Lighter points: cohorts whose {window} is still open (their orders are still coming in).")
     present = set(frame["metric"])
     metrics = [m for m in _FEED_METRICS if m in present] + sorted(present - set(_FEED_METRICS))
-    fig = _figure(7.0, 2.6 * len(metrics) + 0.4)
+    fig = new_figure(7.0, 2.6 * len(metrics) + 0.4)
     axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
     handles: dict[str, Any] = {}
     for ax, metric in zip(axes, metrics, strict=True):
@@ -623,12 +623,12 @@ def plot_feed_lift(lift: pd.DataFrame | None) -> Plot:
                     yerr=[below.to_numpy(dtype=float)[part], above.to_numpy(dtype=float)[part]], fmt="o", ms=4,
                     capsize=3, lw=1.2, color=colour, label=label))
         ax.axhline(0.0, ls="--", lw=1, color="grey")
-        title, ylabel = _FEED_METRICS.get(metric, (_label(metric), "treatment − holdout"))
-        ax.set_title(title, fontsize=_FONT + 2)
-        ax.set_ylabel(ylabel, fontsize=_FONT)
+        title, ylabel = _FEED_METRICS.get(metric, (plot_label(metric), "treatment − holdout"))
+        ax.set_title(title, fontsize=FONT + 2)
+        ax.set_ylabel(ylabel, fontsize=FONT)
         if metric == "conversion":
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.tick_params(labelsize=_FONT)
+        ax.tick_params(labelsize=FONT)
         ax.grid(axis="y", alpha=0.3)
     first, last = frame["as_of_date"].min(), frame["as_of_date"].max()
     pad = max(pd.Timedelta(days=3), (last - first) * 0.05)  # one cohort alone would get years (or hours) of axis
@@ -636,9 +636,9 @@ def plot_feed_lift(lift: pd.DataFrame | None) -> Plot:
     locator = AutoDateLocator(maxticks=10)
     axes[-1].xaxis.set_major_locator(locator)
     axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    axes[-1].set_xlabel("cohort (feed date)", fontsize=_FONT)
-    axes[0].legend(handles=list(handles.values()), fontsize=_FONT, loc="best")
-    return Plot(_png(fig), " ".join(notes))
+    axes[-1].set_xlabel("cohort (feed date)", fontsize=FONT)
+    axes[0].legend(handles=list(handles.values()), fontsize=FONT, loc="best")
+    return Plot(figure_png(fig), " ".join(notes))
 
 
 # ------------------------------------------------------------------------------------------------------------- HTML
@@ -696,7 +696,7 @@ _LIFT_EXPLAINED = (
 )
 
 
-def _esc(value: Any) -> str:
+def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
@@ -707,7 +707,7 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-def _format_number(value: Any) -> str:
+def format_number(value: Any) -> str:
     """Floats to 4 significant digits (whole numbers with separators from 1,000 up); ints with separators."""
     if _is_missing(value):
         return "—"
@@ -729,17 +729,17 @@ def _format_number(value: Any) -> str:
     return str(value)
 
 
-def _table(frame: pd.DataFrame | None, empty: str = "No rows.") -> str:
+def table_html(frame: pd.DataFrame | None, empty: str = "No rows.") -> str:
     if frame is None or frame.empty:
-        return f'<p class="skip">{_esc(empty)}</p>'
-    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+        return f'<p class="skip">{esc(empty)}</p>'
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
     body = []
     for row in frame.itertuples(index=False, name=None):
         cells = []
         for value in row:
             numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
-            cells.append(f'<td class="num">{_esc(_format_number(value))}</td>' if numeric
-                         else f"<td>{_esc(_format_number(value))}</td>")
+            cells.append(f'<td class="num">{esc(format_number(value))}</td>' if numeric
+                         else f"<td>{esc(format_number(value))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
@@ -747,20 +747,20 @@ def _table(frame: pd.DataFrame | None, empty: str = "No rows.") -> str:
 def _key_values(values: dict[str, str]) -> str:
     if not values:
         return '<p class="skip">No summary.</p>'
-    rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in values.items())
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in values.items())
     return f'<div class="scroll"><table class="kv"><tbody>{rows}</tbody></table></div>'
 
 
-def _figure_html(plot: Plot, alt: str, caption: str = "") -> str:
+def figure_html(plot: Plot, alt: str, caption: str = "") -> str:
     """The plot with its caption (what to look for) and its note, or only the note saying why it was skipped."""
     if plot.png is None:
-        return f'<p class="skip">{_esc(plot.note)}</p>'
+        return f'<p class="skip">{esc(plot.note)}</p>'
     text = _joined([caption, plot.note])
-    caption = f"<figcaption>{_esc(text)}</figcaption>" if text else ""
-    return f'<figure><img src="data:image/png;base64,{plot.png}" alt="{_esc(alt)}">{caption}</figure>'
+    caption = f"<figcaption>{esc(text)}</figcaption>" if text else ""
+    return f'<figure><img src="data:image/png;base64,{plot.png}" alt="{esc(alt)}">{caption}</figure>'
 
 
-def _safe(draw: Callable[..., Plot], *args: Any) -> Plot:
+def safe_plot(draw: Callable[..., Plot], *args: Any) -> Plot:
     """A plot that fails for a reason the checks above did not foresee is reported, not raised: the report of a
     finished training run must still be written."""
     try:
@@ -769,27 +769,27 @@ def _safe(draw: Callable[..., Plot], *args: Any) -> Plot:
         return Plot(None, f"This plot could not be drawn ({type(exc).__name__}: {exc}).")
 
 
-def _notes(notes: Sequence[str]) -> str:
-    return ("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes \
+def notes_html(notes: Sequence[str]) -> str:
+    return ("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>") if notes \
         else '<p class="skip">No notes.</p>'
 
 
-def _page(title: str, version: str, meta: str, sections: Sequence[tuple[str, str]], bodies: dict[str, str]) -> str:
+def page_html(title: str, version: str, meta: str, sections: Sequence[tuple[str, str]], bodies: dict[str, str]) -> str:
     """The document around the sections, the same for every report: `meta` is HTML (escaped by the caller), the
     sections come in the order of `sections` (key, heading), each with its body from `bodies` and a link at the top."""
-    nav = "".join(f'<a href="#{key}">{_esc(heading)}</a>' for key, heading in sections)
-    parts = "\n".join(f'<section id="{key}"><h2>{_esc(heading)}</h2>\n{bodies[key]}\n</section>'
+    nav = "".join(f'<a href="#{key}">{esc(heading)}</a>' for key, heading in sections)
+    parts = "\n".join(f'<section id="{key}"><h2>{esc(heading)}</h2>\n{bodies[key]}\n</section>'
                       for key, heading in sections)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_esc(title)} — {_esc(version)}</title>
+<title>{esc(title)} — {esc(version)}</title>
 <style>{_CSS}</style>
 </head>
 <body>
-<h1>{_esc(title)}</h1>
+<h1>{esc(title)}</h1>
 <p class="meta">{meta}</p>
 <nav>{nav}</nav>
 {parts}
@@ -804,43 +804,43 @@ def render_report(report: TrainingReport) -> str:
 
     churn = []
     if report.churn_note:
-        churn.append(f'<p class="note">{_esc(report.churn_note)}</p>')
+        churn.append(f'<p class="note">{esc(report.churn_note)}</p>')
     if report.churn_candidates:
-        churn.append(_table(report.churn_metrics, "No churn metrics."))
-        churn.append("<h3>ROC curves</h3>" + _figure_html(_safe(plot_roc, report.churn_candidates), "ROC curves"))
+        churn.append(table_html(report.churn_metrics, "No churn metrics."))
+        churn.append("<h3>ROC curves</h3>" + figure_html(safe_plot(plot_roc, report.churn_candidates), "ROC curves"))
         churn.append("<h3>Calibration</h3>"
-                     + _figure_html(_safe(plot_calibration, report.churn_candidates), "Calibration curves"))
+                     + figure_html(safe_plot(plot_calibration, report.churn_candidates), "Calibration curves"))
         churn.append("<h3>Lift by score decile</h3>"
-                     + _figure_html(_safe(plot_lift, report.churn_candidates), "Lift by score decile"))
+                     + figure_html(safe_plot(plot_lift, report.churn_candidates), "Lift by score decile"))
     else:
         if report.churn_metrics is not None and not report.churn_metrics.empty:
-            churn.append(_table(report.churn_metrics))
+            churn.append(table_html(report.churn_metrics))
         if not report.churn_note:
             churn.append('<p class="skip">No churn candidates were scored in this run.</p>')
 
-    segments = (_figure_html(_safe(plot_segments, report.segment_profiles), "Segment sizes and profiles")
-                + _table(report.segment_profiles, "No segments."))
-    k_choice = (f"<p>Chosen k: <strong>{_esc(report.chosen_k)}</strong></p>"
-                + _figure_html(_safe(plot_k_selection, report.silhouette_by_k, report.inertia_by_k, report.chosen_k),
+    segments = (figure_html(safe_plot(plot_segments, report.segment_profiles), "Segment sizes and profiles")
+                + table_html(report.segment_profiles, "No segments."))
+    k_choice = (f"<p>Chosen k: <strong>{esc(report.chosen_k)}</strong></p>"
+                + figure_html(safe_plot(plot_k_selection, report.silhouette_by_k, report.inertia_by_k, report.chosen_k),
                                "Silhouette and inertia by k"))
 
     if report.clv_deciles is None and report.clv_metrics is None:
         clv = '<p class="skip">No CLV back-test in this run.</p>'
     else:
-        clv = (_table(report.clv_metrics, "No CLV metrics.")
+        clv = (table_html(report.clv_metrics, "No CLV metrics.")
                + "<h3>Back-test by decile</h3>"
-               + _figure_html(_safe(plot_clv_deciles, report.clv_deciles), "CLV predicted vs actual by decile"))
+               + figure_html(safe_plot(plot_clv_deciles, report.clv_deciles), "CLV predicted vs actual by decile"))
 
     if report.drift is None:
         drift = '<p class="skip">No drift check in this run.</p>'
     else:
-        drift = _figure_html(_safe(plot_drift, report.drift), "PSI per feature") + _table(report.drift,
+        drift = figure_html(safe_plot(plot_drift, report.drift), "PSI per feature") + table_html(report.drift,
                                                                                          "No features checked.")
 
     bodies = {"summary": summary, "churn": "\n".join(churn), "segments": segments, "k": k_choice, "clv": clv,
-              "drift": drift, "notes": _notes(report.notes)}
-    meta = f"Model version <strong>{_esc(report.model_version)}</strong> · as of {_esc(report.as_of)}"
-    return _page(report.title, report.model_version, meta, _SECTIONS, bodies)
+              "drift": drift, "notes": notes_html(report.notes)}
+    meta = f"Model version <strong>{esc(report.model_version)}</strong> · as of {esc(report.as_of)}"
+    return page_html(report.title, report.model_version, meta, _SECTIONS, bodies)
 
 
 def render_personalization_report(report: PersonalizationReport) -> str:
@@ -849,14 +849,14 @@ def render_personalization_report(report: PersonalizationReport) -> str:
         recommendations = '<p class="skip">No recommendation evaluation in this run.</p>'
     else:
         recommendations = (
-            _table(report.rec_metrics, "No recommendation metrics.")
+            table_html(report.rec_metrics, "No recommendation metrics.")
             + "<h3>HitRate@10 by customer history</h3>"
-            + _figure_html(_safe(plot_hit_rate_by_history, report.rec_hit_rate_by_history),
+            + figure_html(safe_plot(plot_hit_rate_by_history, report.rec_hit_rate_by_history),
                            "HitRate@10 by customer history",
                            "With little or no history the lists are mostly best-seller fills, so those bars should be "
                            "close; look for the personal models to pull ahead as history grows.")
             + "<h3>Catalogue coverage</h3>"
-            + _figure_html(_safe(plot_coverage, report.rec_metrics), "Catalogue coverage per candidate",
+            + figure_html(safe_plot(plot_coverage, report.rec_metrics), "Catalogue coverage per candidate",
                            "A low share means most customers are shown the same few products (mostly the "
                            "best-sellers): weigh it against the hit rate before preferring a candidate.")
         )
@@ -865,38 +865,38 @@ def render_personalization_report(report: PersonalizationReport) -> str:
         send_times = '<p class="skip">No send-time evaluation in this run.</p>'
     else:
         send_times = (
-            _table(report.send_metrics, "No send-time back-test (it needs engagements after the training window).")
+            table_html(report.send_metrics, "No send-time back-test (it needs engagements after the training window).")
             + "<h3>Send hours given</h3>"
-            + _figure_html(_safe(plot_send_hours, report.send_hour_distribution), "Customers per local send hour",
+            + figure_html(safe_plot(plot_send_hours, report.send_hour_distribution), "Customers per local send hour",
                            "Bars that follow the line give customers the shop's busy hours; bars away from it come "
                            "from customers' own histories. One tall bar alone means nearly everyone got the same hour.")
             + "<h3>Hour priors per group</h3>"
-            + _table(report.send_prior, "No hour priors.")
+            + table_html(report.send_prior, "No hour priors.")
         )
 
     bodies = {"summary": _key_values(report.summary), "recommendations": recommendations, "send-times": send_times,
-              "samples": _table(report.samples, "No example customers."), "notes": _notes(report.notes)}
+              "samples": table_html(report.samples, "No example customers."), "notes": notes_html(report.notes)}
     versions = (report.model_versions or {}).items()
-    listed = ", ".join(f"{_esc(name)} <strong>{_esc(version)}</strong>" for name, version in versions) or "none"
-    meta = f"Model versions {listed} · as of {_esc(report.as_of)}"
-    return _page(report.title, ", ".join(f"{name} {version}" for name, version in versions) or "unversioned", meta,
+    listed = ", ".join(f"{esc(name)} <strong>{esc(version)}</strong>" for name, version in versions) or "none"
+    meta = f"Model versions {listed} · as of {esc(report.as_of)}"
+    return page_html(report.title, ", ".join(f"{name} {version}" for name, version in versions) or "unversioned", meta,
                  _PERSONALIZATION_SECTIONS, bodies)
 
 
 def render_feed_report(report: FeedReport) -> str:
     """The feed report as one self-contained HTML document."""
-    lift = [f"<p>{_esc(_LIFT_EXPLAINED)}</p>",
-            _figure_html(_safe(plot_feed_lift, report.lift), "Lift per cohort and metric",
+    lift = [f"<p>{esc(_LIFT_EXPLAINED)}</p>",
+            figure_html(safe_plot(plot_feed_lift, report.lift), "Lift per cohort and metric",
                          "Each point is one feed date's cohort and its bar the 95 % interval: a bar that crosses the "
                          "dashed line at 0 is no evidence of lift.")]
     if report.lift is not None and not report.lift.empty:
-        lift.append(_table(report.lift))
+        lift.append(table_html(report.lift))
     bodies = {"summary": _key_values(report.summary), "lift": "\n".join(lift),
-              "actions": _table(report.next_best_actions, "No next best actions: no feed rows for this date."),
-              "groups": _table(report.experiment_groups, "No experiment groups: no feed rows for this date."),
-              "notes": _notes(report.notes)}
-    meta = f"Feed date <strong>{_esc(report.as_of)}</strong>"
-    return _page(report.title, report.as_of, meta, _FEED_SECTIONS, bodies)
+              "actions": table_html(report.next_best_actions, "No next best actions: no feed rows for this date."),
+              "groups": table_html(report.experiment_groups, "No experiment groups: no feed rows for this date."),
+              "notes": notes_html(report.notes)}
+    meta = f"Feed date <strong>{esc(report.as_of)}</strong>"
+    return page_html(report.title, report.as_of, meta, _FEED_SECTIONS, bodies)
 
 
 def _file_day(as_of: str, owner: str) -> str:
@@ -932,21 +932,21 @@ def feed_report_filename(report: FeedReport) -> str:
 
 def write_report(report: TrainingReport, directory: Path) -> Path:
     """Write the report to directory/training-<as_of date>-<model_version>.html and return the path."""
-    return _write_atomically(Path(directory), report_filename(report), render_report(report))
+    return write_atomically(Path(directory), report_filename(report), render_report(report))
 
 
 def write_personalization_report(report: PersonalizationReport, directory: Path) -> Path:
     """Write the report to directory/personalization-<as_of date>-<model>_<version>-....html and return the path."""
-    return _write_atomically(Path(directory), personalization_report_filename(report),
+    return write_atomically(Path(directory), personalization_report_filename(report),
                              render_personalization_report(report))
 
 
 def write_feed_report(report: FeedReport, directory: Path) -> Path:
     """Write the report to directory/feed-<as_of date>.html and return the path."""
-    return _write_atomically(Path(directory), feed_report_filename(report), render_feed_report(report))
+    return write_atomically(Path(directory), feed_report_filename(report), render_feed_report(report))
 
 
-def _write_atomically(directory: Path, name: str, text: str) -> Path:
+def write_atomically(directory: Path, name: str, text: str) -> Path:
     """Replace directory/name atomically (a reader sees the old page or the new one, never half of one)."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / name
