@@ -29,6 +29,10 @@ source and entity, whatever started the run:
 | triggered without a logical date (API, CLI) | empty | from the watermark to the run's start |
 | a backfill of past hours (UI or `POST /api/v2/backfills`) | each hour | that hour again (watermarks never move backwards) |
 
+A failed task alerts through `tailor.airflow.notify.TailorNotifier`: e-mail when an `smtp_default` Connection (or
+Airflow's [smtp] settings) is configured, Slack when a `slack_default` webhook Connection is, and always one log line
+naming the task, the interval and the error. Gate failures fail at once; other errors retry with backoff.
+
 Credentials come from the Connections `shopify_default`, `hubspot_default` and `klaviyo_default` (with none
 defined, the local simulator); an S3 lake uses `aws_default`.
 """
@@ -37,58 +41,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, dag, task, task_group
+from airflow.sdk import CronDataIntervalTimetable, dag
 
-from tailor.airflow.assets import TAILOR_RAW
-from tailor.airflow.callbacks import DUCKDB_POOL, on_task_failure
-from tailor.sources import ENTITIES
-
-
-@task
-def extract(source: str, entity: str, data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
-    """Land one batch for the run's window; returns the batch reference (a small dict, via XCom)."""
-    from tailor import pipeline, settings, sources, warehouse
-    from tailor.airflow import hooks
-
-    window = pipeline.next_window(warehouse.Warehouse(), source, entity, data_interval_start, data_interval_end,
-                                  now=dag_run.run_after, lookback=settings.lookback())
-    extractor = sources.build_extractor(source, hooks.source_credentials(source))
-    ref = pipeline.extract_window(extractor, entity, window, hooks.lake())
-    return ref.to_dict()
-
-
-@task(pool=DUCKDB_POOL)
-def load(batch: dict) -> dict:
-    """Load the batch into raw.*; returns what was inserted."""
-    from tailor import lake, pipeline, warehouse
-    from tailor.airflow import hooks
-
-    report = pipeline.load_batches(warehouse.Warehouse(), hooks.lake(), [lake.BatchRef.from_dict(batch)])
-    return {"batch_id": batch["batch_id"], "rows_inserted": report.rows_inserted}
-
-
-@task(pool=DUCKDB_POOL, outlets=[TAILOR_RAW])
-def raw_gate(data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
-    """Validate raw.* as of the end of the run's interval (a manual run: its run_after); emits tailor_raw on success."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from tailor import pipeline, quality
-
-    _, as_of = pipeline.run_interval(data_interval_start, data_interval_end, dag_run.run_after)
-    try:
-        report = quality.run_gate("raw", as_of)
-    except quality.GateFailed as exc:
-        raise AirflowFailException(str(exc)) from exc
-    return {"suite": report.suite, "as_of": report.as_of.isoformat(), "warned": len(report.warnings),
-            "quarantined": len(report.quarantines), "docs": report.docs}
-
-
-@task(pool=DUCKDB_POOL)
-def raw_snapshot() -> dict:
-    """Publish raw.* as the read-only snapshot `dbt build --target dev` reads (only after a passed gate)."""
-    from tailor.snapshot import publish_raw_snapshot
-
-    return publish_raw_snapshot().as_dict()
+from tailor.airflow.notify import TailorNotifier
+from tailor.airflow.tasks import extract_and_load, raw_gate, raw_snapshot
 
 
 @dag(
@@ -101,23 +57,15 @@ def raw_snapshot() -> dict:
         "retries": 3,
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
-        "on_failure_callback": on_task_failure,
+        "max_retry_delay": timedelta(minutes=15),
+        "execution_timeout": timedelta(hours=1),  # for a task that sets none (tailor.airflow.tasks sets each)
+        "on_failure_callback": TailorNotifier(),
     },
     tags=["tailor", "extract"],
     doc_md=__doc__,
 )
 def tailor_extract_hourly():
-    sources = []
-    for source, entities in ENTITIES.items():
-
-        @task_group(group_id=source)
-        def per_source(source: str = source, entities: tuple[str, ...] = entities):
-            for entity in entities:
-                batch = extract.override(task_id=f"extract_{entity}")(source, entity)
-                load.override(task_id=f"load_{entity}")(batch)
-
-        sources.append(per_source())
-    sources >> raw_gate() >> raw_snapshot()
+    extract_and_load() >> raw_gate() >> raw_snapshot()
 
 
 tailor_extract_hourly()

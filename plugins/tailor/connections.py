@@ -24,13 +24,6 @@ def conn_ids() -> dict[str, str]:
     return {name: spec.conn_id for name, spec in SOURCES.items()}
 
 
-def __getattr__(name: str) -> object:
-    # CONN_IDS is computed on access so that it always follows the registry.
-    if name == "CONN_IDS":
-        return conn_ids()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class ConnectionConfigError(ValueError):
     """A Connection that cannot be used: the message names the connection and the field."""
 

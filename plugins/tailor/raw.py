@@ -30,13 +30,6 @@ def raw_tables() -> tuple[tuple[str, str], ...]:
     return tuple(sources.streams())
 
 
-def __getattr__(name: str) -> object:
-    # RAW_TABLES is computed on access so that it always follows the registry.
-    if name == "RAW_TABLES":
-        return raw_tables()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # One record version (its line, payload included) may be this large.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 

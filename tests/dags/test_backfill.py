@@ -148,6 +148,10 @@ def test_make_airflow_then_an_8_hour_backfill_four_runs_at_once_is_green_and_exa
 
     client = make_airflow.client()
     make_airflow.wait("the DAG to be parsed", lambda: client.get(f"/dags/{DAG_ID}").status_code == 200, 180)
+    # About the hourly DAG: the daily one, unpaused too, would run its latest day beside the backfill (minutes of dbt
+    # and models on the CPU and in the duckdb pool)
+    make_airflow.wait("the daily DAG to be parsed", lambda: client.get("/dags/tailor_daily").status_code == 200, 180)
+    client.patch("/dags/tailor_daily", json={"is_paused": True}).raise_for_status()
     assert client.get(f"/dags/{DAG_ID}").json()["is_paused"] is False  # a fresh database, and nobody unpaused it
 
     hour = hour_floor(datetime.now(UTC))

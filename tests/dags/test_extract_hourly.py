@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tailor import sources
 from tailor.raw import raw_table
-from tailor.sources import ENTITIES
 from tailor.warehouse import Warehouse
 from tests.dags.conftest import ROOT, run_in_airflow
 
@@ -55,7 +55,7 @@ def test_dag_parses_with_its_policies(parsed):
 
 
 def test_one_extract_and_one_pooled_load_per_source_entity(parsed):
-    expected = {f"{s}.{verb}_{e}" for s, es in ENTITIES.items() for e in es for verb in ("extract", "load")}
+    expected = {f"{s}.{verb}_{e}" for s, es in sources.entities().items() for e in es for verb in ("extract", "load")}
     assert set(parsed["tasks"]) == expected | {"raw_gate", "raw_snapshot"}
     # the raw gate: after every load, in the duckdb pool (tests/dags/test_raw_gate.py runs it); the snapshot for
     # dbt's dev target only after it passed
@@ -63,7 +63,7 @@ def test_one_extract_and_one_pooled_load_per_source_entity(parsed):
     assert parsed["tasks"]["raw_gate"]["upstream"] == sorted(t for t in expected if ".load_" in t)
     assert parsed["tasks"]["raw_snapshot"]["pool"] == "duckdb"
     assert parsed["tasks"]["raw_snapshot"]["upstream"] == ["raw_gate"]
-    for source, entities in ENTITIES.items():
+    for source, entities in sources.entities().items():
         for entity in entities:
             load = parsed["tasks"][f"{source}.load_{entity}"]
             assert load["pool"] == "duckdb"
@@ -108,7 +108,7 @@ print("STATE", run.state)
     snapshot = Warehouse(data / "snapshots" / "raw_snapshot.duckdb")
     totals = 0
     with warehouse.reader() as con, snapshot.reader() as snap:
-        for source, entities in ENTITIES.items():
+        for source, entities in sources.entities().items():
             for entity in entities:
                 # a fresh install: the first run catches up everything before its interval's end
                 truth = world.truth_versions(entity, world.now, None, end)

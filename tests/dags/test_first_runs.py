@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from simulator.world import iso
-from tests.dags.cluster import Cluster, airflow_env, free_port, hour_floor, raw_versions
+from tests.dags.cluster import DAG_ID, Cluster, airflow_env, free_port, hour_floor, raw_versions
 from tests.postgres import drop_database, fresh_database
 
 LOOKBACK_MINUTES = 10
@@ -25,7 +25,7 @@ def cluster(tmp_path):
     port = free_port()
     home = tmp_path / "airflow_home"
     home.mkdir()
-    env = airflow_env(home, fresh_database("tailor_test_airflow_first_runs"), port,
+    env = airflow_env(home, fresh_database("tailor_test_airflow_first_runs"), port, dags=(f"{DAG_ID}.py",),
                       AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
                       # task tokens signed by a scheduler whose clock is hours behind must still be valid
                       AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME=str(24 * 3600),

@@ -131,15 +131,6 @@ def source_spec(source: str) -> Source:
     return SOURCES[source]
 
 
-def __getattr__(name: str) -> object:
-    # ENTITIES and EXTRACTORS are computed on access so that they always follow SOURCES.
-    if name == "ENTITIES":
-        return entities()
-    if name == "EXTRACTORS":
-        return extractors()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def build_extractor(source: str, credentials: Credentials, **options: object) -> Extractor:
     """The source's extractor (imported on first use, so a DAG parse or a CLI call loads only what it runs).
 

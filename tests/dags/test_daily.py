@@ -1,0 +1,122 @@
+"""The daily DAG end to end through Airflow (dag.test() in a subprocess, real tasks, no mocks): on a fresh install it
+extracts the whole history from the simulator over HTTP, gates raw.*, builds the dbt layers, gates the marts, trains
+(no model is registered yet), scores, and builds, gates, exports and delivers the feed of the interval end's date to
+the simulator's Klaviyo, then writes the run report. The next day's run (not a Monday) skips training, visibly, and
+delivers that date's feed with production's models.
+
+The world is the smallest the feed tests use (tests/integration/test_feed_delivery.py: 600 customers), and training
+builds two churn snapshots instead of six, as there: the feed needs models that score, not the best ones.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tailor.warehouse import Warehouse
+from tests.dags.conftest import ROOT, run_in_airflow
+
+DAG_FILE = ROOT / "dags" / "tailor_daily.py"
+# The simulator's world ends at 2026-11-01T00:00Z (a Sunday). Day one is the run for Oct 30, as of Oct 31 00:00
+# (a Saturday); day two the run for Oct 31, as of Nov 1 00:00 (a Sunday): neither is the weekly training day.
+DAY_ONE = datetime(2026, 10, 31, tzinfo=UTC)
+DAY_TWO = datetime(2026, 11, 1, tzinfo=UTC)
+
+RUN = """
+import json
+from datetime import datetime
+
+from ml import config
+config.TRAINING_SNAPSHOTS = 2  # tasks run in this process under dag.test(): the feed tests' setting
+
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models.asset import AssetEvent
+from airflow.utils.session import create_session
+
+dag = DagBag(dag_folder={dag_file!r}).get_dag("tailor_daily")
+# Airflow 3.3's dag.test() hands the scheduler a DAG serialized without the metadata database, whose deadline alerts
+# are still definitions, not the ids update_state() looks up: a successful run then fails with "'dict' object has no
+# attribute 'hex'". The scheduler reads DAGs the DAG processor stored, with ids; test_dag_integrity.py checks the
+# alert is declared.
+dag.deadline = None
+run = dag.test(logical_date=datetime.fromisoformat({logical!r}))
+with create_session() as session:
+    tis = run.get_task_instances(session=session)
+    states = {{ti.task_id: str(ti.state) for ti in tis}}
+    seconds = {{ti.task_id: round(ti.duration or 0, 1) for ti in tis}}
+    emitted = sorted(e.source_task_id for e in session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id))
+print("RESULT", json.dumps({{"state": str(run.state), "tasks": states, "seconds": seconds, "emitted": emitted,
+                            "interval": [str(run.data_interval_start), str(run.data_interval_end)]}}))
+"""
+
+
+def _run_day(airflow_env, sim, data: Path, as_of: datetime) -> tuple[dict, str]:
+    """dag.test() of the run whose interval ends at `as_of`, with the simulator's clock there."""
+    sim.state.set_now(int(as_of.timestamp()))
+    code = RUN.format(dag_file=str(DAG_FILE), logical=as_of.isoformat())
+    result = run_in_airflow(airflow_env, code, {"TAILOR_DATA_DIR": str(data), "TAILOR_SIMULATOR_URL": sim.url,
+                                                "TAILOR_LOOKBACK_MINUTES": "10", "TAILOR_FEED_SINKS": "klaviyo"},
+                            timeout=900)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, (result.stdout[-4000:], result.stderr[-6000:])
+    outcome = json.loads(lines[-1][len("RESULT "):])
+    print(f"run as of {as_of.isoformat()}: task seconds {outcome['seconds']}")  # shown by pytest -s or on failure
+    return outcome, result.stdout + result.stderr
+
+
+def _logged_report(log: str) -> Path:
+    paths = [line.split("run report: ", 1)[1].strip().split()[0].strip("'\",") for line in log.splitlines()
+             if "run report: " in line]
+    assert paths, "the run report task logged no 'run report: <path>' line"
+    return Path(paths[-1])
+
+
+def _feed_and_deliveries(warehouse: Warehouse, day: datetime) -> tuple[int, list[tuple]]:
+    with warehouse.reader() as con:
+        rows = con.execute("select count(*) from exports.esp_feed where as_of_date = ?", [day.date()]).fetchone()[0]
+        logged = con.execute("select sink, status, rows_in_feed, rows_sent from export.deliveries "
+                             "where as_of_date = ? order by started_at", [day.date()]).fetchall()
+    return rows, logged
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_a_fresh_install_delivers_a_feed_then_the_next_day_skips_training(airflow_env, simulator, tmp_path):
+    sim = simulator(customers=600, seed=23, rate_limits=False)
+    data = tmp_path / "data"
+    warehouse = Warehouse(data / "warehouse.duckdb")
+
+    # --- day one: a fresh install: everything runs, training because no model is registered yet
+    outcome, log = _run_day(airflow_env, sim, data, DAY_ONE)
+    failed = {task: state for task, state in outcome["tasks"].items() if state != "success"}
+    assert outcome["state"] == "success" and not failed, (failed, log[-6000:])
+    assert outcome["interval"][1].startswith("2026-10-31 00:00:00")
+    assert "no production customer, recommendation, send-time model registered yet" in log
+    assert outcome["emitted"] == ["deliver", "marts_gate", "raw_gate"]  # tailor_feed, tailor_marts, tailor_raw
+
+    rows, logged = _feed_and_deliveries(warehouse, DAY_ONE)
+    assert rows > 100  # the consented customers of a 600-customer shop as of that day
+    assert logged == [("klaviyo", "complete", rows, rows)]  # the first delivery sends every row
+    export_dir = data / "outbox" / DAY_ONE.date().isoformat()
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    assert manifest["rows"] == rows
+    assert (export_dir / "feed.jsonl.gz").exists()
+    assert "dbt core: model.tailor.customers" in log  # the per-model table of a layer task
+    report = _logged_report(log)
+    assert report.exists() and report.stat().st_size > 0
+
+    # --- day two: not the weekly day, production models registered, no drift request: training is skipped
+    outcome, log = _run_day(airflow_env, sim, data, DAY_TWO)
+    states = outcome["tasks"]
+    assert outcome["state"] == "success", log[-6000:]
+    assert states["train"] == "skipped"
+    assert {task: state for task, state in states.items() if task != "train" and state != "success"} == {}
+    assert "no training as of 2026-11-01T00:00:00+00:00" in log
+    rows, logged = _feed_and_deliveries(warehouse, DAY_TWO)
+    assert rows > 100
+    assert len(logged) == 1 and logged[0][:3] == ("klaviyo", "complete", rows)  # a delta: only what changed
+    assert (data / "outbox" / DAY_TWO.date().isoformat() / "manifest.json").exists()
+    assert _logged_report(log).exists()
