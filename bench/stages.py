@@ -204,6 +204,42 @@ def dbt(ctx: Context) -> StageResult:
     })
 
 
+def dbt_layers(ctx: Context) -> StageResult:
+    """The daily DAG's dbt build as Airflow runs it, one task (so one fresh process: Python, dbt's import, the parse)
+    per layer of tailor.airflow.dbt_layers, against one plain build in one fresh process: both from scratch
+    (--full-refresh) on the warehouse the dbt stage built, as of the same time. The ratio is what per-layer
+    visibility in the Airflow UI costs."""
+    import subprocess
+    import sys
+
+    from bench.rawdata import base_inputs
+    from tailor.airflow.dbt_layers import LAYER_NAMES
+
+    run_dir = ctx.work_dir / "dbt-run"
+    path = run_dir / "warehouse.duckdb"
+    if not path.exists():
+        raise RuntimeError(f"no warehouse at {path}: run the dbt stage first at size {ctx.size}")
+    _, _, now = base_inputs(ctx.work_dir.parent, ctx.seed)
+    options = f"{now.isoformat()!r}, duckdb_path={str(path)!r}, state_dir={str(run_dir / 'dbt')!r}, " \
+              "full_refresh=True, quiet=True"
+
+    def fresh_process(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return time.perf_counter() - started
+
+    plain = fresh_process(f"from tailor import transform; transform.build({options})")
+    layers = {name: fresh_process(f"from tailor.airflow.dbt_layers import build_layer; "
+                                  f"build_layer({name!r}, {options})") for name in LAYER_NAMES}
+    layered = sum(layers.values())
+    return StageResult(rows=len(layers), unit="layers", seconds=layered, details={
+        "plain_build_seconds": round(plain, 1),
+        "layers_seconds": "; ".join(f"{name} {seconds:,.1f}" for name, seconds in layers.items()),
+        "layered_over_plain": f"{layered / plain:.2f}",
+        "peak_rss_mb_of_the_builds": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+    })
+
+
 # --- gate --------------------------------------------------------------------------------------------------------
 
 
@@ -471,6 +507,7 @@ def _clocked_say():
     return say
 
 
-STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt, "hourly": hourly,
+STAGES = {"generate": generate, "export": export, "serve": serve, "extract": extract, "dbt": dbt,
+          "dbt_layers": dbt_layers, "hourly": hourly,
           "baskets": baskets, "gate": gate, "train": train, "score": score, "train_personalization": train_personalization,
           "score_personalization": score_personalization, "feed": feed, "deliver": deliver}

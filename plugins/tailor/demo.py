@@ -1,26 +1,125 @@
-"""`make demo`: run what Tailor has so far on the embedded defaults: extract from the local live simulator, load
-DuckDB, gate raw.*, publish the raw snapshot, build the dbt project as of the extract's end, gate the marts, show
-them, then train the customer models (segments, churn, CLV) and the personalization models (product recommendations,
-send times) against their baselines, score every customer, and build, gate, export and deliver the per-customer feed:
-the local outbox and the simulator's Klaviyo (bulk profile import); three exported rows and the delivery log end it.
+"""`make demo`: the last seven days of the local live shop through the daily DAG, then what they left behind.
 
-The simulator (tailor.local_simulator) is a live shop whose anchor is kept under the data dir, so each run of the
-demo meets the same shop, further on: the first run lands its whole history, later runs what changed since.
+    python -m tailor demo
+
+It starts (or reuses) the local live simulator, prepares the Airflow metadata database `make airflow` uses (the local
+PostgreSQL when it answers, else SQLite under the data dir), and runs `tailor_daily` for each of the last seven
+days, oldest first, with `dag.test()`: the same tasks, in the same order, as the scheduler runs them (catch-up
+extract and load, raw gate, dbt in layers, marts gate, training when due, scoring, the feed built, gated, exported
+and delivered to the simulator's Klaviyo, the run report). Each run computes as of its interval's end (midnight UTC),
+so its gates, dbt build and models see exactly the data up to it: the first day lands the shop's whole history, the
+others what changed that day. A day whose run already succeeded is not run again: a second `make demo` the same day
+only prints the summary, one a day later runs that day. Airflow's log of each day goes to
+<data dir>/demo/daily-<date>.log; `make airflow` then shows the runs in its UI.
+
+The summary: records per source, tables and rows, gate results, the models against their baselines, segments, feed
+rows and deliveries per day, three exported rows, and where to look next.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from tailor import local_simulator, settings
 from tailor.times import stamp
 
+DAYS = 7
+DAILY_DAG = "tailor_daily"
+DAGS = Path(__file__).resolve().parents[2] / "dags"
 
-def _run_tailor(*args: str, package: str = "tailor") -> int:
-    print(f"\ndemo: python -m {package} {' '.join(args)}", flush=True)
-    return subprocess.run([sys.executable, "-m", package, *args], check=False).returncode
+
+def run() -> int:
+    started = time.monotonic()
+    # The simulator stays up to the end: each day's feed is delivered to its Klaviyo.
+    with local_simulator.running(settings.simulator_url(), say=lambda line: print(f"demo: {line}", flush=True)) as url:
+        tour = subprocess.run([sys.executable, "-m", "simulator", "tour", "--url", url], check=False)
+        if tour.returncode != 0:
+            return tour.returncode
+        ends = run_ends(local_simulator.clock(url))
+        code = _daily_runs(url, ends)
+    if code != 0:
+        return code
+    _summary(ends)
+    print(f"\ndemo: done in {time.monotonic() - started:.0f} s", flush=True)
+    return 0
+
+
+def run_ends(clock: datetime) -> list[datetime]:
+    """The interval ends of the last DAYS complete days before `clock` (midnights UTC), oldest first."""
+    today = clock.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return [today - timedelta(days=back) for back in range(DAYS - 1, -1, -1)]
+
+
+def _daily_runs(url: str, ends: list[datetime]) -> int:
+    """The daily DAG for each day, in a process configured for Airflow (it reads its settings once, at import)."""
+    from tailor.airflow import local
+
+    database, env = local.prepare(settings.airflow_port())
+    env["TAILOR_SIMULATOR_URL"] = url
+    first, last = (ends[0] - timedelta(days=1)).date(), (ends[-1] - timedelta(days=1)).date()
+    print(f"\ndemo: the daily DAG for {first} to {last}, each as of its day's end; Airflow's {database.note}",
+          flush=True)
+    code = "import sys; from tailor.demo import run_days; sys.exit(run_days(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, str(settings.data_dir() / "demo"),
+                           *(end.isoformat() for end in ends)], env=env, check=False).returncode
+
+
+def run_days(argv: list[str]) -> int:
+    """(In the Airflow-configured process.) dag.test() of the daily DAG for each interval end of argv[1:], but a day
+    whose run already succeeded; Airflow's output goes to argv[0]/daily-<date>.log, one line per day to the terminal."""
+    log_dir, ends = Path(argv[0]), [datetime.fromisoformat(text) for text in argv[1:]]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    say = os.fdopen(os.dup(1), "w", buffering=1)  # the terminal, kept before Airflow's output goes to the day's file
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.state import DagRunState
+
+    dag = DagBag(dag_folder=str(DAGS / f"{DAILY_DAG}.py")).get_dag(DAILY_DAG)
+    # dag.test() in Airflow 3.3 fails a successful run whose DAG declares a deadline alert ("'dict' object has no
+    # attribute 'hex'": its in-memory serialization has no alert ids); the scheduler's runs keep the alert
+    dag.deadline = None
+    for end in ends:
+        day = (end - timedelta(days=1)).date()
+        log_path = log_dir / f"daily-{day}.log"
+        if DagRun.find(dag_id=DAILY_DAG, logical_date=end, state=DagRunState.SUCCESS):
+            print(f"demo: {day}: its daily run already succeeded (log {log_path})", file=say)
+            continue
+        started = time.monotonic()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with log_path.open("w") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                run = dag.test(logical_date=end)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+        failed = sorted(task for task, state in states.items() if state not in ("success", "skipped"))
+        models = "trained the models" if states.get("train") == "success" else "scored with production's models"
+        print(f"demo: {day}: {run.state} in {time.monotonic() - started:.0f} s, {len(states)} tasks, {models} "
+              f"(log {log_path})", file=say)
+        if str(run.state) != "success" or failed:
+            print(f"demo: failed: {', '.join(failed) or 'the run'}; the end of its log:", file=say)
+            print("\n".join(log_path.read_text(errors="replace").splitlines()[-40:]), file=say)
+            return 1
+    return 0
+
+
+def _summary(ends: list[datetime]) -> None:
+    _print_raw_counts()
+    _print_marts()
+    _print_gates()
+    _print_models()
+    _print_feed_and_deliveries(ends)
+    _print_feed_samples(ends[-1])
+    _print_next(ends[-1])
 
 
 def _print_raw_counts() -> None:
@@ -62,73 +161,95 @@ def _print_marts() -> None:
                 print(f"  {segment or '(none)':<20} {count:>7,}  {count / total:>6.1%}")
 
 
-def run() -> int:
-    did: list[str] = []
+def _print_gates() -> None:
+    """The latest run of each gate: how many expectations passed, warned, quarantined rows or failed."""
+    from tailor.warehouse import Warehouse, has_table
 
-    def step(what: str, *args: str, package: str = "tailor") -> int:
-        code = _run_tailor(*args, package=package)
-        did.append(f"{'ok  ' if code == 0 else 'FAIL'} {what}: python -m {package} {' '.join(args)}")
-        return code
-
-    def finish(code: int) -> int:
-        print("\ndemo: what it did:")
-        for line in did:
-            print(f"  {line}")
-        return code
-
-    # The simulator stays up to the end: the feed is delivered to its Klaviyo.
-    with local_simulator.running(settings.simulator_url(), say=lambda line: print(f"demo: {line}", flush=True)) as url:
-        did.append(f"ok   started or reused the live simulator at {url}")
-        code = _pipeline(url, step)
-    finish(code)
-    if code == 0:
-        print("\ndemo: The shop keeps trading: run `make demo` again to extract only what changed since the "
-              "watermarks;\ndemo: the next delivery sends only the customers whose feed row changed.\n"
-              "demo: Explore the project yourself beside the schedule: cd dbt_project && ../.venv/bin/dbt build "
-              "--target dev")
-    return code
+    with Warehouse().reader() as con:
+        if not has_table(con, "quality.gate_results"):
+            return
+        rows = con.execute("""
+            with runs as (
+                select suite, run_id, as_of, row_number() over (partition by suite order by run_at desc) as newest
+                from (select distinct suite, run_id, as_of, run_at from quality.gate_results)
+            )
+            select runs.suite, runs.as_of, count(*) filter (where results.status = 'passed'),
+                count(*) filter (where results.status = 'warned'),
+                count(*) filter (where results.status = 'quarantined'), count(*) filter (where results.status = 'failed')
+            from runs join quality.gate_results as results on results.run_id = runs.run_id
+            where runs.newest = 1 group by runs.suite, runs.as_of order by runs.suite""").fetchall()
+    print(f"\ndemo: the gates' latest runs (quality.gate_results; Data Docs: {settings.quality_dir() / 'docs'}):")
+    for suite, at, passed, warned, quarantined, failed in rows:
+        print(f"  {suite:<6} as of {stamp(at)}: {passed} passed, {warned} warned, {quarantined} quarantined, "
+              f"{failed} failed")
 
 
-def _pipeline(url: str, step) -> int:
-    tour = subprocess.run([sys.executable, "-m", "simulator", "tour", "--url", url], check=False)
-    if tour.returncode != 0:
-        return tour.returncode
-    # A manual run: from each entity's watermark (none yet: the whole history) to now, then load what landed.
-    if step("extracted every source since its watermark", "extract", "--source", "all") != 0:
-        return 1
-    if step("loaded the landed batches into raw.*", "load") != 0:
-        return 1
-    # The data describes the shop up to the simulator's clock: build as of it (or now, if the clock is ahead: the
-    # extract stopped at now), so recency, engagement windows and churn are measured from the data's present.
-    as_of = min(local_simulator.clock(url), datetime.now(UTC))
-    _print_raw_counts()
-    # the raw gate checks the loads just made: as of now, the end of the window they covered
-    if step("passed the raw gate", "gate", "raw", "--as-of", stamp(datetime.now(UTC))) != 0:
-        return 1
-    if step("published the raw snapshot for dbt's dev target", "snapshot") != 0:
-        return 1
-    as_of_text = stamp(as_of)
-    if step(f"built the dbt project as of {as_of_text}", "build", "--as-of", as_of_text, "--quiet") != 0:
-        return 1
-    if step("passed the marts gate", "gate", "marts", "--as-of", as_of_text) != 0:
-        return 1
-    _print_marts()
-    # training builds the past feature and label snapshots it lacks (once per date), then the marts as of as_of_text again
-    if step("trained segments, churn, CLV, recommenders and send times against their baselines", "train", "--as-of",
-            as_of_text, package="ml") != 0:
-        return 1
-    if step("scored every customer into ml.customer_scores, ml.customer_recommendations and ml.customer_send_times",
-            "score", "--as-of", as_of_text, package="ml") != 0:
-        return 1
-    for what, args in (("built the feed (exports.esp_feed) of the consented customers", ("build",)),
-                       ("passed the feed gate", ("gate",)),
-                       ("exported the feed to the outbox", ("export",)),
-                       ("delivered the feed to the simulator's Klaviyo (bulk profile import)",
-                        ("deliver", "--sink", "klaviyo"))):
-        if step(what, "feed", *args, "--as-of", as_of_text) != 0:
-            return 1
-    _print_feed_samples(as_of)
-    return 0
+def _print_models() -> None:
+    """Production's models and the baselines they were measured against on their validation window."""
+    import re
+
+    from ml.personalization import recommendation_registry, send_time_registry
+    from ml.registry import Registry
+
+    families = (("customer models: churn ROC-AUC", Registry, r"^churn_(.+)_roc_auc$"),
+                ("recommendations: hit rate @10 on new-to-customer purchases", recommendation_registry,
+                 r"^rec_(.+)_hit_rate_at_10$"),
+                ("send times: share of later opens and clicks within +-1 h", send_time_registry,
+                 r"^send_(.+)_hit_share$"))
+    print("\ndemo: the models in production, against their baselines (validation window of their training):")
+    for what, registry, pattern in families:
+        production = registry().production()
+        if production is None:
+            print(f"  {what}: none in production")
+            continue
+        scores = sorted(((match.group(1), value) for key, value in production.metrics.items()
+                         if (match := re.match(pattern, key))), key=lambda item: -item[1])
+        shown = ", ".join(f"{name} {value:.3f}" for name, value in scores)
+        print(f"  {what} ({production.model_version}): {shown}")
+
+
+def _print_feed_and_deliveries(ends: list[datetime]) -> None:
+    """Per day: consented customers in the feed, and what each sink was sent."""
+    from tailor.warehouse import Warehouse, has_table
+
+    dates = [end.date() for end in ends]
+    with Warehouse().reader() as con:
+        if not has_table(con, "exports.esp_feed"):
+            return
+        feed = dict(con.execute("select as_of_date, count(*) from exports.esp_feed "
+                                "where as_of_date in (select unnest(?)) group by 1", [dates]).fetchall())
+        sent = {}
+        if has_table(con, "export.deliveries"):
+            for day, sink, status, rows_sent, unchanged in con.execute(
+                    "select as_of_date, sink, status, sum(rows_sent), sum(rows_unchanged) from export.deliveries "
+                    "where as_of_date in (select unnest(?)) group by 1, 2, 3 order by 1, 2", [dates]).fetchall():
+                sent.setdefault(day, []).append(f"{sink} {status}: {rows_sent:,} sent, {unchanged:,} unchanged")
+        segments = con.execute("select segment_name, count(*) from ml.customer_scores where as_of_date = ? "
+                               "group by 1 order by 2 desc", [dates[-1]]).fetchall() \
+            if has_table(con, "ml.customer_scores") else []
+    if segments:
+        total = sum(count for _, count in segments) or 1
+        print(f"\ndemo: segments of {dates[-1]} (ml.customer_scores):")
+        for name, count in segments:
+            print(f"  {name:<28} {count:>7,}  {count / total:>6.1%}")
+    print("\ndemo: the feed of each run's as-of date (exports.esp_feed: consented customers) and its deliveries "
+          "(export.deliveries):")
+    for day in dates:
+        print(f"  {day}: {feed.get(day, 0):>7,} rows; {'; '.join(sent.get(day, ['nothing delivered']))}")
+
+
+def _print_next(as_of: datetime) -> None:
+    data = settings.data_dir()
+    print("\ndemo: where to look next:")
+    print("  make airflow                   the Airflow UI: these daily runs, their tasks and logs (login admin/admin)")
+    print(f"  {data / 'reports' / 'run' / as_of.date().isoformat() / 'run-report.html'}"
+          "   the last day's run report")
+    print(f"  {data / 'reports'}   the model reports (one per training)")
+    print(f"  {settings.quality_dir() / 'docs' / 'index.html'}   the gates' Data Docs")
+    print("  cd dbt_project && ../.venv/bin/dbt docs generate && ../.venv/bin/dbt docs serve   the dbt docs "
+          "(lineage, columns, tests)")
+    print("  make demo again tomorrow: the daily run for the day that passed; python -m tailor snapshot, then "
+          "cd dbt_project && ../.venv/bin/dbt build --target dev: build by hand beside the schedule")
 
 
 def _print_feed_samples(as_of: datetime) -> None:
