@@ -50,7 +50,8 @@ def free_port() -> int:
 
 
 class Cluster:
-    def __init__(self, env: dict[str, str], logs: Path, port: int):
+    def __init__(self, env: dict[str, str], logs: Path, port: int, dag_id: str = DAG_ID):
+        self.dag_id = dag_id  # the DAG whose runs client(), runs() and task_failures() look at
         self.env = env
         self.logs = logs
         self.port = port
@@ -118,11 +119,11 @@ class Cluster:
         bearer = self.wait("the API server", token, 180)
         self._client = httpx.Client(base_url=f"{self.api}/api/v2", timeout=30,
                                     headers={"Authorization": f"Bearer {bearer}"})
-        self.wait("the DAG to be parsed", lambda: self._client.get(f"/dags/{DAG_ID}").status_code == 200, 180)
+        self.wait("the DAG to be parsed", lambda: self._client.get(f"/dags/{self.dag_id}").status_code == 200, 180)
         return self._client
 
     def runs(self, **params) -> list[dict]:
-        return self.client().get(f"/dags/{DAG_ID}/dagRuns", params={"limit": 100, **params}).json()["dag_runs"]
+        return self.client().get(f"/dags/{self.dag_id}/dagRuns", params={"limit": 100, **params}).json()["dag_runs"]
 
     def wait_for_runs(self, count: int = 1, timeout: float = 600, ending: datetime | None = None,
                       **params) -> list[dict]:
@@ -146,11 +147,11 @@ class Cluster:
     def task_failures(self, runs: list[dict]) -> str:
         lines = []
         for run in runs:
-            tis = self.client().get(f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances").json()
+            tis = self.client().get(f"/dags/{self.dag_id}/dagRuns/{run['dag_run_id']}/taskInstances").json()
             for ti in tis.get("task_instances", []):
                 if ti["state"] not in ("success", "skipped"):
                     lines.append(f"{run['dag_run_id']} {ti['task_id']}: {ti['state']}")
-                    log = self.client().get(f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/"
+                    log = self.client().get(f"/dags/{self.dag_id}/dagRuns/{run['dag_run_id']}/taskInstances/"
                                             f"{ti['task_id']}/logs/{max(1, ti['try_number'])}",
                                             headers={"Accept": "text/plain"})
                     lines.append(log.text[-3000:])

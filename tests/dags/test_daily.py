@@ -11,13 +11,16 @@ builds two churn snapshots instead of six, as there: the feed needs models that 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tailor.warehouse import Warehouse
+from tests.dags.cluster import Cluster, airflow_env, free_port
 from tests.dags.conftest import ROOT, run_in_airflow
+from tests.postgres import drop_database, fresh_database, pg_settings
 
 DAG_FILE = ROOT / "dags" / "tailor_daily.py"
 # The simulator's world ends at 2026-11-01T00:00Z (a Sunday). Day one is the run for Oct 30, as of Oct 31 00:00
@@ -27,6 +30,7 @@ DAY_TWO = datetime(2026, 11, 1, tzinfo=UTC)
 
 RUN = """
 import json
+import os
 from datetime import datetime
 
 from ml import config
@@ -82,11 +86,18 @@ def _feed_and_deliveries(warehouse: Warehouse, day: datetime) -> tuple[int, list
     return rows, logged
 
 
+@pytest.fixture(scope="module")
+def default_setup(tmp_path_factory) -> Path:
+    """The data dir of the daily runs made in the default setup (dag.test(), in process, SQLite metadata), which the
+    Celery topology's run of the same day is compared with."""
+    return tmp_path_factory.mktemp("daily") / "data"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_a_fresh_install_delivers_a_feed_then_the_next_day_skips_training(airflow_env, simulator, tmp_path):
+def test_a_fresh_install_delivers_a_feed_then_the_next_day_skips_training(airflow_env, simulator, default_setup):
     sim = simulator(customers=600, seed=23, rate_limits=False)
-    data = tmp_path / "data"
+    data = default_setup
     warehouse = Warehouse(data / "warehouse.duckdb")
 
     # --- day one: a fresh install: everything runs, training because no model is registered yet
@@ -120,3 +131,79 @@ def test_a_fresh_install_delivers_a_feed_then_the_next_day_skips_training(airflo
     assert len(logged) == 1 and logged[0][:3] == ("klaviyo", "complete", rows)  # a delta: only what changed
     assert (data / "outbox" / DAY_TWO.date().isoformat() / "manifest.json").exists()
     assert _logged_report(log).exists()
+
+
+CELERY_DATABASE = "tailor_test_airflow_celery"
+REDIS_DB = 13  # a database of the local Redis of its own, flushed before and after
+FEW_SNAPSHOTS = Path(__file__).with_name("few_snapshots")
+
+
+def _feed(warehouse: Warehouse, day: datetime) -> list[tuple]:
+    with warehouse.reader() as con:
+        return con.execute("select * from exports.esp_feed where as_of_date = ? order by customer_id",
+                           [day.date()]).fetchall()
+
+
+def _celery_results(database: str) -> dict[str, int]:
+    """Celery task outcomes in the result backend's table, by status."""
+    import psycopg2
+
+    con = psycopg2.connect(**pg_settings(database))
+    try:
+        with con.cursor() as cur:
+            cur.execute("select status, count(*) from celery_taskmeta group by status")
+            return dict(cur.fetchall())
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_the_same_day_on_celery_with_postgres_and_redis_delivers_the_same_feed(default_setup, simulator, tmp_path):
+    """The production topology: metadata on PostgreSQL, the CeleryExecutor on Redis, tasks run by a separate `airflow
+    celery worker` process, the run started as a one-day backfill through the API (max_active_runs 4, as the UI
+    does). Its feed is the default setup's for that day, row for row."""
+    import redis
+
+    expected = _feed(Warehouse(default_setup / "warehouse.duckdb"), DAY_ONE)
+    assert expected, "the default setup's run of day one (the test before) left no feed to compare with"
+    broker = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    broker.flushdb()
+    sim = simulator(customers=600, seed=23, rate_limits=False)
+    sim.state.set_now(int(DAY_ONE.timestamp()))
+    port = free_port()
+    home = tmp_path / "airflow_home"
+    home.mkdir()
+    database = fresh_database(CELERY_DATABASE)
+    data = tmp_path / "data"
+    env = airflow_env(home, database, port, dags=("tailor_daily.py",),
+                      AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+                      AIRFLOW__CELERY__BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
+                      AIRFLOW__CELERY__RESULT_BACKEND=f"db+{database}",
+                      AIRFLOW__CELERY__WORKER_CONCURRENCY="4",
+                      AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+                      TAILOR_DATA_DIR=str(data), TAILOR_SIMULATOR_URL=sim.url, TAILOR_LOOKBACK_MINUTES="10",
+                      TAILOR_FEED_SINKS="klaviyo")
+    cluster = Cluster(env, tmp_path, port, dag_id="tailor_daily")
+    try:
+        cluster.start_api_server()
+        cluster.start("dag-processor", "dag-processor")
+        # no scheduled runs: the shop's clock stands at day one, the wall clock weeks later
+        cluster.start("scheduler", "scheduler", extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"})
+        pythonpath = os.pathsep.join(filter(None, [str(FEW_SNAPSHOTS), env.get("PYTHONPATH")]))
+        cluster.start("worker", "celery", "worker", extra_env={"PYTHONPATH": pythonpath})
+        day = (DAY_ONE - timedelta(days=1)).isoformat()  # a run's logical date is its interval's start
+        response = cluster.client().post("/backfills", json={"dag_id": "tailor_daily", "from_date": day, "to_date": day,
+                                                             "max_active_runs": 4, "reprocess_behavior": "none"})
+        assert response.status_code in (200, 201), response.text
+        (run,) = cluster.wait_for_runs(1, timeout=1200, run_type="backfill")
+        assert run["data_interval_end"].startswith("2026-10-31T00:00:00")
+        tasks = cluster.client().get(f"/dags/tailor_daily/dagRuns/{run['dag_run_id']}/taskInstances").json()
+        assert {ti["state"] for ti in tasks["task_instances"]} == {"success"}, tasks  # training too: no model yet
+        # every task went through Celery: the worker reported each one's outcome to the result backend
+        assert _celery_results(CELERY_DATABASE) == {"SUCCESS": len(tasks["task_instances"])}
+        assert _feed(Warehouse(data / "warehouse.duckdb"), DAY_ONE) == expected
+    finally:
+        cluster.stop()
+        broker.flushdb()
+        drop_database(CELERY_DATABASE)
