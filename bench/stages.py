@@ -153,18 +153,17 @@ SERVE_SECONDS_PER_API = 10
 # --- dbt ---------------------------------------------------------------------------------------------------------
 
 
-def dbt(ctx: Context) -> StageResult:
-    """dbt build of the whole project (every model, seed and test) on raw.* of the size's world, as of its clock, from
-    scratch (--full-refresh). The hourly stage then loads the next hour into the same warehouse and builds again."""
+def _fresh_build_warehouse(ctx: Context) -> tuple[Path, int, bool]:
+    """(the warehouse file a build stage builds into, the replication factor, whether it is the cached file itself):
+    raw.* of the size's world, nothing built; a copy of the cache, or at L (41 GB, no room for a copy) the cached
+    file lent (bench.rawdata.lend_from_cache), which the run gives back when it ends."""
     import shutil
 
     from bench.rawdata import lend_from_cache, return_to_cache, warehouse_at_size
-    from tailor import transform
-    from tailor.warehouse import Warehouse
 
     run_dir = ctx.work_dir / "dbt-run"
     return_to_cache(run_dir / "warehouse.duckdb")  # lent to a run that stopped before giving it back
-    source, _, factor, now = warehouse_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
+    source, _, factor, _ = warehouse_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     path = run_dir / "warehouse.duckdb"
@@ -172,11 +171,24 @@ def dbt(ctx: Context) -> StageResult:
     in_place = shutil.disk_usage(run_dir).free <= 3 * source.stat().st_size
     if not in_place:
         shutil.copyfile(source, path)  # the builds write into it: a fresh copy per run
-    else:  # no room for a copy (L: 41 GB of raw.*): build on the cached file itself, returned when the run ends
+    else:
         marker_text = marker.read_text()
         marker.unlink()
         shutil.move(source, path)
         lend_from_cache(path, source, marker_text)
+    return path, factor, in_place
+
+
+def dbt(ctx: Context) -> StageResult:
+    """dbt build of the whole project (every model, seed and test) on raw.* of the size's world, as of its clock, from
+    scratch (--full-refresh). The hourly stage then loads the next hour into the same warehouse and builds again."""
+    from bench.rawdata import base_inputs, return_to_cache
+    from tailor import transform
+    from tailor.warehouse import Warehouse
+
+    path, factor, in_place = _fresh_build_warehouse(ctx)
+    run_dir = path.parent
+    _, _, now = base_inputs(ctx.work_dir.parent, ctx.seed)
     warehouse = Warehouse(path)
     with warehouse.reader() as con:
         raw_rows = sum(con.execute(f"select count(*) from raw.{name}").fetchone()[0] for (name,) in con.execute(  # noqa: S608
@@ -207,18 +219,18 @@ def dbt(ctx: Context) -> StageResult:
 def dbt_layers(ctx: Context) -> StageResult:
     """The daily DAG's dbt build as Airflow runs it, one task (so one fresh process: Python, dbt's import, the parse)
     per layer of tailor.airflow.dbt_layers, against one plain build in one fresh process: both from scratch
-    (--full-refresh) on the warehouse the dbt stage built, as of the same time. The ratio is what per-layer
-    visibility in the Airflow UI costs."""
+    (--full-refresh) on the warehouse the dbt stage built (alone: on raw.* of the size), as of the same time. The
+    ratio is what per-layer visibility in the Airflow UI costs."""
     import subprocess
     import sys
 
     from bench.rawdata import base_inputs
     from tailor.airflow.dbt_layers import LAYER_NAMES
 
-    run_dir = ctx.work_dir / "dbt-run"
-    path = run_dir / "warehouse.duckdb"
-    if not path.exists():
-        raise RuntimeError(f"no warehouse at {path}: run the dbt stage first at size {ctx.size}")
+    path = ctx.work_dir / "dbt-run" / "warehouse.duckdb"
+    if not path.exists():  # alone, or the dbt stage failed: raw.* of the size, nothing built
+        path, _, _ = _fresh_build_warehouse(ctx)
+    run_dir = path.parent
     _, _, now = base_inputs(ctx.work_dir.parent, ctx.seed)
     options = f"{now.isoformat()!r}, duckdb_path={str(path)!r}, state_dir={str(run_dir / 'dbt')!r}, " \
               "full_refresh=True, quiet=True"
