@@ -24,9 +24,14 @@ without an interval runs as of the moment it was triggered (its `run_after`), li
 5. **decide_training** (a branch) then **train**: the customer models (segments, churn, CLV) and the
    personalization models (recommendations, send times) retrain when the as-of is a Monday (the weekly
    retraining), when the previous day's scoring recorded drift past its threshold (`needs_retraining` in
-   ml.model_monitoring), or when a model family has no production version yet (a fresh install still produces a
-   feed). Otherwise `train` shows as **skipped** and the branch's log says why.
-6. **score** (runs after train or its skip): every customer with production's models; drift is recorded.
+   ml.model_monitoring), or when a model family has no version promoted as of the run's date (a fresh install still
+   produces a feed). Otherwise `train` shows as **skipped** and the branch's log says why; so it does when the date
+   was trained and decided before (a re-run). A day decides only when the previous day's decision, training and
+   scoring are done (depends_on_past, wait_for_downstream): days run side by side still meet their models in date
+   order.
+6. **score** (runs after train or its skip): every customer with the models in production as of the run's date (the
+   latest promoted version trained at or before it, ml.registry): a past date scores with the models it had then.
+   Drift is recorded.
 7. **feed_build** (dbt, selector `feed`) -> **feed_gate** -> **export** (outbox/<date>/, manifest last) ->
    **deliver** to each sink of `TAILOR_FEED_SINKS` (only the rows that changed; emits `tailor_feed`) ->
    **run_report** (tailor.run_report; the log says `run report: <path>`).
@@ -38,14 +43,16 @@ same data); other errors retry with exponential backoff. A failed task alerts th
 finished 6 hours after it was queued (a scheduled run is queued at its interval end) raises a deadline alert
 through the same notifier, from the triggerer.
 
-**Backfill** past days from the UI (Backfill) or `POST /api/v2/backfills` with this DAG's id and a date range:
+**Backfill** past days from the UI (Backfill) or `POST /api/v2/backfills` with this DAG's id and a date range, and
+"reprocess failed" or "reprocess completed" (Airflow refuses "none" for a DAG with depends_on_past tasks):
 `max_active_runs=4` runs four days at once; their extracts overlap on the network, the DuckDB writers take turns in
-the pool. Each day re-reads its interval, builds as of its own end, and trains on its Mondays (or when asked by drift,
-or with no model yet); a day's feed replaces only that day's partition and its delivery sends only what changed. A
-past Monday's training competes with production by the promotion rule (validation on its own window): backfill a
-range without Mondays, or expect production's version to change. A past day's delivery sends that day's values,
-older than what the ESP may hold: backfill only days never delivered, or run the backfill's workers with
-`TAILOR_FEED_SINKS=none` (the outbox export only).
+the pool, and each day's models wait for the day before's (above). Each day re-reads its interval, builds as of its
+own end, trains on its Mondays (or when asked by drift, or with no model promoted as of then) against the model in
+production before it, and scores with the models of its date: a day's feed is what a run on that day produced. A
+past Monday's promotion moves the `production` alias only if no later-trained model holds it. A day's feed replaces
+only that day's partition; its delivery sends only what changed, and nothing at all to a sink that already took a
+later day's feed (the ESP keeps the newer values; the export stays in the outbox). "Reprocess completed" days so
+change nothing delivered.
 """
 
 from __future__ import annotations
@@ -107,7 +114,8 @@ def tailor_daily():
     decide = tasks.decide_training()
     trained = tasks.train()
     scored = tasks.score()
-    loads >> tasks.raw_gate() >> dbt() >> tasks.marts_gate() >> decide >> trained >> scored
+    loads >> tasks.raw_gate() >> dbt() >> tasks.marts_gate() >> decide >> [trained, scored]
+    trained >> scored
     (scored >> tasks.feed_build() >> tasks.feed_gate() >> tasks.export() >> tasks.deliver()
      >> tasks.run_report())
 

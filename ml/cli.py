@@ -18,7 +18,7 @@ _DESCRIPTION = {
              "time-based splits, score the baselines on the same window, log everything to MLflow and promote each "
              "candidate that beats production. Missing feature and label snapshots of past dates are built with dbt "
              "first (unless --no-build).",
-    "score": "Score every customer as of --as-of with the production models (or --model-version for the customer "
+    "score": "Score every customer as of --as-of with the models in production then (or --model-version for the customer "
              "models) into ml.customer_scores, ml.customer_recommendations and ml.customer_send_times, and record "
              "feature and score drift in ml.model_monitoring.",
     "evaluate": "Score production's models and their baselines on the latest window labelled by --as-of.",

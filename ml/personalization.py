@@ -355,7 +355,7 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, rec_registry: 
 
     # --- promotion, each family on its own rule --------------------------------------------------------------------
     rec_candidate_metrics = _rec_metrics_logged(rec_metrics, recipe.candidate)
-    rec_production = rec_registry.production()
+    rec_production = rec_registry.production(as_of)
     if rec_production is not None and len(usable):
         say(f"ml: recommendations: production's recipe ({rec_production.bundle.candidate}) on the same window")
         again = _check_recommenders(shop, before, rec_production.bundle, validation_at,
@@ -370,7 +370,7 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, rec_registry: 
     clock.lap("recommendations")
 
     send_candidate_metrics = _send_metrics_logged(send_metrics)
-    send_production = send_registry.production()
+    send_production = send_registry.production(as_of)
     if send_production is not None and len(send_metrics):
         production_table = _check_send_times(shop, before, send_production.bundle, validation_at)
         send_promote, send_reason = promotion_decision(
@@ -391,14 +391,15 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, rec_registry: 
                 "seed": recipe.seed},
         metrics=rec_candidate_metrics, feature_list=["purchase", "cart_add", "view", "top_category"],
         data_window=window, model_card=_rec_card(recipe, rec_metrics, window, rec_reason),
-        tags={"tailor.served_recommender": recipe.candidate})
+        tags={"tailor.served_recommender": recipe.candidate}, trained_as_of=as_of)
     send_version = send_registry.log_candidate(
         bundle=send_model, run_name=f"send-times-{as_of:%Y%m%dT%H%M%SZ}",
         params={"group_column": send_model.group_column, "click_weight": send_model.click_weight,
                 "tolerance_hours": config.SEND_TOLERANCE_HOURS, "shop_hour": send_model.prior.shop_hour,
                 "shop_concentration": send_model.prior.shop_concentration},
         metrics=send_candidate_metrics, feature_list=["open_hour_local", "click_hour_local", config.SEND_GROUP_COLUMN],
-        data_window=window, model_card=_send_card(send_model, send_metrics, window, send_reason))
+        data_window=window, model_card=_send_card(send_model, send_metrics, window, send_reason),
+        trained_as_of=as_of)
 
     from ml.report import PersonalizationReport, write_personalization_report
 
@@ -520,12 +521,14 @@ class ScoreResult:
     seconds: dict[str, float]  # wall time by part: reading, recommendations, send times
 
 
-def _production(registry: Registry, model_version: str | None, what: str) -> tuple[object, str]:
+def _production(registry: Registry, model_version: str | None, what: str, as_of: datetime) -> tuple[object, str]:
+    """The model of `model_version`, else the one in production as of `as_of`, and its label."""
     if model_version is not None:
         return registry.load(model_version), model_version if model_version.startswith("v") else f"v{model_version}"
-    production = registry.production()
+    production = registry.production(as_of)
     if production is None:
-        raise ModelInputError(f"no production {what} model yet: train one first (python -m ml train --as-of ...)")
+        raise ModelInputError(f"no {what} model promoted as of {as_of.isoformat()}: train one as of that date or "
+                              "before (python -m ml train --as-of ...)")
     return production.bundle, production.model_version
 
 
@@ -538,8 +541,9 @@ def score(as_of: datetime, *, warehouse: Warehouse | None = None, rec_registry: 
     warehouse = warehouse or Warehouse()
     clock = _Clock()
     recipe, rec_version = _production(rec_registry or recommendation_registry(), recommendations_version,
-                                      "recommendation")
-    send_model, send_version = _production(send_registry or send_time_registry(), send_times_version, "send-time")
+                                      "recommendation", as_of)
+    send_model, send_version = _production(send_registry or send_time_registry(), send_times_version, "send-time",
+                                           as_of)
     snapshots.prepare(warehouse, as_of, [], allow_build=allow_build, say=say, personalization=True)
     shop = _Shop.read(warehouse, as_of)
     customers = _customer_frame(warehouse, as_of)
@@ -586,8 +590,8 @@ def evaluate(as_of: datetime, *, warehouse: Warehouse | None = None, rec_registr
     the shop's hour and each customer's mode, on (V, as_of] (V: validation_as_of(as_of))."""
     as_of = _as_utc(as_of)
     warehouse = warehouse or Warehouse()
-    recipe, rec_version = _production(rec_registry or recommendation_registry(), None, "recommendation")
-    send_model, send_version = _production(send_registry or send_time_registry(), None, "send-time")
+    recipe, rec_version = _production(rec_registry or recommendation_registry(), None, "recommendation", as_of)
+    send_model, send_version = _production(send_registry or send_time_registry(), None, "send-time", as_of)
     validation_at = validation_as_of(as_of)
     snapshots.prepare(warehouse, as_of, [], featured=[validation_at], allow_build=allow_build, personalization=True,
                       say=say)

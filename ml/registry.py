@@ -2,8 +2,11 @@
 
 Each training run logs one candidate: an MLflow run (params, metrics, feature list, data window, model card, reports)
 holding the trained bundle as a plain joblib file, and a version of one registered model that points at that file.
-The alias `production` names the version that scores; `promote` moves it, `reject` only records why not. Scores are
-written with a version's label `v<N>`, so any past bundle can be loaded back to explain or reproduce a score.
+Each version is tagged with the as-of it was trained at; a date is scored with the version in production as of then
+(`production(as_of)`: the latest promoted version trained at or before it), so a backfill of a past date uses the
+models that date had. The alias `production` names the newest promoted version; `promote` moves it (never back to
+an older-trained one), `reject` only records why not. Scores are written with a version's label `v<N>`, so any past
+bundle can be loaded back to explain or reproduce a score.
 
 Why a joblib artifact rather than an MLflow model flavor: the bundle is several pipelines and parameters used by our
 own code, never served through MLflow. `create_model_version` accepts a plain artifact URI as its source (checked on
@@ -53,6 +56,7 @@ MODEL_CARD_FILE = "model_card.md"
 KIND_TAG = "tailor.kind"
 MODEL_VERSION_TAG = "tailor.model_version"
 RUN_NAME_TAG = "tailor.run_name"
+TRAINED_AS_OF_TAG = "tailor.trained_as_of"  # the as-of the version was trained at (ISO, UTC): what dates it serves
 DECISION_TAG = "decision"
 REASON_TAG = "decision_reason"
 
@@ -149,8 +153,12 @@ class Registry:
         model_card: str,
         artifacts: Mapping[str, Path] | None = None,
         tags: Mapping[str, str] | None = None,
+        trained_as_of: datetime | None = None,
     ) -> Candidate:
         """Log one training run and register its bundle as a new version; nothing is promoted here.
+
+        `trained_as_of` (the as-of of the data it learnt from) dates the version: `production(as_of)` serves a date
+        with the version promoted as of then. A version without it serves no date (only the alias reaches it).
 
         Params are flattened (`a.b`) and stringified, secret-looking keys dropped; metrics that are None, NaN or
         infinite are left out (a metric that could not be computed is absent, not zero). `artifacts` maps a folder
@@ -169,6 +177,7 @@ class Registry:
         user_tags = {_clean_name(key): value[:_MAX_TAG_VALUE]
                      for key, value in _flatten(_checked_mapping(tags or {}, "tags")).items() if not _looks_secret(key)}
         extra = _checked_artifacts(artifacts or {})
+        dated = {} if trained_as_of is None else {TRAINED_AS_OF_TAG: _iso_utc(trained_as_of, "trained_as_of")}
 
         with tempfile.TemporaryDirectory(prefix="tailor-candidate-") as staging_dir:
             # Everything is written locally first, so a bundle that cannot be pickled leaves no half-logged run.
@@ -182,7 +191,7 @@ class Registry:
             (staging / DATA_WINDOW_FILE).write_text(json.dumps(window, indent=2) + "\n", encoding="utf-8")
             (staging / MODEL_CARD_FILE).write_text(model_card, encoding="utf-8")
 
-            run_tags = {**user_tags, KIND_TAG: "candidate", "tailor.registered_model": self.model}
+            run_tags = {**user_tags, **dated, KIND_TAG: "candidate", "tailor.registered_model": self.model}
             run = self._client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
             run_id = run.info.run_id
             try:
@@ -207,7 +216,7 @@ class Registry:
                     self.model,
                     source=f"{run.info.artifact_uri.rstrip('/')}/{BUNDLE_DIR}",
                     run_id=run_id,
-                    tags={**user_tags, KIND_TAG: "candidate", RUN_NAME_TAG: run_name},
+                    tags={**user_tags, **dated, KIND_TAG: "candidate", RUN_NAME_TAG: run_name},
                     description=f"training run {run_name}",
                 )
                 candidate = Candidate(run_id=run_id, version=str(version.version), model_version=f"v{version.version}")
@@ -230,12 +239,20 @@ class Registry:
         self._client.log_artifact(candidate.run_id, str(_checked_artifacts({folder: Path(path)})[folder]),
                                   artifact_path=folder)
 
-    def production(self) -> Production | None:
-        """The version with the `production` alias, its bundle loaded back; None while nothing was promoted."""
-        version = self._aliases().get(PRODUCTION_ALIAS)
-        if version is None:
+    def production(self, as_of: datetime | None = None) -> Production | None:
+        """The production model, its bundle loaded back; None while there is none.
+
+        Without `as_of`: the version the `production` alias names (what a person promoted last, or the newest
+        training's winner). With `as_of`: the model that was production then, so that scoring, training (a candidate
+        competes with it) and a backfill of any date reproduce what a run on that date chose: of the promoted versions
+        trained as of `as_of` or before, the latest trained, and of those the latest registered."""
+        if as_of is None:
+            version = self._aliases().get(PRODUCTION_ALIAS)
+            model_version = None if version is None else self._client.get_model_version(self.model, str(version))
+        else:
+            model_version = self._promoted_as_of(_iso_utc(as_of, "as_of"))
+        if model_version is None:
             return None
-        model_version = self._client.get_model_version(self.model, str(version))
         run = self._client.get_run(model_version.run_id)
         return Production(
             version=str(model_version.version),
@@ -246,11 +263,32 @@ class Registry:
             tags={key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.")},
         )
 
+    def production_label(self, as_of: datetime) -> str | None:
+        """The label (v<N>) of the model in production as of `as_of` (as `production(as_of)` picks it, not loaded)."""
+        version = self._promoted_as_of(_iso_utc(as_of, "as_of"))
+        return None if version is None else f"v{version.version}"
+
+    def decided_at(self, as_of: datetime) -> str | None:
+        """The label (v<N>) of the latest version trained as of exactly `as_of` and then promoted or rejected: that
+        date's training is done (a re-run of the day need not train again). None if there is none."""
+        stamp = _iso_utc(as_of, "as_of")
+        decided = [version for version in self._versions()
+                   if version.tags.get(TRAINED_AS_OF_TAG) == stamp and version.tags.get(DECISION_TAG)]
+        return f"v{decided[-1].version}" if decided else None
+
     def promote(self, candidate: Candidate, reason: str) -> None:
         """Make `candidate` the production model, recording why on its version and its run."""
         self._checked_candidate(candidate)
         self._record_decision(candidate, "promoted", reason)
-        # The alias moves last: if recording the decision failed, production is still the previous model.
+        # The alias moves last: if recording the decision failed, production is still the previous model. It stays on
+        # a version trained later than this one (a backfill promoting a past date's model): it names the newest.
+        current = self._aliases().get(PRODUCTION_ALIAS)
+        trained = self._model_version(candidate.version).tags.get(TRAINED_AS_OF_TAG)
+        newer = None if current is None else self._model_version(current).tags.get(TRAINED_AS_OF_TAG)
+        if newer is not None and trained is not None and newer > trained:
+            _log.info("promoted %s as of %s: %s; the alias stays on v%s, trained as of %s", candidate.model_version,
+                      trained, reason, current, newer)
+            return
         self._client.set_registered_model_alias(self.model, PRODUCTION_ALIAS, candidate.version)
         _log.info("promoted %s to production: %s", candidate.model_version, reason)
 
@@ -280,7 +318,8 @@ class Registry:
 
     def history(self) -> list[dict[str, Any]]:
         """Every registered version, oldest first: version, model_version, run_id, run_name, decision ("promoted",
-        "rejected" or None while undecided), reason, created_at (UTC) and is_production."""
+        "rejected" or None while undecided), reason, trained_as_of (ISO, or None), created_at (UTC) and
+        is_production."""
         production = self._aliases().get(PRODUCTION_ALIAS)
         rows = []
         for version in self._versions():
@@ -289,6 +328,7 @@ class Registry:
                 "model_version": f"v{version.version}",
                 "run_id": version.run_id,
                 "run_name": version.tags.get(RUN_NAME_TAG),
+                "trained_as_of": version.tags.get(TRAINED_AS_OF_TAG),
                 "decision": version.tags.get(DECISION_TAG),
                 "reason": version.tags.get(REASON_TAG),
                 "created_at": datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC),
@@ -340,6 +380,11 @@ class Registry:
             if error.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
+
+    def _promoted_as_of(self, stamp: str) -> ModelVersion | None:
+        served = [version for version in self._versions() if version.tags.get(DECISION_TAG) == "promoted"
+                  and (trained := version.tags.get(TRAINED_AS_OF_TAG)) is not None and trained <= stamp]
+        return max(served, key=lambda version: (version.tags[TRAINED_AS_OF_TAG], int(version.version)), default=None)
 
     def _versions(self) -> list[ModelVersion]:
         versions: list[ModelVersion] = []
@@ -421,6 +466,13 @@ def promotion_decision(
 
 
 # -- preparing what a run logs (pure functions) -------------------------------------------------------------------------
+
+
+def _iso_utc(moment: datetime, what: str) -> str:
+    """One text form for a moment, so that tags compare as times: ISO 8601 in UTC, to the second."""
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise ModelInputError(f"{what} must be a timezone-aware datetime, got {moment!r}")
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
 def _import_mlflow() -> Any:

@@ -232,8 +232,8 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     summary_now = clv.from_features(current)
     clv_model = replace(clv.fit(summary_now, as_of), next_order_method=backtest.next_order_method)
 
-    # --- segments, ids matched to production's -------------------------------------------------------------------
-    production = registry.production()
+    # --- segments, ids matched to those of the model in production as of as_of ---------------------------------------
+    production = registry.production(as_of)
     previous = production.bundle.segments if production is not None else None
     say(f"ml: segments: k-means on {len(current):,} customers, k in {config.SEGMENT_K_RANGE}")
     segment_model = fit_segments(current[list(SEGMENT_FEATURES)], k_range=config.SEGMENT_K_RANGE, seed=seed,
@@ -292,7 +292,7 @@ def train(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
     candidate = registry.log_candidate(
         bundle=models, run_name=f"train-{as_of:%Y%m%dT%H%M%SZ}", params=params, metrics=candidate_metrics,
         feature_list=list(FEATURE_COLUMNS), data_window=window, model_card=card,
-        tags={"tailor.served_churn_model": served})
+        tags={"tailor.served_churn_model": served}, trained_as_of=as_of)
     report.model_version = candidate.model_version
     report_path = write_report(report, settings.data_dir() / "reports")
     registry.log_artifact(candidate, report_path)
@@ -368,12 +368,12 @@ class ScoreResult:
 
 def score(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Registry | None = None,
           model_version: str | None = None, allow_build: bool = True, say: Say = _say) -> ScoreResult:
-    """Score every customer as of `as_of` with the production models (or `model_version`) into ml.customer_scores,
-    and record the drift of the features and of the churn score against the training snapshot."""
+    """Score every customer as of `as_of` with the models in production then (or `model_version`) into
+    ml.customer_scores, and record the drift of the features and of the churn score against the training snapshot."""
     as_of = _as_utc(as_of)
     warehouse = warehouse or Warehouse()
     registry = registry or Registry()
-    models, model_version = _models(registry, model_version)
+    models, model_version = _models(registry, model_version, as_of)
     snapshots.prepare(warehouse, as_of, [], allow_build=allow_build, say=say)
     say(f"ml: scoring as of {as_of.isoformat()} with {model_version} (churn: {models.churn_model})")
     features = io.read_features(warehouse, as_of.date(), FEATURE_COLUMNS)
@@ -396,12 +396,13 @@ def score(as_of: datetime, *, warehouse: Warehouse | None = None, registry: Regi
                        needs_retraining=needs_retraining, scores=scores)
 
 
-def _models(registry: Registry, model_version: str | None) -> tuple[CustomerModels, str]:
-    """The models of `model_version` (e.g. v3), else production's, and their label."""
+def _models(registry: Registry, model_version: str | None, as_of: datetime) -> tuple[CustomerModels, str]:
+    """The models of `model_version` (e.g. v3), else those in production as of `as_of`, and their label."""
     if model_version is None:
-        production = registry.production()
+        production = registry.production(as_of)
         if production is None:
-            raise ModelInputError("no production model yet: train one first (python -m ml train --as-of ...)")
+            raise ModelInputError(f"no customer model promoted as of {as_of.isoformat()}: train one as of that date or "
+                                  f"before (python -m ml train --as-of ...), or name a version (--model-version)")
         return production.bundle, production.model_version
     return registry.load(model_version), model_version if model_version.startswith("v") else f"v{model_version}"
 
@@ -457,7 +458,7 @@ def evaluate(as_of: datetime, *, warehouse: Warehouse | None = None, registry: R
     as_of = _as_utc(as_of)
     warehouse = warehouse or Warehouse()
     registry = registry or Registry()
-    models, model_version = _models(registry, model_version)
+    models, model_version = _models(registry, model_version, as_of)
     horizon = models.churn_horizon_days
     validation_at, _ = snapshot_times(as_of, horizon)
     snapshots.prepare(warehouse, as_of, [validation_at], allow_build=allow_build, say=say)

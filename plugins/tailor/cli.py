@@ -435,7 +435,8 @@ def _feed(args: argparse.Namespace) -> int:
             plan, _ = steps.plan(as_of, sink, warehouse=warehouse, full=True if args.full else None)
             _say(f"feed deliver {sink}: {plan.mode} sync of {plan.as_of_date}: {len(plan.pending):,} of "
                  f"{plan.rows_in_feed:,} rows to send, {plan.rows_unchanged:,} unchanged since the last delivery"
-                 + (f" (resuming after {', '.join(plan.resumes)})" if plan.resumes else ""))
+                 + (f" (resuming after {', '.join(plan.resumes)})" if plan.resumes else "")
+                 + (f" (superseded: the sink took the feed of {plan.superseded_by})" if plan.superseded_by else ""))
             if args.dry_run:
                 continue
             try:

@@ -485,29 +485,36 @@ def plot_engagement(levels: pd.DataFrame | None, rates: pd.DataFrame | None) -> 
     return Plot(figure_png(fig), note)
 
 
+def _stacked_bars(frame: pd.DataFrame, parts: tuple[tuple[str, str, str], ...], labels: list[str], xlabel: str,
+                  title: str) -> Plot:
+    """One horizontal bar per row of `frame`, stacked from its (column, legend label, colour) parts, first row on top."""
+    fig = new_figure(7.0, max(2.2, 0.4 * len(frame) + 1.4))
+    ax = fig.add_subplot()
+    rows = np.arange(len(frame))
+    left = np.zeros(len(frame))
+    for column, label, colour in parts:
+        counts = pd.to_numeric(frame[column], errors="coerce").fillna(0).to_numpy(dtype=float)
+        ax.barh(rows, counts, left=left, height=0.6, color=colour, label=label)
+        left += counts
+    ax.set_yticks(rows, [plot_label(label) for label in labels], fontsize=FONT)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel, fontsize=FONT)
+    ax.set_title(title, fontsize=FONT + 2)
+    ax.tick_params(axis="x", labelsize=FONT)
+    fig.legend(fontsize=FONT, loc="outside lower center", ncols=4)  # below: never over a bar
+    ax.grid(axis="x", alpha=0.3)
+    return Plot(figure_png(fig))
+
+
 def plot_gate_runs(runs: pd.DataFrame | None) -> Plot:
     """Expectations per gate run by status, as stacked horizontal bars."""
     if runs is None or runs.empty:
         return Plot(None, "Gate plot skipped: no gate runs.")
     colours = {"passed": STATUS_COLOURS["ok"], "quarantined": "#4a78a8", "warned": STATUS_COLOURS["warn"],
                "failed": STATUS_COLOURS["fail"]}
-    fig = new_figure(7.0, max(2.2, 0.4 * len(runs) + 1.4))
-    ax = fig.add_subplot()
-    rows = np.arange(len(runs))
-    left = np.zeros(len(runs))
-    for status in GATE_STATUSES:
-        counts = pd.to_numeric(runs[status], errors="coerce").fillna(0).to_numpy(dtype=float)
-        ax.barh(rows, counts, left=left, height=0.6, color=colours[status], label=status)
-        left += counts
-    labels = [plot_label(f"{suite} as of {as_of}") for suite, as_of in zip(runs["suite"], runs["as_of"], strict=True)]
-    ax.set_yticks(rows, labels, fontsize=FONT)
-    ax.invert_yaxis()
-    ax.set_xlabel("expectations", fontsize=FONT)
-    ax.set_title("Gate runs of the date: expectations by outcome", fontsize=FONT + 2)
-    ax.tick_params(axis="x", labelsize=FONT)
-    fig.legend(fontsize=FONT, loc="outside lower center", ncols=4)  # below: never over a bar
-    ax.grid(axis="x", alpha=0.3)
-    return Plot(figure_png(fig))
+    parts = tuple((status, status, colours[status]) for status in GATE_STATUSES)
+    labels = [f"{suite} as of {as_of}" for suite, as_of in zip(runs["suite"], runs["as_of"], strict=True)]
+    return _stacked_bars(runs, parts, labels, "expectations", "Gate runs of the date: expectations by outcome")
 
 
 _DELIVERY_PARTS = (("rows_sent", "sent", "#4c9a5f"), ("rows_unchanged", "unchanged", "#9aa5b1"),
@@ -518,27 +525,12 @@ def plot_deliveries(deliveries: pd.DataFrame | None) -> Plot:
     """Each delivery of the date (oldest first) as a bar of its feed rows: sent, unchanged, skipped, failed."""
     if deliveries is None or deliveries.empty:
         return Plot(None, "Delivery plot skipped: no deliveries.")
-    fig = new_figure(7.0, max(2.2, 0.4 * len(deliveries) + 1.4))
-    ax = fig.add_subplot()
-    rows = np.arange(len(deliveries))
-    left = np.zeros(len(deliveries))
-    for column, label, colour in _DELIVERY_PARTS:
-        counts = pd.to_numeric(deliveries[column], errors="coerce").fillna(0).to_numpy(dtype=float)
-        ax.barh(rows, counts, left=left, height=0.6, color=colour, label=label)
-        left += counts
     number: dict[str, int] = {}
     labels = []
     for sink, mode, status in zip(deliveries["sink"], deliveries["mode"], deliveries["status"], strict=True):
         number[sink] = number.get(sink, 0) + 1
-        labels.append(plot_label(f"{sink} #{number[sink]} ({mode}, {status})"))
-    ax.set_yticks(rows, labels, fontsize=FONT)
-    ax.invert_yaxis()
-    ax.set_xlabel("feed rows", fontsize=FONT)
-    ax.set_title("Deliveries of the date per sink", fontsize=FONT + 2)
-    ax.tick_params(axis="x", labelsize=FONT)
-    fig.legend(fontsize=FONT, loc="outside lower center", ncols=4)  # below: never over a bar
-    ax.grid(axis="x", alpha=0.3)
-    return Plot(figure_png(fig))
+        labels.append(f"{sink} #{number[sink]} ({mode}, {status})")
+    return _stacked_bars(deliveries, _DELIVERY_PARTS, labels, "feed rows", "Deliveries of the date per sink")
 
 
 # ----------------------------------------------------------------------------------------------------------- HTML

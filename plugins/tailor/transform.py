@@ -293,6 +293,8 @@ def _invoke(runner: type, manifest: object | None, args: list[str],
     nodes = []
     for result in getattr(outcome.result, "results", None) or []:
         node = result.node
+        if node.unique_id.startswith("operation.") and str(result.status) == "success":
+            continue  # the project's on-run-end hook (meta.model_builds), not one of its nodes; shown if it fails
         nodes.append(NodeResult(unique_id=node.unique_id, status=str(result.status),
                                 message=_ANSI.sub("", str(result.message or "")),
                                 seconds=float(result.execution_time or 0.0),

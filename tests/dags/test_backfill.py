@@ -3,7 +3,7 @@
 `python -m tailor.airflow.local` (what `make airflow` runs) picks the metadata database (here the local PostgreSQL
 answers, so it takes it), keeps its state and logs under the data dir (one folder per database), starts the local
 live simulator beside Airflow standalone, prints the URL only once the server answers, and leaves Tailor's DAG
-unpaused. Then eight past hours through `POST /api/v2/backfills`, four runs at once: every run is green, and raw.*
+unpaused. Then five past hours through `POST /api/v2/backfills`, four runs at once: every run is green, and raw.*
 holds exactly what the live shop serves for everything up to the last hour (the first run of a fresh install
 catches up the whole history). A TERM, as make sends when interrupted, stops everything it started.
 """
@@ -32,7 +32,7 @@ from tests.dags.conftest import ROOT
 from tests.postgres import drop_database, require_postgres
 
 DATABASE = "tailor_test_make_airflow"
-HOURS = 8  # two waves of four runs at once, each contending for the DuckDB file; 7 backfill runs, a scheduled one
+HOURS = 5  # four backfill runs at once, each contending for the DuckDB file, and the scheduled latest hour
 
 
 class MakeAirflow:
@@ -132,7 +132,7 @@ def _sim_clock(url: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # about five minutes on an idle machine
-def test_make_airflow_then_an_8_hour_backfill_four_runs_at_once_is_green_and_exact(make_airflow):
+def test_make_airflow_then_a_5_hour_backfill_four_runs_at_once_is_green_and_exact(make_airflow):
     said = make_airflow.wait_ready()
     # the URL is said only once it answers, and the database is the local PostgreSQL, chosen without being asked
     assert httpx.get(f"{make_airflow.url}/api/v2/monitor/health", timeout=5).status_code == 200
@@ -176,7 +176,7 @@ def test_make_airflow_then_an_8_hour_backfill_four_runs_at_once_is_green_and_exa
     runs = make_airflow.wait("the backfill's runs", finished, timeout=900)
     after = _sim_clock(make_airflow.sim_url)
     assert {run["state"] for run in runs} == {"success"}, runs
-    # The unpaused DAG had already run its latest hour (scheduled): the backfill ran the seven before it.
+    # The unpaused DAG had already run its latest hour (scheduled): the backfill ran the four before it.
     backfill = [run for run in runs if run["run_type"] == "backfill"]
     assert starts(backfill) | starts([run for run in runs if run["run_type"] == "scheduled"]) >= wanted
     assert len(backfill) >= HOURS - 1

@@ -42,6 +42,7 @@ for dag_id, dag in bag.dags.items():
             "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
             "callback": bool(t.on_failure_callback), "upstream": sorted(t.upstream_task_ids),
             "downstream": sorted(t.downstream_task_ids), "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+            "depends_on_past": t.depends_on_past, "wait_for_downstream": t.wait_for_downstream,
             "outlets": sorted(getattr(o, "name", str(o)) for o in t.outlets),
         }} for t in dag.tasks}},
     }}
@@ -159,7 +160,11 @@ def test_the_daily_dag_runs_its_steps_in_order(parsed):
     for before, after in zip(chain, chain[1:], strict=False):
         assert before in tasks[after]["upstream"], f"{before} must run before {after}"
     # training is a visible branch: skipped or run, scoring follows either way (not after a failure)
-    assert tasks["score"]["upstream"] == ["train"] and tasks["score"]["trigger_rule"] == "none_failed"
+    assert tasks["score"]["upstream"] == ["decide_training", "train"]
+    assert tasks["score"]["trigger_rule"] == "none_failed"
+    # a day decides once the day before has decided, trained and scored: backfilled days meet their models in order
+    assert tasks["decide_training"]["depends_on_past"] and tasks["decide_training"]["wait_for_downstream"]
+    assert [task for task, attributes in tasks.items() if attributes["depends_on_past"]] == ["decide_training"]
     assert tasks["run_report"]["downstream"] == []
     # the assets: raw and marts after their gates, the feed after delivery
     assert tasks["raw_gate"]["outlets"] == ["tailor_raw"]

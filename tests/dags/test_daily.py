@@ -1,8 +1,9 @@
-"""The daily DAG end to end through Airflow (dag.test() in a subprocess, real tasks, no mocks): on a fresh install it
-extracts the whole history from the simulator over HTTP, gates raw.*, builds the dbt layers, gates the marts, trains
-(no model is registered yet), scores, and builds, gates, exports and delivers the feed of the interval end's date to
-the simulator's Klaviyo, then writes the run report. The next day's run (not a Monday) skips training, visibly, and
-delivers that date's feed with production's models.
+"""The daily DAG end to end through Airflow (dag.test() in a subprocess, real tasks, no mocks): on a fresh install
+(its history loaded first, `python -m tailor extract` and `load`) it extracts its day from the simulator over HTTP,
+gates raw.*, builds the dbt layers, gates the marts, trains (no model is registered yet), scores, and builds, gates,
+exports and delivers the feed of the interval end's date to the simulator's Klaviyo, then writes the run report. The next day's run (not a Monday) skips training, visibly, and
+delivers that date's feed with the models day one trained. Then the production topology runs both days again as one
+backfill through the API, side by side on Celery: the same feeds.
 
 The world is the smallest the feed tests use (tests/integration/test_feed_delivery.py: 600 customers), and training
 builds two churn snapshots instead of six, as there: the feed needs models that score, not the best ones.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -58,8 +61,7 @@ print("RESULT", json.dumps({{"state": str(run.state), "tasks": states, "seconds"
 
 
 def _run_day(airflow_env, sim, data: Path, as_of: datetime) -> tuple[dict, str]:
-    """dag.test() of the run whose interval ends at `as_of`, with the simulator's clock there."""
-    sim.state.set_now(int(as_of.timestamp()))
+    """dag.test() of the run whose interval ends at `as_of` (the simulator's clock stands at DAY_TWO's end)."""
     code = RUN.format(dag_file=str(DAG_FILE), logical=as_of.isoformat())
     result = run_in_airflow(airflow_env, code, {"TAILOR_DATA_DIR": str(data), "TAILOR_SIMULATOR_URL": sim.url,
                                                 "TAILOR_LOOKBACK_MINUTES": "10", "TAILOR_FEED_SINKS": "klaviyo"},
@@ -69,6 +71,18 @@ def _run_day(airflow_env, sim, data: Path, as_of: datetime) -> tuple[dict, str]:
     outcome = json.loads(lines[-1][len("RESULT "):])
     print(f"run as of {as_of.isoformat()}: task seconds {outcome['seconds']}")  # shown by pytest -s or on failure
     return outcome, result.stdout + result.stderr
+
+
+def _load_both_days(sim, data: Path) -> None:
+    """Land and load everything the shop holds up to DAY_TWO's end (`python -m tailor extract`, then `load`), as a
+    first install does. A day's build reads what is loaded when it runs: a record changed after day one's end and
+    loaded by then is rebuilt as of day one from its own timestamps, one not loaded yet is missing. Days run side by
+    side load in any order, so both setups load both days first, and the days compare as runs on the same raw.*."""
+    env = {**os.environ, "TAILOR_DATA_DIR": str(data), "TAILOR_SIMULATOR_URL": sim.url}
+    for command in (["extract", "--source", "all", "--start", "2000-01-01", "--end", DAY_TWO.isoformat()], ["load"]):
+        done = subprocess.run([sys.executable, "-m", "tailor", *command], capture_output=True, text=True, env=env,
+                              timeout=600)
+        assert done.returncode == 0, (command, done.stdout[-3000:], done.stderr[-3000:])
 
 
 def _logged_report(log: str) -> Path:
@@ -97,15 +111,17 @@ def default_setup(tmp_path_factory) -> Path:
 @pytest.mark.timeout(1500)
 def test_a_fresh_install_delivers_a_feed_then_the_next_day_skips_training(airflow_env, simulator, default_setup):
     sim = simulator(customers=600, seed=23, rate_limits=False)
+    sim.state.set_now(int(DAY_TWO.timestamp()))  # both days are past days, as for the backfill below
     data = default_setup
     warehouse = Warehouse(data / "warehouse.duckdb")
+    _load_both_days(sim, data)
 
     # --- day one: a fresh install: everything runs, training because no model is registered yet
     outcome, log = _run_day(airflow_env, sim, data, DAY_ONE)
     failed = {task: state for task, state in outcome["tasks"].items() if state != "success"}
     assert outcome["state"] == "success" and not failed, (failed, log[-6000:])
     assert outcome["interval"][1].startswith("2026-10-31 00:00:00")
-    assert "no production customer, recommendation, send-time model registered yet" in log
+    assert "no customer, recommendation, send-time model promoted as of 2026-10-31 yet" in log
     assert outcome["emitted"] == ["deliver", "marts_gate", "raw_gate"]  # tailor_feed, tailor_marts, tailor_raw
 
     rows, logged = _feed_and_deliveries(warehouse, DAY_ONE)
@@ -159,23 +175,29 @@ def _celery_results(database: str) -> dict[str, int]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_the_same_day_on_celery_with_postgres_and_redis_delivers_the_same_feed(default_setup, simulator, tmp_path):
+def test_both_days_as_a_backfill_on_celery_with_postgres_and_redis_deliver_the_same_feeds(default_setup, simulator,
+                                                                                          tmp_path):
     """The production topology: metadata on PostgreSQL, the CeleryExecutor on Redis, tasks run by a separate `airflow
-    celery worker` process, the run started as a one-day backfill through the API (max_active_runs 4, as the UI
-    does). Its feed is the default setup's for that day, row for row."""
+    celery worker` process (four at once), both days started as one backfill through the API (max_active_runs 4, as
+    the UI does), so they run side by side on one DuckDB file. Each day's feed is the default setup's for that day,
+    row for row, though there the days ran one after the other: day two scores with the models day one trained, as
+    there. (A re-run of a delivered day sends nothing: tests/integration/test_feed_delivery.py, at a fraction of the
+    minutes a third run costs here.)"""
     import redis
 
-    expected = _feed(Warehouse(default_setup / "warehouse.duckdb"), DAY_ONE)
-    assert expected, "the default setup's run of day one (the test before) left no feed to compare with"
+    default = Warehouse(default_setup / "warehouse.duckdb")
+    expected = {day: _feed(default, day) for day in (DAY_ONE, DAY_TWO)}
+    assert all(expected.values()), "the default setup's runs (the test before) left no feeds to compare with"
     broker = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
     broker.flushdb()
     sim = simulator(customers=600, seed=23, rate_limits=False)
-    sim.state.set_now(int(DAY_ONE.timestamp()))
+    sim.state.set_now(int(DAY_TWO.timestamp()))  # the shop's clock at the later day: day one reads the past
     port = free_port()
     home = tmp_path / "airflow_home"
     home.mkdir()
     database = fresh_database(CELERY_DATABASE)
     data = tmp_path / "data"
+    warehouse = Warehouse(data / "warehouse.duckdb")
     env = airflow_env(home, database, port, dags=("tailor_daily.py",),
                       AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
                       AIRFLOW__CELERY__BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
@@ -185,24 +207,34 @@ def test_the_same_day_on_celery_with_postgres_and_redis_delivers_the_same_feed(d
                       TAILOR_DATA_DIR=str(data), TAILOR_SIMULATOR_URL=sim.url, TAILOR_LOOKBACK_MINUTES="10",
                       TAILOR_FEED_SINKS="klaviyo")
     cluster = Cluster(env, tmp_path, port, dag_id="tailor_daily")
+
     try:
         cluster.start_api_server()
         cluster.start("dag-processor", "dag-processor")
-        # no scheduled runs: the shop's clock stands at day one, the wall clock weeks later
+        # no scheduled runs: the shop's clock stands at day two, the wall clock weeks later
         cluster.start("scheduler", "scheduler", extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"})
         pythonpath = os.pathsep.join(filter(None, [str(FEW_SNAPSHOTS), env.get("PYTHONPATH")]))
         cluster.start("worker", "celery", "worker", extra_env={"PYTHONPATH": pythonpath})
-        day = (DAY_ONE - timedelta(days=1)).isoformat()  # a run's logical date is its interval's start
-        response = cluster.client().post("/backfills", json={"dag_id": "tailor_daily", "from_date": day, "to_date": day,
-                                                             "max_active_runs": 4, "reprocess_behavior": "none"})
+        _load_both_days(sim, data)
+
+        # a run's logical date is its interval's start: the day before its as-of. Reprocess "none" is refused for a
+        # DAG with depends_on_past tasks (decide_training)
+        response = cluster.client().post("/backfills", json={
+            "dag_id": "tailor_daily", "from_date": (DAY_ONE - timedelta(days=1)).isoformat(),
+            "to_date": (DAY_TWO - timedelta(days=1)).isoformat(), "max_active_runs": 4, "reprocess_behavior": "failed"})
         assert response.status_code in (200, 201), response.text
-        (run,) = cluster.wait_for_runs(1, timeout=1200, run_type="backfill")
-        assert run["data_interval_end"].startswith("2026-10-31T00:00:00")
-        tasks = cluster.client().get(f"/dags/tailor_daily/dagRuns/{run['dag_run_id']}/taskInstances").json()
-        assert {ti["state"] for ti in tasks["task_instances"]} == {"success"}, tasks  # training too: no model yet
-        # every task went through Celery: the worker reported each one's outcome to the result backend
-        assert _celery_results(CELERY_DATABASE) == {"SUCCESS": len(tasks["task_instances"])}
-        assert _feed(Warehouse(data / "warehouse.duckdb"), DAY_ONE) == expected
+        runs = cluster.wait_for_runs(2, timeout=1200, run_type="backfill")
+        states = {run["data_interval_end"][:10]: {ti["task_id"]: ti["state"] for ti in cluster.client().get(
+            f"/dags/tailor_daily/dagRuns/{run['dag_run_id']}/taskInstances").json()["task_instances"]} for run in runs}
+        assert set(states["2026-10-31"].values()) == {"success"}, states  # training too: no model yet
+        assert states["2026-11-01"].pop("train") == "skipped"  # day one's models, as in the default setup
+        assert set(states["2026-11-01"].values()) == {"success"}, states
+        # every task that ran went through Celery: the worker reported each one's outcome to the result backend
+        ran = sum(state == "success" for day in states.values() for state in day.values())
+        assert _celery_results(CELERY_DATABASE) == {"SUCCESS": ran}
+        for day in (DAY_ONE, DAY_TWO):
+            assert _feed(warehouse, day) == expected[day], f"the feed of {day.date()} differs"
+
     finally:
         cluster.stop()
         broker.flushdb()

@@ -493,6 +493,29 @@ def test_people_who_unsubscribe_in_the_next_hour_are_not_in_the_next_delivery(de
     assert result.plan.mode == "delta" and not set(leaving) & result.plan.pending
     assert result.sent == len(result.plan.pending) <= len(next_rows)
 
+    # day one again (a backfill reprocessing it): the sink holds the next day's feed, so nothing goes back, not even
+    # the leavers, who were consented on day one
+    again = steps.deliver(shop.now, "s3", warehouse=warehouse, sink_object=_s3_sink(delivered.s3_url))
+    assert again.plan.superseded_by == later.date() and again.sent == 0 and again.batches == 0
+    assert "superseded, nothing sent" in again.summary()
+    with warehouse.reader() as con:
+        logged = con.execute("select status, rows_sent from export.deliveries where delivery_id = ?",
+                             [again.delivery_id]).fetchall()
+    assert logged == [("superseded", 0)]
+
+    # day one's feed built again after the next day's build: its marts are rebuilt as of day one first, so it is
+    # day one's feed still (the leavers in it: they were subscribed then), not a mix of the two days
+    def day_one_feed() -> list[tuple]:
+        with warehouse.reader() as con:
+            return con.execute("select * from exports.esp_feed where as_of_date = ? order by customer_id",
+                               [shop.now.date()]).fetchall()
+
+    built_for_day_one = day_one_feed()
+    assert "customers" in feed.models_not_as_of(warehouse, shop.now)  # the next day's build moved them
+    feed.build_feed(shop.now, warehouse=warehouse)
+    assert feed.models_not_as_of(warehouse, shop.now) == []
+    assert day_one_feed() == built_for_day_one
+
 
 def _endpoint() -> str:
     return os.environ["TAILOR_S3_ENDPOINT_URL"]

@@ -177,7 +177,7 @@ def test_labels_of_a_single_class_leave_bgnbd_serving(shop: Shop, churned: bool)
 
 def test_scoring_without_a_production_model(shop: Shop) -> None:
     _young_shop(shop)
-    with pytest.raises(ModelInputError, match=r"no production model yet: train one first"):
+    with pytest.raises(ModelInputError, match=r"no customer model promoted as of 2026-06-01T00:00:00\+00:00: train one"):
         training.score(AS_OF, allow_build=False, say=lambda _: None)
     _nothing_written(shop)
 

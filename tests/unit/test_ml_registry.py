@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -344,3 +345,41 @@ def test_tracking_uri_defaults_to_sqlite_under_the_data_dir(monkeypatch: pytest.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking_uri() == "http://127.0.0.1:5000"
     assert list(tmp_path.iterdir()) == []  # resolving the URI creates nothing
+
+
+def test_a_date_is_served_by_the_model_promoted_as_of_then(lifecycle: Lifecycle) -> None:
+    """Point in time: a date scores with the latest promoted version trained at or before it, whatever was promoted
+    since (a backfilled past Monday); the alias keeps naming the newest; a rejected version serves no date."""
+    registry = Registry(tracking_uri=lifecycle.registry.tracking_uri, model="tailor_dated_models",
+                        description="dated models")
+    monday = datetime(2026, 10, 5, tzinfo=UTC)
+
+    def trained(name: str, as_of: datetime) -> Candidate:
+        return registry.log_candidate(bundle=_bundle(name, 1.0), run_name=name, params={}, metrics={"auc": 0.5},
+                                      feature_list=["a"], data_window={}, model_card="", trained_as_of=as_of)
+
+    assert registry.production(monday) is None and registry.production_label(monday) is None
+    first = trained("first", monday)
+    registry.promote(first, "none in production")
+    newest = trained("newest", monday + timedelta(days=7))
+    registry.promote(newest, "better")
+    backfilled = trained("backfilled", monday - timedelta(days=7))  # a backfill reaching a Monday before them
+    registry.promote(backfilled, "none in production as of then")
+
+    assert registry.production().model_version == newest.model_version  # the alias did not move back
+    served = {days: registry.production_label(monday + timedelta(days=days)) for days in (-8, -7, -1, 0, 6, 7, 30)}
+    assert served == {-8: None, -7: backfilled.model_version, -1: backfilled.model_version, 0: first.model_version,
+                      6: first.model_version, 7: newest.model_version, 30: newest.model_version}
+    assert registry.production(monday + timedelta(days=1)).bundle["name"] == "first"
+
+    # trained again as of the same date and rejected: the date is still served by the promoted one, and is decided
+    again = trained("again", monday + timedelta(days=7))
+    registry.reject(again, "does not beat production")
+    assert registry.production_label(monday + timedelta(days=7)) == newest.model_version
+    assert registry.decided_at(monday + timedelta(days=7)) == again.model_version
+    assert registry.decided_at(monday + timedelta(days=1)) is None
+    assert [row["trained_as_of"] for row in registry.history()] == [
+        "2026-10-05T00:00:00+00:00", "2026-10-12T00:00:00+00:00", "2026-09-28T00:00:00+00:00",
+        "2026-10-12T00:00:00+00:00"]
+    with pytest.raises(ModelInputError, match="as_of must be a timezone-aware datetime"):
+        registry.production(datetime(2026, 10, 5))  # naive: the mistake under test

@@ -37,30 +37,36 @@ def retraining_requested(warehouse: Warehouse, before: date) -> date | None:
     return row[0] if row is not None and row[1] else None
 
 
-def missing_production_models() -> list[str]:
-    """The model families with no production version in the registry (a fresh install: all three)."""
+def _registries() -> dict[str, object]:
+    """Family -> its ml.registry.Registry: the customer models, recommendations, send times."""
     from ml.personalization import recommendation_registry, send_time_registry
     from ml.registry import Registry
 
-    registries = (("customer", Registry), ("recommendation", recommendation_registry),
-                  ("send-time", send_time_registry))
-    return [name for name, registry in registries if registry().production() is None]
+    return {"customer": Registry(), "recommendation": recommendation_registry(), "send-time": send_time_registry()}
 
 
 def training_reasons(as_of: datetime, warehouse: Warehouse | None = None) -> list[str]:
     """Why the daily run for `as_of` trains the models: the weekly day, a drift request from the previous scoring,
-    or a family without a production model (scoring would have nothing to score with). Empty: scoring uses
-    production's models as they are."""
+    or a family without a model promoted as of `as_of` (scoring would have nothing to score with). Empty: scoring
+    uses the models in production as of `as_of`. Empty too when this date's training was done and decided (a re-run
+    of the day, a backfill reprocessing it): training again would only register copies, and what the day scores and
+    delivers stays as it was."""
     warehouse = warehouse or Warehouse()
+    registries = _registries()
+    done = {name: version for name, registry in registries.items() if (version := registry.decided_at(as_of))}
+    if len(done) == len(registries):
+        log.info("trained as of %s already (%s): not again", as_of.isoformat(),
+                 ", ".join(f"{name} {version}" for name, version in done.items()))
+        return []
     reasons = []
     if as_of.weekday() == TRAINING_WEEKDAY:
         reasons.append(f"the weekly retraining ({as_of.date()} is a {_WEEKDAYS[TRAINING_WEEKDAY]})")
     requested = retraining_requested(warehouse, as_of.date())
     if requested is not None:
         reasons.append(f"the scoring of {requested} found drift and asked for retraining (ml.model_monitoring)")
-    missing = missing_production_models()
+    missing = [name for name, registry in registries.items() if registry.production_label(as_of) is None]
     if missing:
-        reasons.append(f"no production {', '.join(missing)} model registered yet")
+        reasons.append(f"no {', '.join(missing)} model promoted as of {as_of.date()} yet")
     return reasons
 
 

@@ -164,20 +164,24 @@ def marts_gate(data_interval_start=None, data_interval_end=None, dag_run=None) -
             "docs": report.docs}
 
 
-@task.branch(execution_timeout=DECIDE_TIMEOUT)
+# depends_on_past with wait_for_downstream: a day decides only once the previous day's decision, training and scoring
+# are done, so backfilled days running side by side still see their models in date order (the drift request and
+# the production model as of their date are what the day before left), as runs one day after the other would.
+@task.branch(execution_timeout=DECIDE_TIMEOUT, depends_on_past=True, wait_for_downstream=True)
 def decide_training(data_interval_start=None, data_interval_end=None, dag_run=None) -> list[str]:
-    """Follow `train` when the models are due (weekly, asked for by drift, or none in production yet); otherwise
-    skip it, visibly: scoring then uses production's models. Reads only (DuckDB read-only, the registry)."""
+    """Follow `train` then `score` when the models are due (weekly, asked for by drift, or none promoted as of the
+    run's date yet); otherwise skip `train`, visibly: scoring then uses the models in production as of that date.
+    Reads only (DuckDB read-only, the registry)."""
     from tailor.airflow.daily import training_reasons
 
     as_of = run_as_of(data_interval_start, data_interval_end, dag_run)
     reasons = training_reasons(as_of)
     if reasons:
         log.info("training as of %s: %s", as_of.isoformat(), "; ".join(reasons))
-        return ["train"]
-    log.info("no training as of %s: not the weekly day, no drift request, production models registered; scoring "
-             "uses production's models", as_of.isoformat())
-    return []
+        return ["train", "score"]
+    log.info("no training as of %s: not the weekly day, no drift request, models promoted as of that date; scoring "
+             "uses them", as_of.isoformat())
+    return ["score"]
 
 
 @task(pool=DUCKDB_POOL, execution_timeout=TRAIN_TIMEOUT)
@@ -194,7 +198,8 @@ def train(data_interval_start=None, data_interval_end=None, dag_run=None) -> dic
 
 @task(pool=DUCKDB_POOL, execution_timeout=SCORE_TIMEOUT, trigger_rule="none_failed")
 def score(data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
-    """Score every customer with production's models (trained just now, or skipped: none_failed)."""
+    """Score every customer with the models in production as of the run's date (trained just now, or skipped:
+    none_failed)."""
     from ml.errors import ModelInputError
     from tailor import transform
     from tailor.airflow.daily import score_all

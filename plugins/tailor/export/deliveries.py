@@ -7,7 +7,9 @@ What is sent comes from the day's outbox export (the gated files, not the wareho
 what was exported and holds no DuckDB connection while it talks to the ESP. export.delivered_rows keeps, per sink and
 customer, the hash of the row last accepted and the as-of date it was sent for:
 - delta: a customer is sent when the sink never accepted them or their row's hash changed;
-- full (every TAILOR_FEED_FULL_SYNC_DAYS of as-of dates, or forced): every customer not yet sent for this date.
+- full (every TAILOR_FEED_FULL_SYNC_DAYS of as-of dates, or forced): every customer not yet sent for this date;
+- superseded: the sink already took a later date's feed, so nothing is sent: a backfilled or re-run past day never
+  puts older values (or a customer who has since withdrawn consent) back into the ESP. Its export stays in the outbox.
 A sink reports each batch once the ESP holds it (an S3 object written, a Klaviyo job complete) and the batch's rows
 are recorded at once, in one transaction: a delivery killed midway resumes where it stopped, and re-running a day
 sends nothing twice. Rows the ESP rejected or that were skipped (over a size limit) are not recorded as delivered:
@@ -52,7 +54,7 @@ DDL = [
         content_sha256 varchar not null, path varchar not null, gate_run_id varchar not null)""",
     f"""create table if not exists {DELIVERIES} (
         delivery_id varchar primary key, sink varchar not null, as_of_date date not null, mode varchar not null,
-        status varchar not null,                -- running | complete | failed | interrupted
+        status varchar not null,                -- running | complete | failed | interrupted | superseded
         started_at timestamptz not null, finished_at timestamptz, duration_seconds double,
         rows_in_feed bigint not null, rows_unchanged bigint not null, rows_sent bigint not null default 0,
         rows_skipped bigint not null default 0, rows_failed bigint not null default 0, batches bigint not null default 0,
@@ -110,6 +112,7 @@ class Plan:
     rows_in_feed: int
     pending: set[str]  # customer ids to send
     resumes: list[str] = field(default_factory=list)  # earlier deliveries of this date that did not finish
+    superseded_by: date | None = None  # the latest later date the sink took a complete delivery of: nothing is sent
 
     @property
     def rows_unchanged(self) -> int:
@@ -129,6 +132,10 @@ class DeliveryResult:
     recovered: int = 0  # pending rows an interrupted delivery's jobs had delivered after all: not sent again
 
     def summary(self) -> str:
+        if self.plan.superseded_by is not None:
+            return (f"{self.plan.sink} delivery {self.delivery_id} for {self.plan.as_of_date}: superseded, nothing "
+                    f"sent: the sink took the feed of {self.plan.superseded_by} (newer values); the export stays in "
+                    "the outbox")
         recovered = f"{self.recovered:,} delivered by an interrupted delivery's jobs, " if self.recovered else ""
         return (f"{self.plan.sink} {self.plan.mode} delivery {self.delivery_id} for {self.plan.as_of_date}: "
                 f"{self.sent:,} sent, {recovered}{self.plan.rows_unchanged:,} unchanged, {self.skipped:,} skipped, "
@@ -154,16 +161,20 @@ def plan_delivery(warehouse: Warehouse, payloads: Callable[[], Iterator[Payload]
         resumes = [delivery_id for (delivery_id,) in con.execute(
             f"select delivery_id from {DELIVERIES} where sink = ? and as_of_date = ? and status in ('running', "  # noqa: S608 constant
             "'failed', 'interrupted') order by started_at", [sink, as_of_date]).fetchall()]
+        (superseded_by,) = con.execute(f"select max(as_of_date) from {DELIVERIES} where sink = ? "  # noqa: S608 constant
+                                       "and status = 'complete' and as_of_date > ?", [sink, as_of_date]).fetchone()
     pending: set[str] = set()
     rows = 0
     today = f"@{as_of_date.isoformat()}"
     for payload in payloads():
         rows += 1
         last = held.get(payload.customer_id)
-        if last is None or not last.startswith(payload.row_hash) or (full and not last.endswith(today)):
+        if superseded_by is None and (last is None or not last.startswith(payload.row_hash)
+                                      or (full and not last.endswith(today))):
             pending.add(payload.customer_id)
     return Plan(sink=sink, as_of_date=as_of_date, mode="full" if full else "delta", export_dir=export_dir,
-                export_sha256=export_sha256, rows_in_feed=rows, pending=pending, resumes=resumes)
+                export_sha256=export_sha256, rows_in_feed=rows, pending=pending, resumes=resumes,
+                superseded_by=superseded_by)
 
 
 def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[], Iterator[Payload]],
@@ -173,16 +184,22 @@ def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[],
     result = DeliveryResult(delivery_id=delivery_id, plan=plan)
     content = hashlib.sha256()
     started = time.monotonic()
+    status = "running" if plan.superseded_by is None else "superseded"
     with warehouse.writer() as con:
         con.execute("begin")
         # a delivery of the same sink and date that never finished (killed): this one takes over where it stopped
         con.execute(f"update {DELIVERIES} set status = 'interrupted' where sink = ? and as_of_date = ? "  # noqa: S608 constant
                     "and status = 'running'", [plan.sink, plan.as_of_date])
         con.execute(f"insert into {DELIVERIES} (delivery_id, sink, as_of_date, mode, status, started_at, rows_in_feed, "  # noqa: S608 constant
-                    "rows_unchanged, export_sha256) values (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                    [delivery_id, plan.sink, plan.as_of_date, plan.mode, datetime.now(UTC), plan.rows_in_feed,
-                     plan.rows_unchanged, plan.export_sha256])
+                    "rows_unchanged, export_sha256, finished_at, duration_seconds) "
+                    "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [delivery_id, plan.sink, plan.as_of_date, plan.mode, status, datetime.now(UTC), plan.rows_in_feed,
+                     plan.rows_unchanged, plan.export_sha256, None if status == "running" else datetime.now(UTC),
+                     None if status == "running" else 0.0])
         con.execute("commit")
+    if plan.superseded_by is not None:
+        say(result.summary())
+        return result
 
     def record(outcome: BatchOutcome) -> None:
         _record(warehouse, plan.sink, plan.as_of_date, delivery_id, outcome)

@@ -12,6 +12,7 @@ ml.customer_send_times, each at the version scored last for the date), so it is 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -25,6 +26,7 @@ from tailor.export.payload import Payload
 from tailor.warehouse import Warehouse, has_table
 
 FEED = "exports.esp_feed"
+MODEL_BUILDS = "meta.model_builds"  # dbt_project/macros/model_builds.sql
 FEED_SELECTOR = "feed"
 SCORED_TABLES = ("ml.customer_scores", "ml.customer_recommendations", "ml.customer_send_times")
 
@@ -68,13 +70,19 @@ LIFT_COLUMNS = ("as_of_date", "metric", "horizon_days", "is_window_complete", "t
 if TYPE_CHECKING:
     from ml.report import FeedReport
 
+log = logging.getLogger(__name__)
+
 
 class FeedError(RuntimeError):
     """The feed cannot be built, gated or read: the message says what is missing and which command makes it."""
 
 
 def build_feed(as_of: datetime, *, warehouse: Warehouse | None = None, quiet: bool = True):
-    """dbt build the feed models (and their tests) as of `as_of`: replaces the rows of its date only."""
+    """dbt build the feed models (and their tests) as of `as_of`: replaces the rows of its date only.
+
+    The feed reads the marts as they were last built. When another build came between (an hourly run, another day of
+    a backfill) and left some as of another time, everything but the feed is built again as of `as_of` first (without
+    tests: that data passed its gates), so a date's feed is always its own date's."""
     from tailor import transform
 
     warehouse = warehouse or Warehouse()
@@ -82,7 +90,23 @@ def build_feed(as_of: datetime, *, warehouse: Warehouse | None = None, quiet: bo
     if missing:
         raise FeedError(f"no scores for {as_of.date()} in {', '.join(missing)}: score first "
                         f"(python -m ml score --as-of {as_of.date()})")
+    moved = models_not_as_of(warehouse, as_of)
+    if moved:
+        log.info("feed: %s built as of another time than %s (another build came between): building the marts as of "
+                 "it again first", ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""),
+                 as_of.isoformat())
+        transform.build(as_of, exclude=transform.WITHOUT_TESTS, duckdb_path=warehouse.path, quiet=quiet)
     return transform.build(as_of, selector=FEED_SELECTOR, duckdb_path=warehouse.path, quiet=quiet)
+
+
+def models_not_as_of(warehouse: Warehouse, as_of: datetime) -> list[str]:
+    """The models whose latest build (meta.model_builds, recorded by every dbt build on DuckDB) was for another as-of
+    than `as_of`; ["(no build recorded)"] when none was recorded."""
+    with warehouse.reader() as con:
+        if not has_table(con, MODEL_BUILDS):
+            return ["(no build recorded)"]
+        return [model for (model,) in con.execute(
+            f"select model from {MODEL_BUILDS} where as_of_at <> ? order by model", [as_of]).fetchall()]  # noqa: S608 constant
 
 
 def unscored_tables(warehouse: Warehouse, as_of_date: date) -> list[str]:
