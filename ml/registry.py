@@ -278,12 +278,11 @@ class Registry:
 
     def promote(self, candidate: Candidate, reason: str) -> None:
         """Make `candidate` the production model, recording why on its version and its run."""
-        self._checked_candidate(candidate)
+        trained = self._checked_candidate(candidate).tags.get(TRAINED_AS_OF_TAG)
         self._record_decision(candidate, "promoted", reason)
         # The alias moves last: if recording the decision failed, production is still the previous model. It stays on
         # a version trained later than this one (a backfill promoting a past date's model): it names the newest.
         current = self._aliases().get(PRODUCTION_ALIAS)
-        trained = self._model_version(candidate.version).tags.get(TRAINED_AS_OF_TAG)
         newer = None if current is None else self._model_version(current).tags.get(TRAINED_AS_OF_TAG)
         if newer is not None and trained is not None and newer > trained:
             _log.info("promoted %s as of %s: %s; the alias stays on v%s, trained as of %s", candidate.model_version,
@@ -400,13 +399,15 @@ class Registry:
         labels = [f"v{version.version}" for version in self._versions()]
         return ", ".join(labels) if labels else "none (no model has been logged yet)"
 
-    def _checked_candidate(self, candidate: Candidate) -> None:
+    def _checked_candidate(self, candidate: Candidate) -> ModelVersion:
+        """The candidate's registered version; ModelInputError if it is not one of this model's."""
         version = self._model_version(candidate.version)
         if version is None or version.run_id != candidate.run_id:
             raise ModelInputError(
                 f"{candidate.model_version} (run {candidate.run_id}) is not a version of {self.model}; "
                 f"available: {self._available()}"
             )
+        return version
 
     def _record_decision(self, candidate: Candidate, decision: str, reason: str) -> None:
         from mlflow.entities import RunTag

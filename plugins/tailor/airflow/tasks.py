@@ -179,8 +179,8 @@ def decide_training(data_interval_start=None, data_interval_end=None, dag_run=No
     if reasons:
         log.info("training as of %s: %s", as_of.isoformat(), "; ".join(reasons))
         return ["train", "score"]
-    log.info("no training as of %s: not the weekly day, no drift request, models promoted as of that date; scoring "
-             "uses them", as_of.isoformat())
+    log.info("no training as of %s: not the weekly day and no drift request, with models promoted as of that date, "
+             "or that date trained already; scoring uses the models promoted as of it", as_of.isoformat())
     return ["score"]
 
 
