@@ -8,8 +8,9 @@ days, oldest first, with `dag.test()`: the same tasks, in the same order, as the
 extract and load, raw gate, dbt in layers, marts gate, training when due, scoring, the feed built, gated, exported
 and delivered to the simulator's Klaviyo, the run report). Each run computes as of its interval's end (midnight UTC),
 so its gates, dbt build and models see exactly the data up to it: the first day lands the shop's whole history, the
-others what changed that day. A day whose run already succeeded is not run again: a second `make demo` the same day
-only prints the summary, one a day later runs that day. Airflow's log of each day goes to
+others what changed that day. A day whose run already succeeded and whose export is in this data dir's outbox is not
+run again: a second `make demo` the same day only prints the summary, one a day later runs that day. (Airflow's
+metadata database may be shared by several clones: a run it records is not enough.) Airflow's log of each day goes to
 <data dir>/demo/daily-<date>.log; `make airflow` then shows the runs in its UI.
 
 The summary: records per source, tables and rows, gate results, the models against their baselines, segments, feed
@@ -71,7 +72,7 @@ def _daily_runs(url: str, ends: list[datetime]) -> int:
 
 def run_days(argv: list[str]) -> int:
     """(In the Airflow-configured process.) dag.test() of the daily DAG for each interval end of argv[1:], but a day
-    whose run already succeeded; Airflow's output goes to argv[0]/daily-<date>.log, one line per day to the terminal."""
+    already done here (done_here); Airflow's output goes to argv[0]/daily-<date>.log, one line per day to the terminal."""
     log_dir, ends = Path(argv[0]), [datetime.fromisoformat(text) for text in argv[1:]]
     log_dir.mkdir(parents=True, exist_ok=True)
     say = os.fdopen(os.dup(1), "w", buffering=1)  # the terminal, kept before Airflow's output goes to the day's file
@@ -86,7 +87,7 @@ def run_days(argv: list[str]) -> int:
     for end in ends:
         day = (end - timedelta(days=1)).date()
         log_path = log_dir / f"daily-{day}.log"
-        if DagRun.find(dag_id=DAILY_DAG, logical_date=end, state=DagRunState.SUCCESS):
+        if DagRun.find(dag_id=DAILY_DAG, logical_date=end, state=DagRunState.SUCCESS) and done_here(end):
             print(f"demo: {day}: its daily run already succeeded (log {log_path})", file=say)
             continue
         started = time.monotonic()
@@ -110,6 +111,17 @@ def run_days(argv: list[str]) -> int:
             print("\n".join(log_path.read_text(errors="replace").splitlines()[-40:]), file=say)
             return 1
     return 0
+
+
+def done_here(end: datetime) -> bool:
+    """Whether the export of the run ending at `end` is in this data dir's outbox: the day ran here."""
+    from tailor.export import outbox
+
+    try:
+        outbox.read_manifest(settings.outbox_dir(), end.astimezone(UTC).date())
+    except (outbox.ExportNotFound, outbox.CorruptExport):
+        return False
+    return True
 
 
 def _summary(ends: list[datetime]) -> None:

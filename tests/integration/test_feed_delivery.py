@@ -478,7 +478,10 @@ def test_people_who_unsubscribe_in_the_next_hour_are_not_in_the_next_delivery(de
     extract_and_load(world, warehouse, delivered.data_dir / "next-lake", [later])
     from tailor.transform import build
 
+    with warehouse.writer() as con:  # the record of a model since renamed or removed: the next build drops it
+        con.execute("insert into meta.model_builds values ('a_removed_model', ?, now())", [shop.now])
     build(later, duckdb_path=warehouse.path, state_dir=delivered.data_dir / "dbt", quiet=True)
+    assert feed.models_not_as_of(warehouse, later) == []
     training.score(later, say=quiet)
     personalization.score(later, say=quiet)
     feed.build_feed(later, warehouse=warehouse)

@@ -4,7 +4,7 @@ DAG's tasks stay one call each and tests can run them directly.
     reasons = training_reasons(as_of)      # why the models retrain today ([] : they do not)
     retraining_requested(warehouse, date)  # the date of the previous scoring, if it asked for retraining
     score_all(as_of)                       # customer models, then recommendations and send times
-    deliver_all(as_of, klaviyo=...)        # the day's export to every sink of TAILOR_FEED_SINKS
+    deliver_all(as_of, sinks, make_sink)   # the day's export to every sink of TAILOR_FEED_SINKS
 """
 
 from __future__ import annotations
@@ -112,22 +112,18 @@ def score_all(as_of: datetime) -> dict:
             "send_time_rows": listed.send_time_rows}
 
 
-def deliver_all(as_of: datetime, sinks: tuple[str, ...], klaviyo_credentials=None) -> list[dict]:
+def deliver_all(as_of: datetime, sinks: tuple[str, ...], make_sink=None) -> list[dict]:
     """Deliver the day's export to each sink (only what changed since the sink last accepted it; resumable).
-    klaviyo_credentials: the klaviyo_default Connection's, when the caller read it (else tailor.connections').
-    Raises DeliveryFailed after every sink was tried if any failed, naming each failed sink and why."""
-    from tailor import settings
+    make_sink: name -> sink, with the credentials the caller read (an Airflow task: its Connections), else
+    tailor.export.steps.make_sink's. Raises DeliveryFailed after every sink was tried if any failed, naming each
+    failed sink and why."""
     from tailor.export import steps
 
+    make_sink = make_sink or steps.make_sink
     outcomes, failures = [], []
     for sink in sinks:
-        sink_object = None
-        if sink == "klaviyo" and klaviyo_credentials is not None:
-            from tailor.export.klaviyo import KlaviyoSink
-
-            sink_object = KlaviyoSink(klaviyo_credentials, max_profiles_per_job=settings.klaviyo_profiles_per_job())
         try:
-            result = steps.deliver(as_of, sink, sink_object=sink_object, say=log.info)
+            result = steps.deliver(as_of, sink, sink_object=make_sink(sink), say=log.info)
         except Exception as exc:  # the other sinks still get the day's feed; raised below
             log.error("feed deliver %s: %s", sink, exc)
             failures.append((sink, exc))

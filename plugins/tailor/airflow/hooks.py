@@ -1,4 +1,5 @@
-"""Sources and the lake from Airflow Connections (the metadata database, AIRFLOW_CONN_* variables, a secrets backend)."""
+"""Sources, the lake and the feed's sinks from Airflow Connections (the metadata database, AIRFLOW_CONN_* variables,
+a secrets backend)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,24 @@ def lake() -> Lake:
     except AirflowNotFoundException:
         return Lake.from_url()
     return connections.lake_from_fields(conn.login, conn.password, conn.extra_dejson)
+
+
+def aws_client():
+    """An S3 client with the aws_default Connection's keys, region and endpoint when one is defined, else boto3's
+    chain."""
+    try:
+        conn = BaseHook.get_connection(connections.AWS_CONN_ID)
+    except AirflowNotFoundException:
+        return connections.s3_drop_client()
+    return connections.s3_client_from_fields(conn.login, conn.password, conn.extra_dejson)
+
+
+def make_sink(name: str):
+    """The feed's sink `name` with its Connection's credentials: klaviyo_default, or aws_default for the S3 drop."""
+    from tailor.export import steps
+
+    if name == "klaviyo":
+        return steps.make_sink(name, klaviyo_credentials=source_credentials("klaviyo"))
+    if name == "s3":
+        return steps.make_sink(name, s3_client=aws_client())
+    return steps.make_sink(name)

@@ -265,9 +265,8 @@ def deliver(data_interval_start=None, data_interval_end=None, dag_run=None) -> l
     if not sinks:
         log.info("feed deliver: TAILOR_FEED_SINKS=none: the outbox export is the only delivery")
         return []
-    klaviyo = hooks.source_credentials("klaviyo") if "klaviyo" in sinks else None
     with failing_fast(steps.ExportError):
-        return deliver_all(as_of, sinks, klaviyo_credentials=klaviyo)
+        return deliver_all(as_of, sinks, make_sink=hooks.make_sink)
 
 
 @task(pool=DUCKDB_POOL, execution_timeout=REPORT_TIMEOUT)

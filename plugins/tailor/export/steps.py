@@ -111,17 +111,20 @@ def exported_payloads(export_dir: Path) -> Callable[[], Iterator[Payload]]:
     return read
 
 
-def make_sink(name: str):
-    """The configured sink: credentials from the aws_default / klaviyo_default connections."""
+def make_sink(name: str, *, klaviyo_credentials=None, s3_client=None):
+    """The configured sink. Credentials: those given (an Airflow task reads them from its Connections:
+    tailor.airflow.hooks.make_sink), else klaviyo_default / aws_default from AIRFLOW_CONN_* variables, else the
+    simulator's Klaviyo / boto3's standard chain."""
     if name == "s3":
         from tailor.export.s3 import S3Sink
 
-        return S3Sink.from_settings()
+        return S3Sink.from_settings(client=s3_client)
     if name == "klaviyo":
         from tailor import connections
         from tailor.export.klaviyo import KlaviyoSink
 
-        return KlaviyoSink(connections.credentials("klaviyo"), max_profiles_per_job=settings.klaviyo_profiles_per_job())
+        return KlaviyoSink(klaviyo_credentials or connections.credentials("klaviyo"),
+                           max_profiles_per_job=settings.klaviyo_profiles_per_job())
     raise ValueError(f"sink {name!r} is not one of {', '.join(SINKS)}")
 
 
