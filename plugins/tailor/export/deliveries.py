@@ -184,7 +184,10 @@ def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[],
     result = DeliveryResult(delivery_id=delivery_id, plan=plan)
     content = hashlib.sha256()
     started = time.monotonic()
-    status = "running" if plan.superseded_by is None else "superseded"
+    superseded = plan.superseded_by is not None
+    now = datetime.now(UTC)
+    # a superseded delivery sends nothing: it is recorded finished in the moment it starts
+    status, finished_at, duration = ("superseded", now, 0.0) if superseded else ("running", None, None)
     with warehouse.writer() as con:
         con.execute("begin")
         # a delivery of the same sink and date that never finished (killed): this one takes over where it stopped
@@ -193,11 +196,10 @@ def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[],
         con.execute(f"insert into {DELIVERIES} (delivery_id, sink, as_of_date, mode, status, started_at, rows_in_feed, "  # noqa: S608 constant
                     "rows_unchanged, export_sha256, finished_at, duration_seconds) "
                     "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [delivery_id, plan.sink, plan.as_of_date, plan.mode, status, datetime.now(UTC), plan.rows_in_feed,
-                     plan.rows_unchanged, plan.export_sha256, None if status == "running" else datetime.now(UTC),
-                     None if status == "running" else 0.0])
+                    [delivery_id, plan.sink, plan.as_of_date, plan.mode, status, now, plan.rows_in_feed,
+                     plan.rows_unchanged, plan.export_sha256, finished_at, duration])
         con.execute("commit")
-    if plan.superseded_by is not None:
+    if superseded:
         say(result.summary())
         return result
 
