@@ -11,7 +11,7 @@ AIRFLOW_PORT ?= 8080
 # local PostgreSQL when one answers, else SQLite (backfills then run one DAG run at a time).
 export AIRFLOW_DB
 
-.PHONY: setup demo test lint bench airflow simulator clean
+.PHONY: setup demo test test-long lint bench airflow simulator clean
 
 # Locked install into .venv; re-runs only when the lock or pyproject changed.
 setup: $(VENV)/.synced
@@ -25,6 +25,10 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest
+
+# The tests too long for every change (marked `long`: the daily DAG's 14-day backfill, about 45 minutes here).
+test-long: setup
+	$(BIN)/pytest -m long -n 0
 
 lint: setup
 	$(BIN)/ruff check .

@@ -44,6 +44,14 @@ def base_inputs(bench_dir: Path, seed: int) -> tuple[Path, Path, datetime]:
     return root / "warehouse.duckdb", root / "hour", now
 
 
+def base_world_config(seed: int):
+    """The world every size's raw.* comes from: the S world (M and L replicate it)."""
+    from bench.context import SIZES
+    from simulator.world import WorldConfig
+
+    return WorldConfig(seed=seed, customers=SIZES[BASE_SIZE], products=20_000)  # 20k products at every size
+
+
 def warehouse_at_size(bench_dir: Path, size: str, seed: int) -> tuple[Path, Path, int, datetime]:
     """(a warehouse holding raw.* at `size`, the next hour's lake, the replication factor, the world's clock); the
     hour's batches are S-sized: replicate them after loading with replicate_raw(path, factor, their batch ids)."""
@@ -71,7 +79,7 @@ def _make_base(seed: int, root_dir: str) -> None:
     from bench.context import SIZES
     from bench.serving import served
     from simulator.state import TOKENS
-    from simulator.world import World, WorldConfig
+    from simulator.world import World
     from tailor import sources
     from tailor.lake import Lake
     from tailor.pipeline import BEGINNING, extract_window, load_batches
@@ -81,7 +89,7 @@ def _make_base(seed: int, root_dir: str) -> None:
     root = Path(root_dir)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    world = World.build(WorldConfig(seed=seed, customers=SIZES[BASE_SIZE], products=20_000))
+    world = World.build(base_world_config(seed))
     now = datetime.fromtimestamp(world.now, UTC)
     later = now + timedelta(seconds=NEW_DATA_SECONDS)
     with served(world, rate_limits=False) as url:

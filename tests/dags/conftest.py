@@ -17,9 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
-@pytest.fixture(scope="session")
-def airflow_env(tmp_path_factory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("airflow_home")
+def sqlite_airflow_env(home: Path) -> dict[str, str]:
+    """The environment of an Airflow whose state is in `home`: SQLite metadata, migrated, with the duckdb pool."""
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -33,6 +32,11 @@ def airflow_env(tmp_path_factory) -> dict[str, str]:
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{' '.join(cmd[1:])} failed:\n{result.stderr[-3000:]}"
     return env
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory) -> dict[str, str]:
+    return sqlite_airflow_env(tmp_path_factory.mktemp("airflow_home"))
 
 
 def run_in_airflow(env: dict[str, str], code: str, extra_env: dict[str, str] | None = None,

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,67 +20,13 @@ import pytest
 
 from tailor.warehouse import Warehouse
 from tests.dags.cluster import Cluster, airflow_env, free_port
-from tests.dags.conftest import ROOT, run_in_airflow
+from tests.dags.dailykit import feed, load_history, run_day
 from tests.postgres import drop_database, fresh_database, pg_settings
 
-DAG_FILE = ROOT / "dags" / "tailor_daily.py"
 # The simulator's world ends at 2026-11-01T00:00Z (a Sunday). Day one is the run for Oct 30, as of Oct 31 00:00
 # (a Saturday); day two the run for Oct 31, as of Nov 1 00:00 (a Sunday): neither is the weekly training day.
 DAY_ONE = datetime(2026, 10, 31, tzinfo=UTC)
 DAY_TWO = datetime(2026, 11, 1, tzinfo=UTC)
-
-RUN = """
-import json
-import os
-from datetime import datetime
-
-from ml import config
-config.TRAINING_SNAPSHOTS = 2  # tasks run in this process under dag.test(): the feed tests' setting
-
-from airflow.dag_processing.dagbag import DagBag
-from airflow.models.asset import AssetEvent
-from airflow.utils.session import create_session
-
-dag = DagBag(dag_folder={dag_file!r}).get_dag("tailor_daily")
-# Airflow 3.3's dag.test() hands the scheduler a DAG serialized without the metadata database, whose deadline alerts
-# are still definitions, not the ids update_state() looks up: a successful run then fails with "'dict' object has no
-# attribute 'hex'". The scheduler reads DAGs the DAG processor stored, with ids; test_dag_integrity.py checks the
-# alert is declared.
-dag.deadline = None
-run = dag.test(logical_date=datetime.fromisoformat({logical!r}))
-with create_session() as session:
-    tis = run.get_task_instances(session=session)
-    states = {{ti.task_id: str(ti.state) for ti in tis}}
-    seconds = {{ti.task_id: round(ti.duration or 0, 1) for ti in tis}}
-    emitted = sorted(e.source_task_id for e in session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id))
-print("RESULT", json.dumps({{"state": str(run.state), "tasks": states, "seconds": seconds, "emitted": emitted,
-                            "interval": [str(run.data_interval_start), str(run.data_interval_end)]}}))
-"""
-
-
-def _run_day(airflow_env, sim, data: Path, as_of: datetime) -> tuple[dict, str]:
-    """dag.test() of the run whose interval ends at `as_of` (the simulator's clock stands at DAY_TWO's end)."""
-    code = RUN.format(dag_file=str(DAG_FILE), logical=as_of.isoformat())
-    result = run_in_airflow(airflow_env, code, {"TAILOR_DATA_DIR": str(data), "TAILOR_SIMULATOR_URL": sim.url,
-                                                "TAILOR_LOOKBACK_MINUTES": "10", "TAILOR_FEED_SINKS": "klaviyo"},
-                            timeout=900)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, (result.stdout[-4000:], result.stderr[-6000:])
-    outcome = json.loads(lines[-1][len("RESULT "):])
-    print(f"run as of {as_of.isoformat()}: task seconds {outcome['seconds']}")  # shown by pytest -s or on failure
-    return outcome, result.stdout + result.stderr
-
-
-def _load_both_days(sim, data: Path) -> None:
-    """Land and load everything the shop holds up to DAY_TWO's end (`python -m tailor extract`, then `load`), as a
-    first install does. A day's build reads what is loaded when it runs: a record changed after day one's end and
-    loaded by then is rebuilt as of day one from its own timestamps, one not loaded yet is missing. Days run side by
-    side load in any order, so both setups load both days first, and the days compare as runs on the same raw.*."""
-    env = {**os.environ, "TAILOR_DATA_DIR": str(data), "TAILOR_SIMULATOR_URL": sim.url}
-    for command in (["extract", "--source", "all", "--start", "2000-01-01", "--end", DAY_TWO.isoformat()], ["load"]):
-        done = subprocess.run([sys.executable, "-m", "tailor", *command], capture_output=True, text=True, env=env,
-                              timeout=600)
-        assert done.returncode == 0, (command, done.stdout[-3000:], done.stderr[-3000:])
 
 
 def _logged_report(log: str) -> Path:
@@ -114,10 +58,10 @@ def test_a_fresh_install_delivers_a_feed_then_the_next_day_skips_training(airflo
     sim.state.set_now(int(DAY_TWO.timestamp()))  # both days are past days, as for the backfill below
     data = default_setup
     warehouse = Warehouse(data / "warehouse.duckdb")
-    _load_both_days(sim, data)
+    load_history(sim, data, DAY_TWO)
 
     # --- day one: a fresh install: everything runs, training because no model is registered yet
-    outcome, log = _run_day(airflow_env, sim, data, DAY_ONE)
+    outcome, log = run_day(airflow_env, sim, data, DAY_ONE)
     failed = {task: state for task, state in outcome["tasks"].items() if state != "success"}
     assert outcome["state"] == "success" and not failed, (failed, log[-6000:])
     assert outcome["interval"][1].startswith("2026-10-31 00:00:00")
@@ -136,7 +80,7 @@ def test_a_fresh_install_delivers_a_feed_then_the_next_day_skips_training(airflo
     assert report.exists() and report.stat().st_size > 0
 
     # --- day two: not the weekly day, production models registered, no drift request: training is skipped
-    outcome, log = _run_day(airflow_env, sim, data, DAY_TWO)
+    outcome, log = run_day(airflow_env, sim, data, DAY_TWO)
     states = outcome["tasks"]
     assert outcome["state"] == "success", log[-6000:]
     assert states["train"] == "skipped"
@@ -152,12 +96,6 @@ def test_a_fresh_install_delivers_a_feed_then_the_next_day_skips_training(airflo
 CELERY_DATABASE = "tailor_test_airflow_celery"
 REDIS_DB = 13  # a database of the local Redis of its own, flushed before and after
 FEW_SNAPSHOTS = Path(__file__).with_name("few_snapshots")
-
-
-def _feed(warehouse: Warehouse, day: datetime) -> list[tuple]:
-    with warehouse.reader() as con:
-        return con.execute("select * from exports.esp_feed where as_of_date = ? order by customer_id",
-                           [day.date()]).fetchall()
 
 
 def _celery_results(database: str) -> dict[str, int]:
@@ -186,7 +124,7 @@ def test_both_days_as_a_backfill_on_celery_with_postgres_and_redis_deliver_the_s
     import redis
 
     default = Warehouse(default_setup / "warehouse.duckdb")
-    expected = {day: _feed(default, day) for day in (DAY_ONE, DAY_TWO)}
+    expected = {day: feed(default, day) for day in (DAY_ONE, DAY_TWO)}
     assert all(expected.values()), "the default setup's runs (the test before) left no feeds to compare with"
     broker = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
     broker.flushdb()
@@ -215,7 +153,7 @@ def test_both_days_as_a_backfill_on_celery_with_postgres_and_redis_deliver_the_s
         cluster.start("scheduler", "scheduler", extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"})
         pythonpath = os.pathsep.join(filter(None, [str(FEW_SNAPSHOTS), env.get("PYTHONPATH")]))
         cluster.start("worker", "celery", "worker", extra_env={"PYTHONPATH": pythonpath})
-        _load_both_days(sim, data)
+        load_history(sim, data, DAY_TWO)
 
         # a run's logical date is its interval's start: the day before its as-of. Reprocess "none" is refused for a
         # DAG with depends_on_past tasks (decide_training)
@@ -233,7 +171,7 @@ def test_both_days_as_a_backfill_on_celery_with_postgres_and_redis_deliver_the_s
         ran = sum(state == "success" for day in states.values() for state in day.values())
         assert _celery_results(CELERY_DATABASE) == {"SUCCESS": ran}
         for day in (DAY_ONE, DAY_TWO):
-            assert _feed(warehouse, day) == expected[day], f"the feed of {day.date()} differs"
+            assert feed(warehouse, day) == expected[day], f"the feed of {day.date()} differs"
 
     finally:
         cluster.stop()
