@@ -14,6 +14,8 @@ from tailor.warehouse import Warehouse
 from tests.dags.conftest import ROOT, run_in_airflow
 
 DAG_FILE = ROOT / "dags" / "tailor_daily.py"
+# sitecustomize.py there: training on two churn snapshots, for the Airflow processes task processes are forked from
+FEW_SNAPSHOTS = Path(__file__).with_name("few_snapshots")
 
 RUN = """
 import json
@@ -44,13 +46,22 @@ print("RESULT", json.dumps({{"state": str(run.state), "tasks": states, "seconds"
 """
 
 
+def daily_settings(data: Path, sim) -> dict[str, str]:
+    """Tailor's settings for the tests' daily runs: their data dir, the shop, a short lookback, Klaviyo the one sink."""
+    return {"TAILOR_DATA_DIR": str(data), "TAILOR_SIMULATOR_URL": sim.url, "TAILOR_LOOKBACK_MINUTES": "10",
+            "TAILOR_FEED_SINKS": "klaviyo"}
+
+
+def few_snapshots(env: dict[str, str]) -> dict[str, str]:
+    """The extra environment of an Airflow process whose tasks train as the in-process runs do (RUN's setting)."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(FEW_SNAPSHOTS), env.get("PYTHONPATH")]))}
+
+
 def run_day(airflow_env: dict[str, str], sim, data: Path, as_of: datetime) -> tuple[dict, str]:
     """dag.test() of the daily run whose interval ends at `as_of`, delivering to the simulator's Klaviyo; returns
     its outcome (state, task states and seconds, assets emitted, interval) and its log."""
     code = RUN.format(dag_file=str(DAG_FILE), logical=as_of.isoformat())
-    result = run_in_airflow(airflow_env, code, {"TAILOR_DATA_DIR": str(data), "TAILOR_SIMULATOR_URL": sim.url,
-                                                "TAILOR_LOOKBACK_MINUTES": "10", "TAILOR_FEED_SINKS": "klaviyo"},
-                            timeout=900)
+    result = run_in_airflow(airflow_env, code, daily_settings(data, sim), timeout=900)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, (result.stdout[-4000:], result.stderr[-6000:])
     outcome = json.loads(lines[-1][len("RESULT "):])

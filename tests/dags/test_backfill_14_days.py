@@ -9,28 +9,26 @@ second Monday retrains (the weekly day), the other days score with the models be
 asks for training, which the backfill must then do on the same days. The world is the daily tests' (600 customers,
 two churn snapshots per training).
 
-About 45 minutes on this 2-core machine, so it is left out of `make test` (marked `long`): `make test-long` runs it.
+About 55 minutes on this 2-core machine (the days alone, then the backfill: about 28 minutes), so it is left out of
+`make test` (marked `long`): `make test-long` runs it.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from tailor.warehouse import Warehouse
 from tests.dags.cluster import Cluster, airflow_env, free_port
 from tests.dags.conftest import sqlite_airflow_env
-from tests.dags.dailykit import feed, load_history, run_day
+from tests.dags.dailykit import daily_settings, feed, few_snapshots, load_history, run_day
 from tests.postgres import drop_database, fresh_database
 
 DAYS = [datetime(2026, 10, 19, tzinfo=UTC) + timedelta(days=n) for n in range(14)]  # as-of dates, interval ends
 LAST = DAYS[-1]  # the simulator's world ends here
 TRAINING_DAYS = {DAYS[0], DAYS[7]}  # the first run, and the weekly retraining on the next Monday
 DATABASE = "tailor_test_airflow_backfill_14"
-FEW_SNAPSHOTS = Path(__file__).with_name("few_snapshots")
 
 
 def _deliveries(warehouse: Warehouse) -> list[tuple]:
@@ -75,18 +73,15 @@ def test_14_days_backfilled_four_at_once_give_each_day_the_feed_it_gets_alone(si
     data = tmp_path / "backfilled"
     warehouse = Warehouse(data / "warehouse.duckdb")
     env = airflow_env(home, fresh_database(DATABASE), port, dags=("tailor_daily.py",),
-                      AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
-                      TAILOR_DATA_DIR=str(data), TAILOR_SIMULATOR_URL=sim.url, TAILOR_LOOKBACK_MINUTES="10",
-                      TAILOR_FEED_SINKS="klaviyo")
+                      AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False", **daily_settings(data, sim))
     cluster = Cluster(env, tmp_path, port, dag_id="tailor_daily")
     try:
         cluster.start_api_server()
         cluster.start("dag-processor", "dag-processor")
         # no scheduled runs (the wall clock is weeks past the shop's); the tasks, forked from the scheduler, train
         # on two churn snapshots as the runs alone do
-        pythonpath = os.pathsep.join(filter(None, [str(FEW_SNAPSHOTS), env.get("PYTHONPATH")]))
         cluster.start("scheduler", "scheduler",
-                      extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "PYTHONPATH": pythonpath})
+                      extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", **few_snapshots(env)})
         load_history(sim, data, LAST)
 
         # a run's logical date is its interval's start, the day before its as-of

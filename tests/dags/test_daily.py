@@ -12,7 +12,6 @@ builds two churn snapshots instead of six, as there: the feed needs models that 
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from tailor.warehouse import Warehouse
 from tests.dags.cluster import Cluster, airflow_env, free_port
-from tests.dags.dailykit import feed, load_history, run_day
+from tests.dags.dailykit import daily_settings, feed, few_snapshots, load_history, run_day
 from tests.postgres import drop_database, fresh_database, pg_settings
 
 # The simulator's world ends at 2026-11-01T00:00Z (a Sunday). Day one is the run for Oct 30, as of Oct 31 00:00
@@ -95,7 +94,6 @@ def test_a_fresh_install_delivers_a_feed_then_the_next_day_skips_training(airflo
 
 CELERY_DATABASE = "tailor_test_airflow_celery"
 REDIS_DB = 13  # a database of the local Redis of its own, flushed before and after
-FEW_SNAPSHOTS = Path(__file__).with_name("few_snapshots")
 
 
 def _celery_results(database: str) -> dict[str, int]:
@@ -141,9 +139,7 @@ def test_both_days_as_a_backfill_on_celery_with_postgres_and_redis_deliver_the_s
                       AIRFLOW__CELERY__BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
                       AIRFLOW__CELERY__RESULT_BACKEND=f"db+{database}",
                       AIRFLOW__CELERY__WORKER_CONCURRENCY="4",
-                      AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
-                      TAILOR_DATA_DIR=str(data), TAILOR_SIMULATOR_URL=sim.url, TAILOR_LOOKBACK_MINUTES="10",
-                      TAILOR_FEED_SINKS="klaviyo")
+                      AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False", **daily_settings(data, sim))
     cluster = Cluster(env, tmp_path, port, dag_id="tailor_daily")
 
     try:
@@ -151,8 +147,7 @@ def test_both_days_as_a_backfill_on_celery_with_postgres_and_redis_deliver_the_s
         cluster.start("dag-processor", "dag-processor")
         # no scheduled runs: the shop's clock stands at day two, the wall clock weeks later
         cluster.start("scheduler", "scheduler", extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"})
-        pythonpath = os.pathsep.join(filter(None, [str(FEW_SNAPSHOTS), env.get("PYTHONPATH")]))
-        cluster.start("worker", "celery", "worker", extra_env={"PYTHONPATH": pythonpath})
+        cluster.start("worker", "celery", "worker", extra_env=few_snapshots(env))
         load_history(sim, data, DAY_TWO)
 
         # a run's logical date is its interval's start: the day before its as-of. Reprocess "none" is refused for a
