@@ -35,7 +35,7 @@ from pathlib import Path
 
 from tailor import settings
 from tailor.times import iso
-from tailor.warehouse import Warehouse, lock_conflict_line
+from tailor.warehouse import Warehouse, has_table, lock_conflict_line
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,9 @@ _PARSED_KEPT = 4
 _NOT_PROJECT_FILES = {"target", "logs", "dbt_packages", "__pycache__"}
 # `exclude` for a build that only makes tables: dbt's data and unit tests skipped (for rebuilds of data gated before).
 WITHOUT_TESTS = ("resource_type:test", "resource_type:unit_test")
+# per model, the as-of its latest successful build was for (dbt_project/macros/model_builds.sql; DuckDB only)
+MODEL_BUILDS = "meta.model_builds"
+NO_BUILD_RECORDED = "(no build recorded)"
 
 
 def build(as_of: datetime | str | None = None, *, known_at: datetime | str | None = None,
@@ -152,14 +155,8 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
         run_vars["as_of"] = iso(moment)
     if known_at is not None:
         run_vars["known_at"] = iso(parse_as_of(known_at, "known-at"))
-    # absolute: dbt reads a relative target or log path from the project folder, not from the caller's
-    state = Path(state_dir).resolve() if state_dir is not None else dbt_state_dir()
-    common = ["--project-dir", str(settings.dbt_project_dir()), "--profiles-dir", str(settings.dbt_project_dir()),
-              "--target", chosen, "--target-path", str(state / "target"), "--log-path", str(state / "logs")]
-    if run_vars:
-        common += ["--vars", json.dumps(run_vars)]
-    if quiet:
-        common.append("--quiet")
+    state = _state(state_dir)
+    common = _common_args(chosen, state, run_vars, quiet)
     args = ["build", *common]
     if select:
         args += ["--select", *_words(select)]
@@ -216,6 +213,67 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
                        attempts=wait.attempts + 1, waited_seconds=time.monotonic() - started - ran)
 
 
+def models_not_as_of(warehouse: Warehouse, as_of: datetime) -> list[str]:
+    """The models whose latest build (meta.model_builds, recorded by every dbt build on DuckDB) was for another as-of
+    than `as_of`; ["(no build recorded)"] when none was recorded."""
+    with warehouse.reader() as con:
+        if not has_table(con, MODEL_BUILDS):
+            return [NO_BUILD_RECORDED]
+        return [model for (model,) in con.execute(
+            f"select model from {MODEL_BUILDS} where as_of_at <> ? order by model", [as_of]).fetchall()]  # noqa: S608 constant
+
+
+def rebuild_moved(as_of: datetime, *, select: Sequence[str] | None = None, exclude: Sequence[str] = (),
+                  duckdb_path: str | Path | None = None, state_dir: str | Path | None = None,
+                  quiet: bool = True) -> BuildResult | None:
+    """Build the models of a selection (default: every model but the feed's) again as of `as_of`, without tests, when
+    another build left any of them as of another time since (meta.model_builds); None when none was moved.
+
+    Why: each step after a build reads the marts as they were last built, and in between another build may run (an
+    hourly run, another day of a backfill, each taking the warehouse in turn). The data was tested when it was built
+    as of `as_of`, so the rebuild runs no tests. DuckDB only, where builds are recorded: on Postgres, None."""
+    if settings.dbt_target() != "duckdb":
+        return None
+    warehouse = Warehouse(duckdb_path)
+    moved = models_not_as_of(warehouse, as_of)
+    if moved and select is not None and moved != [NO_BUILD_RECORDED]:
+        moved = sorted(set(moved) & set(selected_models(select, exclude, as_of=as_of, duckdb_path=warehouse.path,
+                                                        state_dir=state_dir)))
+    if not moved:
+        return None
+    log.info("%s built as of another time than %s (another build came between): building %s as of it again first, "
+             "without tests", ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""),
+             iso(as_of), " ".join(select) if select is not None else "every model but the feed")
+    return build(as_of, select=select, exclude=[*exclude, *WITHOUT_TESTS], duckdb_path=warehouse.path,
+                 state_dir=state_dir, quiet=quiet)
+
+
+def selected_models(select: Sequence[str], exclude: Sequence[str] = (), *, as_of: datetime | None = None,
+                    duckdb_path: str | Path | None = None, state_dir: str | Path | None = None) -> list[str]:
+    """The names of the models a selection picks on the DuckDB target (`dbt ls`), on the parse a build as of `as_of`
+    uses (kept per process: no second parse)."""
+    from dbt.cli.main import dbtRunner
+
+    warehouse = Warehouse(duckdb_path)
+    run_vars = {"as_of": iso(parse_as_of(as_of))} if as_of is not None else {}
+    state = _state(state_dir)
+    common = _common_args("duckdb", state, run_vars, quiet=True)
+    args = ["ls", *common, "--resource-type", "model", "--output", "name", "--select", *select]
+    if exclude:
+        args += ["--exclude", *exclude]
+    with _IN_PROCESS, _environment({"TAILOR_DUCKDB_PATH": str(warehouse.path), "TAILOR_DBT_TARGET": "duckdb"}):
+        try:
+            parsed = _parsed(dbtRunner, common, _parse_key("duckdb", warehouse.path, run_vars))
+            outcome = dbtRunner(manifest=parsed).invoke(args)
+        finally:
+            _release_duckdb()
+    if not outcome.success or outcome.result is None:
+        error = outcome.exception
+        why = f"{type(error).__name__}: {error}" if error is not None else f"see the dbt log in {state / 'logs'}"
+        raise BuildFailed(f"dbt ls --select {' '.join(select)} failed: {why}")
+    return sorted(str(name) for name in outcome.result)
+
+
 def parse_as_of(value: datetime | str, name: str = "as-of") -> datetime:
     """An as-of (or known-at) time as an aware UTC datetime: ISO 8601 text or a datetime; without a zone it is UTC."""
     if isinstance(value, str):
@@ -225,6 +283,22 @@ def parse_as_of(value: datetime | str, name: str = "as-of") -> datetime:
         except ValueError:
             raise ValueError(f"{name} {text!r} is not an ISO 8601 date or time (e.g. 2026-11-01T00:00:00Z)") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _state(state_dir: str | Path | None) -> Path:
+    # absolute: dbt reads a relative target or log path from the project folder, not from the caller's
+    return Path(state_dir).resolve() if state_dir is not None else dbt_state_dir()
+
+
+def _common_args(target: str, state: Path, run_vars: Mapping[str, object], quiet: bool) -> list[str]:
+    """The arguments every dbt command of a build shares (a parse is kept per these)."""
+    common = ["--project-dir", str(settings.dbt_project_dir()), "--profiles-dir", str(settings.dbt_project_dir()),
+              "--target", target, "--target-path", str(state / "target"), "--log-path", str(state / "logs")]
+    if run_vars:
+        common += ["--vars", json.dumps(run_vars)]
+    if quiet:
+        common.append("--quiet")
+    return common
 
 
 def _words(value: Sequence[str] | str) -> list[str]:

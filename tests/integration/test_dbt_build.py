@@ -16,7 +16,7 @@ import pytest
 
 from simulator.world import parse_time
 from tailor.raw import ensure_control_tables
-from tailor.transform import RUNTIME_VARS, BuildFailed, _project_fingerprint, build
+from tailor.transform import RUNTIME_VARS, BuildFailed, _project_fingerprint, build, models_not_as_of
 from tailor.warehouse import Warehouse
 from tests.integration import dbt_fixtures
 from tests.integration.dbt_fixtures import Built, DbtWorld
@@ -228,3 +228,35 @@ def test_the_parse_builds_reuse_does_not_depend_on_the_as_of_and_an_edit_parses_
     model = copy / "models" / "marts" / "core" / "customers.sql"
     model.write_text(model.read_text() + "\n-- edited\n")
     assert _project_fingerprint() != before
+
+
+def test_a_layer_builds_on_its_own_day_when_another_days_build_came_between(dbt_world: DbtWorld, built_now: Built,
+                                                                            tmp_path: Path):
+    # the daily DAG's layers are tasks of their own: with backfilled days in flight, another day's layers can take the
+    # warehouse between two of this day's (it happened: a daily layer then tested core marts of another day)
+    from tailor.airflow.dbt_layers import build_layer
+
+    path = dbt_world.copy(tmp_path / "warehouse.duckdb")
+    options = {"duckdb_path": path, "state_dir": tmp_path / "dbt", "quiet": True}
+    other_day = dbt_world.earlier_run(7)
+    build_layer("sources", built_now.as_of, **options)
+    build_layer("core", built_now.as_of, **options)
+    build_layer("sources", other_day, **options)  # another day's run between this day's core and daily layers
+    build_layer("core", other_day, **options)
+    warehouse = Warehouse(path)
+    assert "customers" in models_not_as_of(warehouse, built_now.as_of)
+    build_layer("daily", built_now.as_of, **options)
+    assert models_not_as_of(warehouse, built_now.as_of) == []
+    # every mart as the day's one plain build made it
+    with Warehouse(built_now.path).reader() as con:
+        tables = [name for (name,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'marts' order by 1").fetchall()]
+    assert {"customers", "orders", "customer_features", "customer_rfm"} <= set(tables)
+    with warehouse.writer() as con:
+        con.execute("attach ? as plain (read_only)", [str(built_now.path)])
+        for table in tables:
+            differing = con.execute(f"select count(*) from ((select * from marts.{table} except all "
+                                    f"select * from plain.marts.{table}) union all (select * from plain.marts.{table} "
+                                    f"except all select * from marts.{table}))").fetchone()[0]
+            assert differing == 0, f"marts.{table}: {differing} rows differ from the day's plain build"
+        con.execute("detach plain")

@@ -37,6 +37,7 @@ from tailor.export.s3 import S3Sink
 from tailor.quality import GateFailed
 from tailor.run_report import REPORT_FILE, SECTIONS, write_run_report
 from tailor.sources import Credentials
+from tailor.transform import models_not_as_of
 from tailor.warehouse import Warehouse, has_table
 from tests.integration.dbt_fixtures import extract_and_load
 from tests.integration.lakekit import moto_s3
@@ -481,7 +482,7 @@ def test_people_who_unsubscribe_in_the_next_hour_are_not_in_the_next_delivery(de
     with warehouse.writer() as con:  # the record of a model since renamed or removed: the next build drops it
         con.execute("insert into meta.model_builds values ('a_removed_model', ?, now())", [shop.now])
     build(later, duckdb_path=warehouse.path, state_dir=delivered.data_dir / "dbt", quiet=True)
-    assert feed.models_not_as_of(warehouse, later) == []
+    assert models_not_as_of(warehouse, later) == []
     training.score(later, say=quiet)
     personalization.score(later, say=quiet)
     feed.build_feed(later, warehouse=warehouse)
@@ -514,9 +515,9 @@ def test_people_who_unsubscribe_in_the_next_hour_are_not_in_the_next_delivery(de
                                [shop.now.date()]).fetchall()
 
     built_for_day_one = day_one_feed()
-    assert "customers" in feed.models_not_as_of(warehouse, shop.now)  # the next day's build moved them
+    assert "customers" in models_not_as_of(warehouse, shop.now)  # the next day's build moved them
     feed.build_feed(shop.now, warehouse=warehouse)
-    assert feed.models_not_as_of(warehouse, shop.now) == []
+    assert models_not_as_of(warehouse, shop.now) == []
     assert day_one_feed() == built_for_day_one
 
 

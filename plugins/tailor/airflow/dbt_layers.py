@@ -74,13 +74,32 @@ def selection(name: str) -> tuple[list[str], list[str]]:
     return list(chosen.select), exclude
 
 
-def build_layer(name: str, as_of: datetime, **options) -> BuildResult:
-    """`dbt build` one layer as of `as_of` (options go to transform.build: duckdb_path, state_dir, quiet, ...).
+def earlier_selection(name: str) -> tuple[list[str], list[str]] | None:
+    """(select, exclude) of the layers before `name` together (None for the first layer): what this layer reads."""
+    from tailor.transform import FEED_TAG
+
+    index = LAYERS.index(layer(name))
+    if index == 0:
+        return None
+    select = [word for earlier in LAYERS[:index] for word in earlier.select]
+    return select, [FEED_TAG, *(word for following in LAYERS[index:] for word in following.select)]
+
+
+def build_layer(name: str, as_of: datetime, *, duckdb_path=None, state_dir=None, quiet: bool = False,
+                **options) -> BuildResult:
+    """`dbt build` one layer as of `as_of` (options go to transform.build: lock_timeout, ...).
+
+    Each layer is its own task, and another build may take the warehouse between two layers of a day (another day's
+    run of a backfill, an hourly build): the earlier layers' models it moved to another as-of are built again as of
+    `as_of` first (transform.rebuild_moved, without tests), so a layer always builds and tests on its own day.
     Raises transform.BuildFailed naming the failed nodes, WarehouseLockTimeout as transform.build does."""
     from tailor import transform
 
+    where = {"duckdb_path": duckdb_path, "state_dir": state_dir, "quiet": quiet}
+    if (earlier := earlier_selection(name)) is not None:
+        transform.rebuild_moved(as_of, select=earlier[0], exclude=earlier[1], **where)
     select, exclude = selection(name)
-    return transform.build(as_of, select=select, exclude=exclude, **options)
+    return transform.build(as_of, select=select, exclude=exclude, **where, **options)
 
 
 def build_in_layers(as_of: datetime, *, layers: Sequence[str] = LAYER_NAMES, **options) -> list[BuildResult]:

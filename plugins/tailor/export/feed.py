@@ -26,7 +26,6 @@ from tailor.export.payload import Payload
 from tailor.warehouse import Warehouse, has_table
 
 FEED = "exports.esp_feed"
-MODEL_BUILDS = "meta.model_builds"  # dbt_project/macros/model_builds.sql
 FEED_SELECTOR = "feed"
 SCORED_TABLES = ("ml.customer_scores", "ml.customer_recommendations", "ml.customer_send_times")
 
@@ -90,23 +89,8 @@ def build_feed(as_of: datetime, *, warehouse: Warehouse | None = None, quiet: bo
     if missing:
         raise FeedError(f"no scores for {as_of.date()} in {', '.join(missing)}: score first "
                         f"(python -m ml score --as-of {as_of.date()})")
-    moved = models_not_as_of(warehouse, as_of)
-    if moved:
-        log.info("feed: %s built as of another time than %s (another build came between): building the marts as of "
-                 "it again first", ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""),
-                 as_of.isoformat())
-        transform.build(as_of, exclude=transform.WITHOUT_TESTS, duckdb_path=warehouse.path, quiet=quiet)
+    transform.rebuild_moved(as_of, duckdb_path=warehouse.path, quiet=quiet)
     return transform.build(as_of, selector=FEED_SELECTOR, duckdb_path=warehouse.path, quiet=quiet)
-
-
-def models_not_as_of(warehouse: Warehouse, as_of: datetime) -> list[str]:
-    """The models whose latest build (meta.model_builds, recorded by every dbt build on DuckDB) was for another as-of
-    than `as_of`; ["(no build recorded)"] when none was recorded."""
-    with warehouse.reader() as con:
-        if not has_table(con, MODEL_BUILDS):
-            return ["(no build recorded)"]
-        return [model for (model,) in con.execute(
-            f"select model from {MODEL_BUILDS} where as_of_at <> ? order by model", [as_of]).fetchall()]  # noqa: S608 constant
 
 
 def unscored_tables(warehouse: Warehouse, as_of_date: date) -> list[str]:
