@@ -53,8 +53,18 @@ class WarehouseBusy(RuntimeError):
 _DUCKDB_LOCK_WORDS = ("Could not set lock", "Conflicting lock")
 
 
+# Another thread of this process closing the file's last connection while this one opens it: DuckDB is still
+# releasing the file (seen with the Klaviyo sink's submit thread noting jobs while the caller records outcomes).
+_DUCKDB_CLOSING_WORDS = "Unique file handle conflict"
+
+
 def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and any(word in str(exc) for word in _DUCKDB_LOCK_WORDS)
+
+
+def _is_transient_conflict(exc: BaseException) -> bool:
+    """A conflict that goes away by waiting: another process's lock, or this process still closing the file."""
+    return _is_lock_conflict(exc) or (isinstance(exc, duckdb.Error) and _DUCKDB_CLOSING_WORDS in str(exc))
 
 
 def lock_conflict_line(message: str) -> str | None:
@@ -128,8 +138,8 @@ class Warehouse:
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.IOException as exc:
-                if not _is_lock_conflict(exc):
+            except duckdb.Error as exc:
+                if not _is_transient_conflict(exc):
                     raise
                 delay = wait.next_delay(exc)
                 if (waited := wait.waited()) >= next_note:

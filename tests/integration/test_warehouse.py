@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,6 +193,31 @@ def test_a_load_waits_for_another_process_holding_the_database(lake: Lake, wareh
     assert "waiting for the DuckDB lock" in caplog.text  # it did meet the lock, and waited instead of failing
     assert rows(warehouse, "select note from main.holder") == [("the other process",)]
     assert rows(warehouse, "select count(*) from raw.klaviyo_events") == [(50,)]
+
+
+def test_threads_of_one_process_open_and_close_the_file_side_by_side(warehouse: Warehouse) -> None:
+    # the Klaviyo sink notes each job from its submit thread while the calling thread records outcomes: one thread's
+    # open can meet another's close, which DuckDB reports as a "Unique file handle conflict" until the close is done
+    with warehouse.writer() as con:
+        con.execute("create table counts (n integer)")
+    errors: list[str] = []
+
+    def open_and_close() -> None:
+        for _ in range(300):
+            try:
+                with warehouse.writer() as con:
+                    con.execute("insert into counts values (1)")
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=open_and_close) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with warehouse.reader() as con:
+        assert con.execute("select count(*) from counts").fetchone()[0] == 1200
 
 
 def test_a_lock_held_past_the_timeout_is_a_clear_error(lake: Lake, warehouse: Warehouse) -> None:
