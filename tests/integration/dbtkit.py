@@ -136,6 +136,14 @@ def table_rows(con, schema: str, table: str, where: str = "") -> list[tuple]:
     return sorted((tuple(normalized(v) for v in row) for row in rows), key=repr)
 
 
+def mart_tables(path: Path) -> dict[str, list[tuple]]:
+    """Every table of schema marts in the DuckDB file at `path`, as table_rows gives it: two builds to compare."""
+    with Warehouse(path, lock_timeout=60).reader() as con:
+        tables = [name for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()]
+        return {table: table_rows(con, "marts", table) for table in tables}
+
+
 def incremental_snapshot(con, models: list[str], as_of: datetime) -> dict[str, list[tuple]]:
     """What a full refresh as of `as_of` must reproduce, per incremental model (a mart, or a base table in schema
     base): its rows, or, for a table that keeps one snapshot per as-of date (it has an as_of_date column), the rows of

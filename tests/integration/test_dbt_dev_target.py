@@ -29,7 +29,7 @@ from tailor.transform import BuildFailed, build
 from tailor.warehouse import Warehouse
 from tests.integration import dbt_fixtures
 from tests.integration.dbt_fixtures import Built, DbtWorld
-from tests.integration.dbtkit import differences, table_rows
+from tests.integration.dbtkit import differences, mart_tables
 from tests.integration.lakekit import T0, ListExtractor, raw_snapshot, versions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,13 +102,6 @@ def _count(path: Path, table: str) -> int:
         return con.execute(f"select count(*) from raw.{table}").fetchone()[0]
 
 
-def _marts(path: Path) -> dict[str, list[tuple]]:
-    with Warehouse(path, lock_timeout=60).reader() as con:
-        tables = [name for (name,) in con.execute(
-            "select table_name from information_schema.tables where table_schema = 'marts' order by 1").fetchall()]
-        return {table: table_rows(con, "marts", table) for table in tables}
-
-
 def test_dev_build_runs_on_the_snapshot_while_a_load_holds_the_warehouse(dbt_world: DbtWorld, built_now: Built,
                                                                           tmp_path: Path):
     warehouse = Warehouse(dbt_world.copy(tmp_path / "warehouse.duckdb"), lock_timeout=60)
@@ -135,7 +128,7 @@ def test_dev_build_runs_on_the_snapshot_while_a_load_holds_the_warehouse(dbt_wor
     # the load committed in the warehouse; the snapshot (and so the dev build) still has the raw layer of before
     assert _count(warehouse.path, "shopify_customers") == customers + NEW_CUSTOMERS
     assert _count(snapshot.path, "shopify_customers") == customers
-    dev_marts, prod_marts = _marts(tmp_path / "dev.duckdb"), _marts(built_now.path)
+    dev_marts, prod_marts = mart_tables(tmp_path / "dev.duckdb"), mart_tables(built_now.path)
     assert len(prod_marts) >= 10 and set(dev_marts) == set(prod_marts)
     assert all(prod_marts[name] for name in prod_marts if name != "churn_labels")  # real content to compare
     problems = differences(prod_marts, dev_marts)

@@ -66,23 +66,24 @@ def layer(name: str) -> Layer:
 
 def selection(name: str) -> tuple[list[str], list[str]]:
     """(select, exclude) of a layer: its own selection, minus the feed and every later layer's selection."""
-    from tailor.transform import FEED_TAG
-
-    chosen = layer(name)
-    later = LAYERS[LAYERS.index(chosen) + 1:]
-    exclude = [FEED_TAG, *(word for following in later for word in following.select)]
-    return list(chosen.select), exclude
+    index = LAYERS.index(layer(name))
+    return _select(LAYERS[index:index + 1]), _excluding(LAYERS[index + 1:])
 
 
 def earlier_selection(name: str) -> tuple[list[str], list[str]] | None:
     """(select, exclude) of the layers before `name` together (None for the first layer): what this layer reads."""
+    index = LAYERS.index(layer(name))
+    return (_select(LAYERS[:index]), _excluding(LAYERS[index:])) if index else None
+
+
+def _select(layers: Sequence[Layer]) -> list[str]:
+    return [word for chosen in layers for word in chosen.select]
+
+
+def _excluding(later: Sequence[Layer]) -> list[str]:
     from tailor.transform import FEED_TAG
 
-    index = LAYERS.index(layer(name))
-    if index == 0:
-        return None
-    select = [word for earlier in LAYERS[:index] for word in earlier.select]
-    return select, [FEED_TAG, *(word for following in LAYERS[index:] for word in following.select)]
+    return [FEED_TAG, *_select(later)]
 
 
 def build_layer(name: str, as_of: datetime, *, duckdb_path=None, state_dir=None, quiet: bool = False,
