@@ -17,28 +17,34 @@ from simulator.world import World, WorldConfig
 _WORLDS: dict[WorldConfig, World] = {}
 
 
-# Minutes each of the longest modules takes (pytest's durations, summed, in a full run on this 2-core machine): they
-# start first, so the two workers end together instead of one of them starting a long module at the end (xdist would
-# order by test count).
+# Minutes each of the longest modules takes (pytest's durations, summed, in a full run on a 2-core machine; the
+# Airflow modules since their executors preload Tailor's libraries): they start first, so the two workers end together
+# instead of one of them starting a long module at the end (xdist would order by test count).
 _LONGEST_MODULES = {
-    "tests/dags/test_backfill.py": 5.4,
-    "tests/integration/test_ml_models.py": 3.6,
-    "tests/dags/test_first_runs.py": 3.3,
-    "tests/integration/test_quiet_hours.py": 2.2,
-    "tests/integration/test_dbt_as_of.py": 2.1,
-    "tests/integration/test_feed_delivery.py": 2.0,
-    "tests/integration/test_dbt_dev_target.py": 1.4,
-    "tests/integration/test_ml_replayed.py": 1.2,
-    "tests/dags/test_extract_hourly.py": 1.1,
-    "tests/integration/test_dbt_build.py": 1.1,
-    "tests/dags/test_raw_gate.py": 1.0,
-    "tests/integration/test_source_shopify.py": 0.9,
-    "tests/integration/test_dbt_lint.py": 0.8,
-    "tests/integration/test_quality_raw.py": 0.8,
-    "tests/integration/test_source_hubspot.py": 0.6,
+    "tests/dags/test_daily.py": 11.0,
+    "tests/integration/test_ml_models.py": 5.8,
+    "tests/dags/test_first_runs.py": 5.0,
+    "tests/integration/test_quiet_hours.py": 4.7,
+    "tests/dags/test_backfill.py": 4.0,
+    "tests/integration/test_dbt_build.py": 3.4,
+    "tests/integration/test_feed_delivery.py": 3.0,
+    "tests/integration/test_dbt_as_of.py": 2.9,
+    "tests/integration/test_dbt_dev_target.py": 2.3,
+    "tests/integration/test_ml_replayed.py": 1.6,
+    "tests/dags/test_extract_hourly.py": 1.6,
+    "tests/integration/test_dbt_lint.py": 1.5,
+    "tests/dags/test_raw_gate.py": 1.3,
+    "tests/integration/test_source_shopify.py": 1.0,
+    "tests/integration/test_quality_raw.py": 1.0,
+    "tests/integration/test_ml_bad_input.py": 0.7,
+    "tests/integration/test_dbt_point_in_time.py": 0.7,
+    "tests/dags/test_airflow_hooks.py": 0.7,
+    "tests/unit/test_compose.py": 0.6,
+    "tests/integration/test_order_line_baskets.py": 0.6,
+    "tests/unit/test_ml_registry.py": 0.5,
     "tests/integration/test_extract_load_e2e.py": 0.5,
-    "tests/integration/test_quality_marts.py": 0.5,
-    "tests/integration/test_order_line_baskets.py": 0.5,
+    "tests/integration/test_dbt_feed.py": 0.5,
+    "tests/dags/test_dag_integrity.py": 0.5,
 }
 
 

@@ -174,6 +174,10 @@ def test_make_airflow_then_a_5_hour_backfill_four_runs_at_once_is_green_and_exac
         return None
 
     runs = make_airflow.wait("the backfill's runs", finished, timeout=900)
+    # its LocalExecutor forked the task processes with Tailor's libraries imported (tailor.airflow.executor)
+    printed = make_airflow.stderr.with_name("make-airflow.out")
+    make_airflow.wait("the scheduler's preload line", lambda: "Tailor's task modules preloaded" in printed.read_text(
+        errors="replace"), timeout=60, every=1)
     after = _sim_clock(make_airflow.sim_url)
     assert {run["state"] for run in runs} == {"success"}, runs
     # The unpaused DAG had already run its latest hour (scheduled): the backfill ran the four before it.

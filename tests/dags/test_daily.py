@@ -136,6 +136,7 @@ def test_both_days_as_a_backfill_on_celery_with_postgres_and_redis_deliver_the_s
     warehouse = Warehouse(data / "warehouse.duckdb")
     env = airflow_env(home, database, port, dags=("tailor_daily.py",),
                       AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+                      AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS="tailor.airflow.executor.CELERY_CONFIG",
                       AIRFLOW__CELERY__BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
                       AIRFLOW__CELERY__RESULT_BACKEND=f"db+{database}",
                       AIRFLOW__CELERY__WORKER_CONCURRENCY="4",
@@ -170,6 +171,8 @@ def test_both_days_as_a_backfill_on_celery_with_postgres_and_redis_deliver_the_s
         assert settled == {"SUCCESS": ran}
         for day in (DAY_ONE, DAY_TWO):
             assert feed(warehouse, day) == expected[day], f"the feed of {day.date()} differs"
+        # the worker's pool processes were forked with Tailor's libraries imported (tailor.airflow.executor)
+        assert "Tailor's task modules preloaded" in (tmp_path / "worker.log").read_text(errors="replace")
 
     finally:
         cluster.stop()

@@ -118,6 +118,8 @@ def airflow_environment(database: MetadataDatabase, home: Path, port: int) -> di
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "TAILOR_DATA_DIR": str(settings.data_dir()),
     }
+    # Airflow's LocalExecutor whose task processes start with Tailor's task libraries imported (tailor.airflow.executor)
+    env.setdefault("AIRFLOW__CORE__EXECUTOR", "tailor.airflow.executor.LocalExecutor")
     # Airflow's default of 32 task slots starts 32 worker processes; on a laptop a few per core keep it responsive
     # (tasks mostly wait on the network or take the one DuckDB slot).
     env.setdefault("AIRFLOW__CORE__PARALLELISM", str(max(4, 2 * (os.cpu_count() or 2))))
