@@ -5,7 +5,7 @@ runs themselves (tests/dags: `make airflow`'s backfill, the Celery topology) run
 from __future__ import annotations
 
 import ast
-import importlib
+import importlib.util
 import sys
 import threading
 from pathlib import Path
