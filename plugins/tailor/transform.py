@@ -21,6 +21,7 @@ raises BuildFailed saying how to publish one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -113,8 +114,11 @@ FEED_TAG = "tag:feed"
 RUNTIME_VARS = ("as_of", "known_at")
 # Parsing the project takes about 5 s of a build; a process that builds again (training's snapshot builds, the tests)
 # reuses its manifest: dbt recompiles every node of a build from it. At most this many parses are kept per process.
+# A new process (each Airflow task) starts from dbt's partial parse instead, kept on disk per parse key (_parsed).
 _PARSED: dict[tuple, object] = {}
 _PARSED_KEPT = 4
+# The runtime vars' value in a parse: dbt's partial parse is reused only for the same vars, and no parse reads them
+_PARSE_VALUE = "2000-01-01T00:00:00Z"
 _NOT_PROJECT_FILES = {"target", "logs", "dbt_packages", "__pycache__"}
 # `exclude` for a build that only makes tables: dbt's data and unit tests skipped (for rebuilds of data gated before).
 WITHOUT_TESTS = ("resource_type:test", "resource_type:unit_test")
@@ -194,7 +198,7 @@ def build(as_of: datetime | str | None = None, *, known_at: datetime | str | Non
         with _IN_PROCESS, _environment(run_env):  # dbt keeps global state: one invocation at a time per process
             invoked = time.monotonic()
             try:
-                parsed = _parsed(dbtRunner, common, _parse_key(chosen, warehouse.path, run_vars))
+                parsed = _parsed(dbtRunner, chosen, state, run_vars, _parse_key(chosen, warehouse.path, run_vars))
                 nodes, error = _invoke(dbtRunner, parsed, args, state / "logs")
             finally:
                 _release_duckdb()
@@ -263,7 +267,7 @@ def selected_models(select: Sequence[str], exclude: Sequence[str] = (), *, as_of
         args += ["--exclude", *exclude]
     with _IN_PROCESS, _environment({"TAILOR_DUCKDB_PATH": str(warehouse.path), "TAILOR_DBT_TARGET": "duckdb"}):
         try:
-            parsed = _parsed(dbtRunner, common, _parse_key("duckdb", warehouse.path, run_vars))
+            parsed = _parsed(dbtRunner, "duckdb", state, run_vars, _parse_key("duckdb", warehouse.path, run_vars))
             outcome = dbtRunner(manifest=parsed).invoke(args)
         finally:
             _release_duckdb()
@@ -290,10 +294,12 @@ def _state(state_dir: str | Path | None) -> Path:
     return Path(state_dir).resolve() if state_dir is not None else dbt_state_dir()
 
 
-def _common_args(target: str, state: Path, run_vars: Mapping[str, object], quiet: bool) -> list[str]:
+def _common_args(target: str, state: Path, run_vars: Mapping[str, object], quiet: bool,
+                 target_path: Path | None = None) -> list[str]:
     """The arguments every dbt command of a build shares (a parse is kept per these)."""
     common = ["--project-dir", str(settings.dbt_project_dir()), "--profiles-dir", str(settings.dbt_project_dir()),
-              "--target", target, "--target-path", str(state / "target"), "--log-path", str(state / "logs")]
+              "--target", target, "--target-path", str(target_path or state / "target"),
+              "--log-path", str(state / "logs")]
     if run_vars:
         common += ["--vars", json.dumps(run_vars)]
     if quiet:
@@ -344,12 +350,21 @@ def _project_fingerprint() -> tuple:
     return str(root), tuple(files)
 
 
-def _parsed(runner: type, common: list[str], key: tuple) -> object | None:
+def _parsed(runner: type, target: str, state: Path, run_vars: Mapping[str, object], key: tuple) -> object | None:
     """The project's manifest for `key`, parsed once per process; None when the parse failed (the build then parses
-    again and reports dbt's error as usual)."""
+    again and reports dbt's error as usual).
+
+    The parse is dbt's own, partial: it reads back the manifest the last parse of the same target, database and vars
+    left in the state dir (target/parse-<key>/), re-parsing only the project files that changed since (dbt compares
+    every file's checksum). The runtime vars are parsed with one fixed value, so that file serves every as-of: a new
+    process reads it in about a second instead of parsing the whole project. A file being written by another process
+    when this one reads it fails dbt's check and costs a full parse, never a wrong manifest."""
     if key in _PARSED:
         return _PARSED[key]
-    outcome = runner().invoke(["parse", *common])
+    parse_vars = {name: _PARSE_VALUE if name in RUNTIME_VARS else value for name, value in run_vars.items()}
+    same_parse = hashlib.sha256(json.dumps(key[:3], default=str).encode()).hexdigest()[:16]
+    common = _common_args(target, state, parse_vars, quiet=True, target_path=state / "target" / f"parse-{same_parse}")
+    outcome = runner().invoke(["parse", "--no-write-json", *common])
     if not outcome.success or outcome.result is None:
         return None
     while len(_PARSED) >= _PARSED_KEPT:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import psycopg2
@@ -230,6 +231,39 @@ def test_the_parse_builds_reuse_does_not_depend_on_the_as_of_and_an_edit_parses_
     model = copy / "models" / "marts" / "core" / "customers.sql"
     model.write_text(model.read_text() + "\n-- edited\n")
     assert _project_fingerprint() != before
+
+
+def test_a_new_process_reads_the_parse_back_for_any_as_of_and_parses_an_edited_model_again(dbt_world: DbtWorld,
+                                                                                          tmp_path: Path):
+    # each Airflow task is a new process: it starts from dbt's partial parse that an earlier build of the same
+    # warehouse left in its state dir, whatever that build's as-of; a model edited since is parsed again, and built
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
+    data = tmp_path / "data"
+    dbt_world.copy(data / "warehouse.duckdb")
+    env = {**os.environ, "TAILOR_DATA_DIR": str(data), "TAILOR_DBT_PROJECT_DIR": str(project)}
+    env.pop("TAILOR_DUCKDB_PATH", None)
+    dbt_log = data / "dbt" / "logs" / "dbt.log"
+
+    def build_in_a_new_process(as_of: datetime) -> str:
+        """The dbt log lines of one `python -m tailor build` of the products' staging model and its parents."""
+        before = len(dbt_log.read_text()) if dbt_log.exists() else 0
+        done = subprocess.run([sys.executable, "-m", "tailor", "build", "--as-of", as_of.isoformat(), "--quiet",
+                               "--select", "+stg_shopify__products", "--exclude", "resource_type:test",
+                               "--exclude", "resource_type:unit_test"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return dbt_log.read_text()[before:]
+
+    assert "Starting full parse" in build_in_a_new_process(dbt_world.earlier_run(7))
+    assert "no changes found, skipping parsing" in build_in_a_new_process(dbt_world.now)
+
+    model = project / "models" / "staging" / "shopify" / "stg_shopify__products.sql"
+    model.write_text(model.read_text().replace("select * from final", "select *, 1 as edited from final"))
+    logged = build_in_a_new_process(dbt_world.now)
+    assert "1 files changed" in logged and "Starting full parse" not in logged, logged[-3000:]
+    with Warehouse(data / "warehouse.duckdb").reader() as con:
+        assert con.execute("select distinct edited from staging.stg_shopify__products").fetchall() == [(1,)]
 
 
 def test_a_layer_builds_on_its_own_day_when_another_days_build_came_between(dbt_world: DbtWorld, built_now: Built,
