@@ -13,11 +13,15 @@ export AIRFLOW_DB
 
 .PHONY: setup demo test test-long lint bench airflow simulator clean
 
-# Locked install into .venv; re-runs only when the lock or pyproject changed.
+# Locked install into .venv; re-runs only when the lock or pyproject changed. Bytecode is compiled here, the
+# dependencies' and the project's own: where Python may not write it back (PYTHONDONTWRITEBYTECODE, a read-only
+# install) every process would compile what it imports again, and each Airflow process, task and test imports GX,
+# dbt, MLflow or scikit-learn (GX: 6.6 s from source, 2.9 s compiled, on a 2-core machine).
 setup: $(VENV)/.synced
 $(VENV)/.synced: uv.lock pyproject.toml
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	$(UV) sync --frozen --python 3.11
+	$(UV) sync --frozen --python 3.11 --compile-bytecode
+	$(BIN)/python -m compileall -q dags plugins ml simulator bench
 	@touch $@
 
 demo: setup
