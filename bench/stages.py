@@ -250,7 +250,7 @@ def dbt_layers(ctx: Context) -> StageResult:
     fresh_process(f"from tailor import transform; "
                   f"transform.selected_models(['resource_type:seed'], as_of={now.isoformat()!r}, {where})")
     forked = json.loads(subprocess.run([sys.executable, "-c", _FORKED_BUILDS, json.dumps(builds)], check=True,
-                                       capture_output=True, text=True).stdout.splitlines()[-1])
+                                       stdout=subprocess.PIPE, text=True).stdout.splitlines()[-1])
     fresh = {name: fresh_process(code) for name, code in builds.items()}
     figures = {}
     for mode, seconds in (("forked", forked), ("fresh", fresh)):
