@@ -333,9 +333,13 @@ def _parse_key(target: str, database_file: Path, run_vars: Mapping[str, object])
     set). Called with the build's environment set. No model or macro reads env_var() (only the profile does): one
     that does must add that variable here, as dbt's own partial parse would."""
     database = database_file.stem if target in _LOCAL_TARGETS else settings.postgres_server().dbname
-    parse_vars = {name: "set" if name in RUNTIME_VARS else value for name, value in run_vars.items()
-                  if value is not None}
-    return target, database, json.dumps(parse_vars, sort_keys=True, default=str), _project_fingerprint()
+    return target, database, json.dumps(_parse_vars(run_vars), sort_keys=True, default=str), _project_fingerprint()
+
+
+def _parse_vars(run_vars: Mapping[str, object]) -> dict[str, object]:
+    """The vars a parse is made with: each runtime var that is set, at one fixed value (no parse reads it)."""
+    return {name: _PARSE_VALUE if name in RUNTIME_VARS else value for name, value in run_vars.items()
+            if value is not None}
 
 
 def _project_fingerprint() -> tuple:
@@ -361,9 +365,10 @@ def _parsed(runner: type, target: str, state: Path, run_vars: Mapping[str, objec
     when this one reads it fails dbt's check and costs a full parse, never a wrong manifest."""
     if key in _PARSED:
         return _PARSED[key]
-    parse_vars = {name: _PARSE_VALUE if name in RUNTIME_VARS else value for name, value in run_vars.items()}
-    same_parse = hashlib.sha256(json.dumps(key[:3], default=str).encode()).hexdigest()[:16]
-    common = _common_args(target, state, parse_vars, quiet=True, target_path=state / "target" / f"parse-{same_parse}")
+    # one folder per key but its files' fingerprint: dbt checks every file itself
+    same_parse = hashlib.sha256(json.dumps(key[:-1], default=str).encode()).hexdigest()[:16]
+    common = _common_args(target, state, _parse_vars(run_vars), quiet=True,
+                          target_path=state / "target" / f"parse-{same_parse}")
     outcome = runner().invoke(["parse", "--no-write-json", *common])
     if not outcome.success or outcome.result is None:
         return None
