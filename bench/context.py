@@ -35,6 +35,15 @@ def slowest_nodes(nodes, count: int = 5) -> str:
     return ", ".join(f"{node.unique_id.split('.')[2][:60]} {node.seconds:.1f}s" for node in top)
 
 
+def mlflow_store(run_dir: Path) -> Path:
+    """The MLflow SQLite store the train stages promote models in, under their run dir."""
+    return run_dir / "mlflow" / "mlflow.db"
+
+
+def tracking_uri(run_dir: Path) -> str:
+    return f"sqlite:///{mlflow_store(run_dir)}"
+
+
 def in_child(step: Callable, *args) -> tuple[bool, object, float, float]:
     """step(*args) in a forked process, so that its peak memory is its own: (ok, what it returned or, when it raised,
     the traceback, its seconds, its peak RSS in MB)."""

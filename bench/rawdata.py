@@ -24,6 +24,10 @@ import multiprocessing
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.context import Context
 
 BASE_SIZE = "S"
 # The incremental run's new data: this much more of the world's timeline, extracted like an hourly run.
@@ -174,6 +178,28 @@ def replicate_raw(path: Path, factor: int, batch_ids: list[str] | None = None) -
 
 # Beside a warehouse lent from the cache: what raw.* held when it was lent, so that it can be given back as it was.
 _LENT = "lent-from-cache.json"
+
+
+def fresh_build_warehouse(ctx: Context) -> tuple[Path, int, bool]:
+    """(the warehouse file a build stage builds into, the replication factor, whether it is the cached file itself):
+    raw.* of the size's world, nothing built; a copy of the cache, or at L (41 GB, no room for a copy) the cached
+    file lent (lend_from_cache), which the run gives back when it ends (return_to_cache)."""
+    run_dir = ctx.work_dir / "dbt-run"
+    return_to_cache(run_dir / "warehouse.duckdb")  # lent to a run that stopped before giving it back
+    source, _, factor, _ = warehouse_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    path = run_dir / "warehouse.duckdb"
+    marker = source.parent / "built.json"
+    in_place = shutil.disk_usage(run_dir).free <= 3 * source.stat().st_size
+    if not in_place:
+        shutil.copyfile(source, path)  # the builds write into it: a fresh copy per run
+    else:
+        marker_text = marker.read_text()
+        marker.unlink()
+        shutil.move(source, path)
+        lend_from_cache(path, source, marker_text)
+    return path, factor, in_place
 
 
 def lend_from_cache(path: Path, cache_path: Path, marker_text: str) -> None:

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from bench.baskets import baskets
-from bench.context import SIZES, Context, StageResult, slowest_nodes
+from bench.context import Context, StageResult, mlflow_store, slowest_nodes, tracking_uri
+from bench.daily import daily
 from bench.hourly import hourly
 from bench.serving import served
 from simulator.world import World, WorldConfig
@@ -153,40 +154,14 @@ SERVE_SECONDS_PER_API = 10
 # --- dbt ---------------------------------------------------------------------------------------------------------
 
 
-def _fresh_build_warehouse(ctx: Context) -> tuple[Path, int, bool]:
-    """(the warehouse file a build stage builds into, the replication factor, whether it is the cached file itself):
-    raw.* of the size's world, nothing built; a copy of the cache, or at L (41 GB, no room for a copy) the cached
-    file lent (bench.rawdata.lend_from_cache), which the run gives back when it ends."""
-    import shutil
-
-    from bench.rawdata import lend_from_cache, return_to_cache, warehouse_at_size
-
-    run_dir = ctx.work_dir / "dbt-run"
-    return_to_cache(run_dir / "warehouse.duckdb")  # lent to a run that stopped before giving it back
-    source, _, factor, _ = warehouse_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
-    path = run_dir / "warehouse.duckdb"
-    marker = source.parent / "built.json"
-    in_place = shutil.disk_usage(run_dir).free <= 3 * source.stat().st_size
-    if not in_place:
-        shutil.copyfile(source, path)  # the builds write into it: a fresh copy per run
-    else:
-        marker_text = marker.read_text()
-        marker.unlink()
-        shutil.move(source, path)
-        lend_from_cache(path, source, marker_text)
-    return path, factor, in_place
-
-
 def dbt(ctx: Context) -> StageResult:
     """dbt build of the whole project (every model, seed and test) on raw.* of the size's world, as of its clock, from
     scratch (--full-refresh). The hourly stage then loads the next hour into the same warehouse and builds again."""
-    from bench.rawdata import base_inputs, return_to_cache
+    from bench.rawdata import base_inputs, fresh_build_warehouse, return_to_cache
     from tailor import transform
     from tailor.warehouse import Warehouse
 
-    path, factor, in_place = _fresh_build_warehouse(ctx)
+    path, factor, in_place = fresh_build_warehouse(ctx)
     run_dir = path.parent
     _, _, now = base_inputs(ctx.work_dir.parent, ctx.seed)
     warehouse = Warehouse(path)
@@ -227,12 +202,12 @@ def dbt_layers(ctx: Context) -> StageResult:
     import subprocess
     import sys
 
-    from bench.rawdata import base_inputs
+    from bench.rawdata import base_inputs, fresh_build_warehouse
     from tailor.airflow.dbt_layers import LAYER_NAMES
 
     path = ctx.work_dir / "dbt-run" / "warehouse.duckdb"
     if not path.exists():  # alone, or the dbt stage failed: raw.* of the size, nothing built
-        path, _, _ = _fresh_build_warehouse(ctx)
+        path, _, _ = fresh_build_warehouse(ctx)
     run_dir = path.parent
     _, _, now = base_inputs(ctx.work_dir.parent, ctx.seed)
     where = f"duckdb_path={str(path)!r}, state_dir={str(run_dir / 'dbt')!r}"
@@ -324,7 +299,7 @@ def train(ctx: Context) -> StageResult:
     warehouse = Warehouse(run_dir / "warehouse.duckdb")
     shutil.copyfile(source, warehouse.path)
     os.environ["TAILOR_DATA_DIR"] = str(run_dir)  # this child's only: the training report goes to <data dir>/reports
-    registry = Registry(_tracking_uri(run_dir))  # artifacts beside the sqlite file (ml.registry._artifact_location)
+    registry = Registry(tracking_uri(run_dir))  # artifacts beside the sqlite file (ml.registry._artifact_location)
 
     started = time.perf_counter()
     result = training.train(now, warehouse=warehouse, registry=registry, allow_build=False, say=_clocked_say())
@@ -371,12 +346,12 @@ def score(ctx: Context) -> StageResult:
 
     run_dir = _models_dir(ctx)
     warehouse = Warehouse(run_dir / "warehouse.duckdb")
-    if not warehouse.exists() or not _sqlite_store(run_dir).exists():
+    if not warehouse.exists() or not mlflow_store(run_dir).exists():
         raise RuntimeError(f"no trained models in {run_dir}: the score stage scores with the train stage's, so run "
                            f"train first at size {ctx.size} (e.g. --stages train,score)")
     _, now = models_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)  # made already: the train stage made them
     os.environ["TAILOR_DATA_DIR"] = str(run_dir)
-    registry = Registry(_tracking_uri(run_dir))
+    registry = Registry(tracking_uri(run_dir))
 
     started = time.perf_counter()
     result = training.score(now, warehouse=warehouse, registry=registry, allow_build=False, say=_clocked_say())
@@ -505,122 +480,13 @@ def deliver(ctx: Context) -> StageResult:
     })
 
 
-# --- the day as one run ------------------------------------------------------------------------------------------
-
-
-DAILY_DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "tailor_daily.py"
-
-# dag.test() of one day in a fresh process configured for Airflow (it reads its configuration once, at import); prints
-# the run's state, each task's state and seconds, and the process's peak RSS (its own, its children's: dbt, if forked)
-_DAILY_RUN = """
-import json, resource, sys
-from datetime import datetime
-
-from airflow.dag_processing.dagbag import DagBag
-from airflow.utils.session import create_session
-
-dag = DagBag(dag_folder=sys.argv[1]).get_dag("tailor_daily")
-dag.deadline = None  # Airflow 3.3's dag.test() fails a run whose DAG declares one (see tailor.demo.run_days)
-run = dag.test(logical_date=datetime.fromisoformat(sys.argv[2]))
-with create_session() as session:
-    tis = sorted(run.get_task_instances(session=session), key=lambda ti: (ti.start_date is None, ti.start_date))
-    tasks = [[ti.task_id, str(ti.state), round(ti.duration or 0, 1)] for ti in tis]
-peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-print("RESULT " + json.dumps({"state": str(run.state), "tasks": tasks, "peak_rss_mb": round(peak / 1024),
-                              "interval": [str(run.data_interval_start), str(run.data_interval_end)]}))
-"""
-
-
-def daily(ctx: Context) -> StageResult:
-    """One run of the daily DAG at the size, the whole day as one run, timed per task: dag.test() of tailor_daily as
-    of the world's clock in a fresh process (SQLite metadata in the stage's folder), on the warehouse the dbt stage
-    built (a day after the hourly runs finds its marts built; alone: raw.* of the size, every model from nothing).
-    Its tasks as the scheduler runs them: the catch-up extract from the simulator of the S world raw.* was made from
-    (served, rate limits on; it reads the day again, as a backfilled day does, and loads no version twice), the raw
-    gate, the dbt layers, the marts gate, the training decision (the models the train and train_personalization
-    stages promoted were trained as of this date, so training is skipped; MLFLOW_TRACKING_URI points at their store),
-    scoring, the feed built, gated, exported and delivered to the simulator's Klaviyo, the run report. Run train and
-    train_personalization first (at this size or a smaller one). Memory: the run's peak RSS; every task runs in that
-    one process under dag.test(), so it bounds from above what a task takes in a scheduler's task process."""
-    import json
-    import shutil
-    import subprocess
-    import sys
-    from datetime import UTC, datetime, timedelta
-
-    from bench.rawdata import base_inputs, base_world_config
-    from tailor.warehouse import Warehouse
-
-    # The models the train stages promoted at this size, else at the largest smaller one: a model scores any number
-    # of customers, and M and L repeat S's people, so only training's own time (its stages' subject) would differ.
-    sizes = [size for size in sorted(SIZES, key=SIZES.get) if SIZES[size] <= ctx.customers][::-1]
-    trained = [(size, ctx.work_dir.parent / f"work-{size}" / "models") for size in sizes]
-    trained = [(size, models) for size, models in trained if _sqlite_store(models).exists()]
-    if not trained:
-        raise RuntimeError(f"no trained models under {ctx.work_dir.parent}: the daily run scores with the models the "
-                           f"train and train_personalization stages promote, so run them first (at size {ctx.size} "
-                           "or a smaller one)")
-    models_size, models = trained[0]
-    warehouse = ctx.work_dir / "dbt-run" / "warehouse.duckdb"
-    built_by_dbt = warehouse.exists()
-    if not built_by_dbt:
-        warehouse, _, _ = _fresh_build_warehouse(ctx)
-    data = warehouse.parent  # the day's data dir: its lake, outbox, reports and Airflow state beside the warehouse
-    _, _, now = base_inputs(ctx.work_dir.parent, ctx.seed)
-    home = data / "airflow-daily"
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir()
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(DAILY_DAG_FILE.parent),
-           "AIRFLOW__CORE__PLUGINS_FOLDER": str(DAILY_DAG_FILE.parents[1] / "plugins"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-           "TAILOR_DATA_DIR": str(data), "MLFLOW_TRACKING_URI": _tracking_uri(models), "TAILOR_FEED_SINKS": "klaviyo"}
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    for command in (["db", "migrate"], ["pools", "set", "duckdb", "1", "DuckDB writer"]):  # set-up, untimed
-        subprocess.run([airflow, *command], env=env, check=True, capture_output=True)
-
-    log = data / "daily-run.log"  # a lent cache goes back when the harness ends (bench.run), whatever happened here
-    with served(World.build(base_world_config(ctx.seed)), rate_limits=True) as url, log.open("w") as out:
-        started, run_started = time.perf_counter(), datetime.now(UTC)
-        done = subprocess.run([sys.executable, "-c", _DAILY_RUN, str(DAILY_DAG_FILE), now.isoformat()],
-                              stdout=out, stderr=subprocess.STDOUT, check=False,
-                              env={**env, "TAILOR_SIMULATOR_URL": url})
-        seconds = time.perf_counter() - started
-    results = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not results:
-        raise RuntimeError(f"the daily run failed (exit code {done.returncode}); its log, {log}, ends:\n"
-                           f"{log.read_text(errors='replace')[-4000:]}")
-    outcome = json.loads(results[-1][len("RESULT "):])
-    failed = [task for task, state, _ in outcome["tasks"] if state not in ("success", "skipped")]
-    if outcome["state"] != "success" or failed:
-        raise RuntimeError(f"the daily run ended {outcome['state']}, failed tasks: {failed}; its log: {log}")
-    with Warehouse(warehouse).reader() as con:
-        feed_rows = con.execute("select count(*) from exports.esp_feed where as_of_date = ?",
-                                [now.date()]).fetchone()[0]
-        delivered = con.execute("select sink, status, rows_sent from export.deliveries where as_of_date = ? "
-                                "and started_at >= ?", [now.date(), run_started]).fetchall()  # this run's
-    tasks = outcome["tasks"]
-    return StageResult(rows=feed_rows, unit="feed rows", seconds=seconds, details={
-        "interval": f"{(now - timedelta(days=1)).isoformat()} to {now.isoformat()} ({outcome['interval'][1]})",
-        "warehouse": "marts built already (the dbt stage's)" if built_by_dbt else "raw.* only: every model built",
-        "models": f"promoted by the train stages at size {models_size}",
-        "task_seconds": "; ".join(f"{task} {secs:,.1f}" for task, _, secs in tasks),
-        "task_seconds_sum": round(sum(secs for *_, secs in tasks), 1),
-        "slowest": ", ".join(f"{task} {secs:,.1f}" for task, _, secs in sorted(tasks, key=lambda t: -t[2])[:5]),
-        "skipped": ", ".join(task for task, state, _ in tasks if state == "skipped") or "none",
-        "delivered": "; ".join(f"{sink} {status}, {sent:,} sent" for sink, status, sent in delivered),
-        "peak_rss_mb_of_the_run": outcome["peak_rss_mb"],
-        "log": str(log),
-    })
-
-
 def _personalization_registries(run_dir: Path) -> dict:
     """The recommendations' and send times' registered models in the train stage's MLflow store."""
     from ml import personalization
     from ml.registry import Registry
 
-    return {"rec_registry": Registry(_tracking_uri(run_dir), model=personalization.RECOMMENDATIONS_MODEL),
-            "send_registry": Registry(_tracking_uri(run_dir), model=personalization.SEND_TIMES_MODEL)}
+    return {"rec_registry": Registry(tracking_uri(run_dir), model=personalization.RECOMMENDATIONS_MODEL),
+            "send_registry": Registry(tracking_uri(run_dir), model=personalization.SEND_TIMES_MODEL)}
 
 
 def _trained_dir(ctx: Context):
@@ -630,7 +496,7 @@ def _trained_dir(ctx: Context):
 
     run_dir = _models_dir(ctx)
     warehouse = Warehouse(run_dir / "warehouse.duckdb")
-    if not warehouse.exists() or not _sqlite_store(run_dir).exists():
+    if not warehouse.exists() or not mlflow_store(run_dir).exists():
         raise RuntimeError(f"no trained models in {run_dir}: the personalization stages use the train stage's "
                            f"warehouse copy and MLflow store, so run train first at size {ctx.size}")
     _, now = models_at_size(ctx.work_dir.parent, ctx.size, ctx.seed)
@@ -640,14 +506,6 @@ def _trained_dir(ctx: Context):
 
 def _models_dir(ctx: Context) -> Path:
     return ctx.work_dir / "models"
-
-
-def _sqlite_store(run_dir: Path) -> Path:
-    return run_dir / "mlflow" / "mlflow.db"
-
-
-def _tracking_uri(run_dir: Path) -> str:
-    return f"sqlite:///{_sqlite_store(run_dir)}"
 
 
 def _omp_threads() -> str:

@@ -1,0 +1,198 @@
+"""Bench stage `daily`: one run of the daily DAG at the size, the whole day, timed per task with each task's peak
+memory.
+
+The run is `dag.test(use_executor=True)` of tailor_daily as of the world's clock, in a fresh process configured for
+Airflow (SQLite metadata in the run's folder), with an Airflow API server started for it: the tasks run as a
+scheduler runs them, each in its own process forked by Tailor's LocalExecutor (tailor.airflow.executor, the task
+libraries imported before it forks), reporting through the API server's execution API. One task at a time, as on
+SQLite (`make airflow`). Each task process's peak RSS is the kernel's high-water mark (VmHWM), read every 0.1 s while
+it runs (a task that ends sooner may go unread); the stage's own peak is the bench harness's, not a task's.
+
+What the run finds: the warehouse the dbt stage built (a day after the hourly runs finds its marts built; alone,
+raw.* of the size and every model built from nothing), the S world raw.* was made from served with rate limits on
+(the catch-up extract reads the day again, as a backfilled day does, and loads no version twice), and the models the
+train and train_personalization stages promoted (trained as of this date, so training is skipped, as on six days of
+seven; MLFLOW_TRACKING_URI points at their store). Run those stages first, at this size or a smaller one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.context import SIZES, Context, StageResult, mlflow_store, tracking_uri
+
+DAILY_DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "tailor_daily.py"
+
+# In a fresh process configured for Airflow (it reads its configuration once, at import): dag.test() of the day with
+# the configured executor, a thread reading every descendant process's high-water mark meanwhile; prints the run's
+# state, each task's state, seconds and peak RSS, and the largest process's peak.
+_DAILY_RUN = """
+import json, re, sys, threading, time
+from datetime import datetime
+
+import psutil
+from airflow.dag_processing.dagbag import DagBag
+from airflow.utils.session import create_session
+
+task_process = re.compile(r"airflow worker -- ([0-9a-f-]{36})$")  # the task runner's title: its task instance's id
+peak_kb = {}  # task instance id -> the peak RSS of its task process
+
+def watch():
+    me = psutil.Process()
+    while True:
+        for process in me.children(recursive=True):
+            try:
+                title = " ".join(process.cmdline()).strip()  # setproctitle pads the title with empty arguments
+                if (found := task_process.match(title)) is None:
+                    continue
+                with open(f"/proc/{process.pid}/status") as status:
+                    hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+            except (psutil.Error, OSError, StopIteration):  # it ended meanwhile
+                continue
+            peak_kb[found.group(1)] = max(peak_kb.get(found.group(1), 0), hwm)
+        time.sleep(0.1)
+
+threading.Thread(target=watch, daemon=True).start()
+dag = DagBag(dag_folder=sys.argv[1]).get_dag("tailor_daily")
+dag.deadline = None  # Airflow 3.3's dag.test() fails a run whose DAG declares one (see tailor.demo.run_days)
+run = dag.test(logical_date=datetime.fromisoformat(sys.argv[2]), use_executor=True)
+with create_session() as session:
+    tis = sorted(run.get_task_instances(session=session), key=lambda ti: (ti.start_date is None, ti.start_date))
+    tasks = [[ti.task_id, str(ti.state), round(ti.duration or 0, 1), peak_kb.get(str(ti.id))]
+             for ti in tis]
+print("RESULT " + json.dumps({"state": str(run.state), "tasks": tasks,
+                              "interval": [str(run.data_interval_start), str(run.data_interval_end)]}))
+"""
+
+
+def daily(ctx: Context) -> StageResult:
+    """The daily run at the size (see the module's docstring): seconds, state and peak RSS per task."""
+    from bench.rawdata import base_inputs, base_world_config, fresh_build_warehouse
+    from bench.serving import served
+    from simulator.world import World
+    from tailor.warehouse import Warehouse
+
+    models_size, models = _trained_models(ctx)
+    warehouse = ctx.work_dir / "dbt-run" / "warehouse.duckdb"
+    built_by_dbt = warehouse.exists()
+    if not built_by_dbt:
+        warehouse, _, _ = fresh_build_warehouse(ctx)
+    data = warehouse.parent  # the day's data dir: its lake, outbox, reports and Airflow state beside the warehouse
+    _, _, now = base_inputs(ctx.work_dir.parent, ctx.seed)
+    home = data / "airflow-daily"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir()
+    port = _free_port()
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(DAILY_DAG_FILE.parent),
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(DAILY_DAG_FILE.parents[1] / "plugins"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+           "AIRFLOW__CORE__EXECUTOR": "tailor.airflow.executor.LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "1",
+           "AIRFLOW__API__PORT": str(port),
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+           "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),  # the run's and the API server's, shared
+           "TAILOR_DATA_DIR": str(data), "MLFLOW_TRACKING_URI": tracking_uri(models), "TAILOR_FEED_SINKS": "klaviyo"}
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    for command in (["db", "migrate"], ["pools", "set", "duckdb", "1", "DuckDB writer"]):  # set-up, untimed
+        subprocess.run([airflow, *command], env=env, check=True, capture_output=True)
+
+    log = data / "daily-run.log"  # a lent cache goes back when the harness ends (bench.run), whatever happened here
+    with (served(World.build(base_world_config(ctx.seed)), rate_limits=True) as url,
+          _api_server(airflow, env, port, data / "daily-api-server.log"), log.open("w") as out):
+        started, run_started = time.perf_counter(), datetime.now(UTC)
+        done = subprocess.run([sys.executable, "-c", _DAILY_RUN, str(DAILY_DAG_FILE), now.isoformat()],
+                              stdout=out, stderr=subprocess.STDOUT, check=False,
+                              env={**env, "TAILOR_SIMULATOR_URL": url})
+        seconds = time.perf_counter() - started
+    results = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not results:
+        raise RuntimeError(f"the daily run failed (exit code {done.returncode}); its log, {log}, ends:\n"
+                           f"{log.read_text(errors='replace')[-4000:]}")
+    outcome = json.loads(results[-1][len("RESULT "):])
+    tasks = outcome["tasks"]
+    failed = [task for task, state, *_ in tasks if state not in ("success", "skipped")]
+    if outcome["state"] != "success" or failed:
+        raise RuntimeError(f"the daily run ended {outcome['state']}, failed tasks: {failed}; its log: {log}, task "
+                           f"logs under {home / 'logs'}")
+    with Warehouse(warehouse).reader() as con:
+        feed_rows = con.execute("select count(*) from exports.esp_feed where as_of_date = ?",
+                                [now.date()]).fetchone()[0]
+        delivered = con.execute("select sink, status, rows_sent from export.deliveries where as_of_date = ? "
+                                "and started_at >= ?", [now.date(), run_started]).fetchall()  # this run's
+    ran = [task for task in tasks if task[1] == "success"]
+    return StageResult(rows=feed_rows, unit="feed rows", seconds=seconds, details={
+        "interval": f"{(now - timedelta(days=1)).isoformat()} to {now.isoformat()} ({outcome['interval'][1]})",
+        "warehouse": "marts built already (the dbt stage's)" if built_by_dbt else "raw.* only: every model built",
+        "models": f"promoted by the train stages at size {models_size}",
+        "task_seconds": "; ".join(f"{task} {secs:,.1f}" for task, _, secs, _ in tasks),
+        "task_seconds_sum": round(sum(secs for _, _, secs, _ in tasks), 1),
+        "slowest": ", ".join(f"{task} {secs:,.1f}" for task, _, secs, _ in sorted(tasks, key=lambda t: -t[2])[:5]),
+        # "-": a task process that ended before the watcher (every 0.1 s) read it
+        "task_peak_rss_mb": "; ".join(f"{task} {f'{kb / 1024:,.0f}' if kb else '-'}" for task, _, _, kb in ran),
+        "largest_task_peak_rss_mb": round(max((kb or 0 for *_, kb in ran), default=0) / 1024),
+        "skipped": ", ".join(task for task, state, *_ in tasks if state == "skipped") or "none",
+        "delivered": "; ".join(f"{sink} {status}, {sent:,} sent" for sink, status, sent in delivered),
+        "log": str(log),
+    })
+
+
+def _trained_models(ctx: Context) -> tuple[str, Path]:
+    """(size, run dir) of the models the train stages promoted at this size, else at the largest smaller one: a model
+    scores any number of customers, and M and L repeat S's people, so only training's own time (its stages' subject)
+    would differ."""
+    sizes = [size for size in sorted(SIZES, key=SIZES.get) if SIZES[size] <= ctx.customers][::-1]
+    for size in sizes:
+        models = ctx.work_dir.parent / f"work-{size}" / "models"
+        if mlflow_store(models).exists():
+            return size, models
+    raise RuntimeError(f"no trained models under {ctx.work_dir.parent}: the daily run scores with the models the "
+                       f"train and train_personalization stages promote, so run them first (at size {ctx.size} or a "
+                       "smaller one)")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def _api_server(airflow: str, env: dict, port: int, log: Path) -> Iterator[None]:
+    """`airflow api-server` for the run's task processes, in its own process group, until the block ends (then
+    stopped and waited for); its output in `log`."""
+    from tailor.local_simulator import answers
+
+    with log.open("w") as out:
+        process = subprocess.Popen([airflow, "api-server", "--port", str(port)], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 180
+            while not answers(f"http://127.0.0.1:{port}/api/v2/monitor/health"):
+                if process.poll() is not None:
+                    raise RuntimeError(f"the Airflow API server exited ({process.returncode}); its log: {log}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Airflow API server did not answer in 180 s; its log: {log}")
+                time.sleep(1)
+            yield
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
