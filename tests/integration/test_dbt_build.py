@@ -235,8 +235,8 @@ def test_the_parse_builds_reuse_does_not_depend_on_the_as_of_and_an_edit_parses_
 
 def test_a_new_process_reads_the_parse_back_for_any_as_of_and_parses_an_edited_model_again(dbt_world: DbtWorld,
                                                                                           tmp_path: Path):
-    # each Airflow task is a new process: it starts from dbt's partial parse that an earlier build of the same
-    # warehouse left in its state dir, whatever that build's as-of; a model edited since is parsed again, and built
+    # each Airflow task is a new process: it reads back the manifest an earlier build of the same warehouse left in
+    # its state dir, whatever that build's as-of; a model edited since is parsed again (dbt's partial parse), and built
     project = tmp_path / "project"
     shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs"))
     data = tmp_path / "data"
@@ -245,25 +245,39 @@ def test_a_new_process_reads_the_parse_back_for_any_as_of_and_parses_an_edited_m
     env.pop("TAILOR_DUCKDB_PATH", None)
     dbt_log = data / "dbt" / "logs" / "dbt.log"
 
-    def build_in_a_new_process(as_of: datetime) -> str:
-        """The dbt log lines of one `python -m tailor build` of the products' staging model and its parents."""
+    def build_in_a_new_process(as_of: datetime) -> tuple[int, str]:
+        """One `python -m tailor build` of the products' staging model and its parents: (how many dbt invocations it
+        made, a parse and the build or the build alone; its dbt log lines)."""
         before = len(dbt_log.read_text()) if dbt_log.exists() else 0
         done = subprocess.run([sys.executable, "-m", "tailor", "build", "--as-of", as_of.isoformat(), "--quiet",
                                "--select", "+stg_shopify__products", "--exclude", "resource_type:test",
                                "--exclude", "resource_type:unit_test"],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        return dbt_log.read_text()[before:]
+        logged = dbt_log.read_text()[before:]
+        return logged.count("Running with dbt="), logged
 
-    assert "Starting full parse" in build_in_a_new_process(dbt_world.earlier_run(7))
-    assert "no changes found, skipping parsing" in build_in_a_new_process(dbt_world.now)
+    def manifests() -> list[Path]:
+        return sorted((data / "dbt" / "target").glob("parse-*/manifest-*.pickle"))
+
+    invocations, logged = build_in_a_new_process(dbt_world.earlier_run(7))
+    assert invocations == 2 and "Starting full parse" in logged
+    [kept] = manifests()
+    assert build_in_a_new_process(dbt_world.now)[0] == 1  # another as-of: the build alone, on the manifest read back
 
     model = project / "models" / "staging" / "shopify" / "stg_shopify__products.sql"
     model.write_text(model.read_text().replace("select * from final", "select *, 1 as edited from final"))
-    logged = build_in_a_new_process(dbt_world.now)
-    assert "1 files changed" in logged and "Starting full parse" not in logged, logged[-3000:]
+    invocations, logged = build_in_a_new_process(dbt_world.now)
+    assert invocations == 2 and "1 files changed" in logged and "Starting full parse" not in logged, logged[-3000:]
     with Warehouse(data / "warehouse.duckdb").reader() as con:
         assert con.execute("select distinct edited from staging.stg_shopify__products").fetchall() == [(1,)]
+    [edited] = manifests()  # the manifest of the files before the edit is gone
+    assert edited != kept
+
+    edited.write_bytes(edited.read_bytes()[:1000])  # a manifest that does not load costs a parse, never the build
+    invocations, logged = build_in_a_new_process(dbt_world.now)
+    assert invocations == 2 and "Starting full parse" not in logged
+    assert manifests() == [edited] and edited.stat().st_size > 1000
 
 
 def test_a_layer_builds_on_its_own_day_when_another_days_build_came_between(dbt_world: DbtWorld, built_now: Built,

@@ -93,6 +93,8 @@ def build_layer(name: str, as_of: datetime, *, duckdb_path=None, state_dir=None,
     Each layer is its own task, and another build may take the warehouse between two layers of a day (another day's
     run of a backfill, an hourly build): the earlier layers' models it moved to another as-of are built again as of
     `as_of` first (transform.rebuild_moved, without tests), so a layer always builds and tests on its own day.
+    Only the last layer writes dbt's artifacts (target/manifest.json, run_results.json: its own results, as each
+    layer's would be): each write costs a task about 0.7 s, and the day's manifest is the same for every layer.
     Raises transform.BuildFailed naming the failed nodes, WarehouseLockTimeout as transform.build does."""
     from tailor import transform
 
@@ -100,7 +102,8 @@ def build_layer(name: str, as_of: datetime, *, duckdb_path=None, state_dir=None,
     if (earlier := earlier_selection(name)) is not None:
         transform.rebuild_moved(as_of, select=earlier[0], exclude=earlier[1], **where)
     select, exclude = selection(name)
-    return transform.build(as_of, select=select, exclude=exclude, **where, **options)
+    return transform.build(as_of, select=select, exclude=exclude, **where,
+                           **{"write_artifacts": name == LAYER_NAMES[-1], **options})
 
 
 def build_in_layers(as_of: datetime, *, layers: Sequence[str] = LAYER_NAMES, **options) -> list[BuildResult]:
