@@ -49,15 +49,27 @@ TASK_MODULES = (
     "tailor.run_report",
 )
 
+_NOISY_IMPORT_LOGGERS = ("great_expectations._docs_decorators", "great_expectations.expectations.registry")
+
 
 def preload_task_modules() -> None:
     started = time.monotonic()
-    for name in TASK_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # the task importing it fails with the same error, where it shows; the rest run
-            log.warning("could not preload %s (each task using it imports it itself): %s: %s", name,
-                        type(exc).__name__, exc)
+    # Great Expectations logs about a hundred lines at INFO while it imports (functions it skips documenting, metrics
+    # declared twice): noise in the scheduler's or worker's output, so at WARNING for the import alone
+    quiet = [logging.getLogger(name) for name in _NOISY_IMPORT_LOGGERS]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        for name in TASK_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # the task importing it fails with the same error, where it shows; the rest run
+                log.warning("could not preload %s (each task using it imports it itself): %s: %s", name,
+                            type(exc).__name__, exc)
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
     log.info("Tailor's task modules preloaded in %.1f s", time.monotonic() - started)
 
 
