@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -429,11 +429,8 @@ def _manifest_caches(manifest_class: type) -> dict[str, object]:
     """The manifest's private fields (lookups, a lock, macro indexes), which dbt rebuilds when empty, each with a
     function making its empty value. They are not saved: dbt's own serialization leaves them out too (and its
     __reduce_ex__ misplaces them in dbt 1.11)."""
-    import dataclasses
-
-    return {field.name: (field.default_factory if field.default_factory is not dataclasses.MISSING
-                         else lambda default=field.default: default)
-            for field in dataclasses.fields(manifest_class) if field.name.startswith("_")}
+    return {spec.name: spec.default_factory if spec.default_factory is not MISSING else lambda value=spec.default: value
+            for spec in fields(manifest_class) if spec.name.startswith("_")}
 
 
 def _save_manifest(path: Path, manifest: object) -> None:
@@ -449,7 +446,7 @@ def _save_manifest(path: Path, manifest: object) -> None:
         for older in path.parent.glob("manifest-*.pickle"):
             if older != path:
                 older.unlink(missing_ok=True)
-    except (OSError, pickle.PicklingError) as error:
+    except Exception as error:  # OSError, or an object that does not pickle: the manifest still serves this process
         aside.unlink(missing_ok=True)
         log.warning("could not keep the parsed dbt project in %s (the next process parses it again): %s", path, error)
 
