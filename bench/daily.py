@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -180,6 +179,7 @@ def _free_port() -> int:
 def _api_server(airflow: str, env: dict, port: int, log: Path) -> Iterator[None]:
     """`airflow api-server` for the run's task processes, in its own process group, until the block ends (then
     stopped and waited for); its output in `log`."""
+    from tailor.airflow.local import stop_group
     from tailor.local_simulator import answers
 
     with log.open("w") as out:
@@ -195,11 +195,5 @@ def _api_server(airflow: str, env: dict, port: int, log: Path) -> Iterator[None]
                 time.sleep(1)
             yield
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            stop_group(process)
 

@@ -185,13 +185,20 @@ def _standalone(env: dict[str, str], url: str) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc, signal.SIGINT)
+
+
+def stop_group(process: subprocess.Popen, how: int = signal.SIGTERM, timeout: float = 60) -> None:
+    """Stop a process started in its own session (start_new_session=True) with its children: `how` to the group,
+    SIGKILL after `timeout` seconds; waits for it."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, how)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 if __name__ == "__main__":
