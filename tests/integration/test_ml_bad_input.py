@@ -181,3 +181,32 @@ def test_scoring_without_a_production_model(shop: Shop) -> None:
         training.score(AS_OF, allow_build=False, say=lambda _: None)
     _nothing_written(shop)
 
+
+
+def test_repeated_keys_are_refused_and_keyed_tables_lose_their_primary_key(shop: Shop) -> None:
+    """The per-customer ml tables have no primary key (a write replaces a date; its rows are checked instead): a
+    batch that repeats (customer_id, rank) is refused with nothing written, and a table an earlier version made with
+    the key is rebuilt without it, its rows kept."""
+    day, version = AS_OF.date(), "v1"
+    row = {"customer_id": "c1", "as_of_date": day, "model_version": version, "rank": 1, "product_id": "p1",
+           "score": 0.5, "reason": "viewed"}
+    with shop.warehouse.writer() as con:  # as before this change: the key, and a day already written
+        con.execute("create schema ml")
+        con.execute(f"create table {io.RECOMMENDATIONS} (customer_id varchar not null, as_of_date date not null, "
+                    "model_version varchar not null, rank integer not null, product_id varchar not null, "
+                    "score double, reason varchar not null, primary key (customer_id, as_of_date, model_version, rank))")
+        con.execute(f"insert into {io.RECOMMENDATIONS} values ('c0', date '2026-05-31', 'v1', 1, 'p9', null, 'bestseller')")
+
+    repeated = pd.DataFrame([row, {**row, "product_id": "p2"}])
+    with pytest.raises(ModelInputError, match=r"rows for ml.customer_recommendations repeat \(customer_id, rank\) = "
+                                              r"\('c1', 1\) for 2026-06-01 / v1"):
+        io.write_personalization(shop.warehouse, io.RECOMMENDATIONS, [repeated], day, version)
+    with shop.warehouse.reader() as con:
+        assert con.execute("select count(*) from duckdb_constraints() where table_name = 'customer_recommendations' "
+                           "and constraint_type = 'PRIMARY KEY'").fetchone()[0] == 0
+        assert con.execute(f"select customer_id, as_of_date from {io.RECOMMENDATIONS}").fetchall() == [
+            ("c0", datetime(2026, 5, 31).date())]
+
+    assert io.write_personalization(shop.warehouse, io.RECOMMENDATIONS, [pd.DataFrame([row])], day, version) == 1
+    assert io.write_personalization(shop.warehouse, io.RECOMMENDATIONS, [pd.DataFrame([row])], day, version) == 1
+    assert len(io.read_personalization(shop.warehouse, io.RECOMMENDATIONS, day)) == 1  # replaced, not added
