@@ -82,6 +82,7 @@ def daily(ctx: Context) -> StageResult:
     from bench.rawdata import base_inputs, base_world_config, fresh_build_warehouse
     from bench.serving import served
     from simulator.world import World
+    from tailor.airflow.local import free_port
     from tailor.warehouse import Warehouse
 
     models_size, models = _trained_models(ctx)
@@ -94,7 +95,7 @@ def daily(ctx: Context) -> StageResult:
     home = data / "airflow-daily"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(DAILY_DAG_FILE.parent),
            "AIRFLOW__CORE__PLUGINS_FOLDER": str(DAILY_DAG_FILE.parents[1] / "plugins"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -164,14 +165,6 @@ def _trained_models(ctx: Context) -> tuple[str, Path]:
     raise RuntimeError(f"no trained models under {ctx.work_dir.parent}: the daily run scores with the models the "
                        f"train and train_personalization stages promote, so run them first (at size {ctx.size} or a "
                        "smaller one)")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -46,12 +45,6 @@ def wait_until(what: str, check, timeout: float, every: float, alive, diagnostic
             last = f" (the last poll unanswered: {unanswered!r})" if unanswered is not None else ""
             pytest.fail(f"timed out waiting for {what}{last}\n{diagnostics()}")
         time.sleep(every)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Cluster:

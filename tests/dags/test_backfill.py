@@ -26,8 +26,9 @@ import pytest
 from simulator.cli import LIVE_FUTURE_DAYS
 from simulator.world import World, WorldConfig, parse_time
 from tailor import local_simulator
+from tailor.airflow.local import free_port
 from tailor.connections import conn_ids
-from tests.dags.cluster import DAG_ID, free_port, hour_floor, raw_versions, wait_until
+from tests.dags.cluster import DAG_ID, hour_floor, raw_versions, wait_until
 from tests.dags.conftest import ROOT
 from tests.postgres import drop_database, require_postgres
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tailor.airflow.local import free_port
 from tailor.warehouse import Warehouse
-from tests.dags.cluster import Cluster, airflow_env, free_port
+from tests.dags.cluster import Cluster, airflow_env
 from tests.dags.dailykit import daily_settings, feed, few_snapshots, load_history, run_day
 from tests.postgres import drop_database, fresh_database, pg_settings
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from simulator.world import iso
-from tests.dags.cluster import DAG_ID, Cluster, airflow_env, free_port, hour_floor, raw_versions
+from tailor.airflow.local import free_port
+from tests.dags.cluster import DAG_ID, Cluster, airflow_env, hour_floor, raw_versions
 from tests.postgres import drop_database, fresh_database
 
 LOOKBACK_MINUTES = 10

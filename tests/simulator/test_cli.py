@@ -17,6 +17,7 @@ import pytest
 
 from simulator.cli import live_anchor
 from simulator.world import DAY, World, WorldConfig, iso, parse_time
+from tailor.airflow.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,12 +34,6 @@ def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> 
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_unknown_fault_profile():
