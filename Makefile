@@ -30,7 +30,7 @@ demo: setup
 test: setup
 	$(BIN)/pytest
 
-# The tests too long for every change (marked `long`: the daily DAG's 14-day backfill, most of an hour here).
+# The tests too long for every change (marked `long`: the daily DAG's 14-day backfill, about half an hour here).
 test-long: setup
 	$(BIN)/pytest -m long -n 0
 
