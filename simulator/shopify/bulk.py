@@ -17,7 +17,7 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from graphql import GraphQLSyntaxError, get_operation_ast, parse, validate
@@ -123,13 +123,15 @@ class BulkOperations:
         found = self.runtime.lookup(ctx, gid)
         if not isinstance(found, BulkOperation):
             return None, [{"field": ["id"], "message": "Bulk operation does not exist"}]
+        # The answer shows the operation as the cancel left it (a copy): its thread may mark it CANCELED before the
+        # answer is rendered, and Shopify answers CANCELING.
         with self._lock:
             if found.status not in ("CREATED", "RUNNING"):
-                return found, [{"field": None,
-                                "message": f"A bulk operation cannot be canceled when it is {found.status.lower()}"}]
+                return replace(found), [{"field": None, "message": "A bulk operation cannot be canceled when it is "
+                                                                  f"{found.status.lower()}"}]
             found.status = "CANCELING"
             found.cancel_requested.set()
-        return found, []
+            return replace(found), []
 
     # ---- the bulkOperations connection -----------------------------------------------------------------
     def connection(self, ctx, args: dict, path: list) -> Conn:
