@@ -210,3 +210,19 @@ def test_repeated_keys_are_refused_and_keyed_tables_lose_their_primary_key(shop:
     assert io.write_personalization(shop.warehouse, io.RECOMMENDATIONS, [pd.DataFrame([row])], day, version) == 1
     assert io.write_personalization(shop.warehouse, io.RECOMMENDATIONS, [pd.DataFrame([row])], day, version) == 1
     assert len(io.read_personalization(shop.warehouse, io.RECOMMENDATIONS, day)) == 1  # replaced, not added
+
+
+def test_labels_that_repeat_a_customer_are_not_kept(shop: Shop) -> None:
+    """ml.churn_label_snapshots has no primary key either: keep_labels refuses a churn_labels table that repeats a
+    customer, and keeps nothing of it."""
+    label = {"customer_id": "c1", "as_of_date": AS_OF.date(), "as_of_at": AS_OF, "churn_horizon_days": 90,
+             "days_since_last_order": 10, "orders_in_horizon": 0, "next_order_at": None, "is_churned": True}
+    with shop.warehouse.writer() as con:
+        con.execute("create schema marts")
+        con.register("labels_frame", pd.DataFrame([label, {**label, "is_churned": False}]))
+        con.execute("create table marts.churn_labels as select * exclude (next_order_at), "
+                    "cast(next_order_at as timestamptz) as next_order_at from labels_frame")
+    with pytest.raises(ModelInputError, match="marts.churn_labels repeats customer c1"):
+        io.keep_labels(shop.warehouse, AS_OF)
+    assert io.label_snapshots(shop.warehouse) == {}
+    _nothing_written(shop)
