@@ -8,9 +8,11 @@ connection and the vendor's message) and other 4xx (VendorError with the vendor'
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +119,13 @@ def _vendor_message(response: httpx.Response) -> str:
     return text[:300] + ("..." if len(text) > 300 else "")
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS settings (certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR), made once per process: each
+    new client would load the CA bundle again, about 30 ms, and a run makes a client per stream and probe."""
+    return httpx.create_ssl_context()
+
+
 class HttpClient:
     """A pooled client for one source. JSON in, JSON out."""
 
@@ -131,7 +140,7 @@ class HttpClient:
         self.progress = progress or Progress()
         self.sleep = sleep
         self.requests_sent = 0
-        self._client = httpx.Client(base_url=credentials.base_url, timeout=policy.timeout,
+        self._client = httpx.Client(base_url=credentials.base_url, timeout=policy.timeout, verify=tls_context(),
                                     headers={**(default_headers or {}), **auth_headers},
                                     limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
 

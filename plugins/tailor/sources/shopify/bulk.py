@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tailor.sources import Progress, RecordVersion
-from tailor.sources.http import RetryBudgetExhausted, RetryPolicy, SourceError
+from tailor.sources.http import RetryBudgetExhausted, RetryPolicy, SourceError, tls_context
 from tailor.sources.shopify.paging import report_progress
 from tailor.sources.shopify.reassembly import BulkResultReader
 from tailor.sources.shopify.selection import EntitySpec
@@ -153,7 +153,7 @@ def download_result(url: str, path: Path, *, conn_id: str, policy: RetryPolicy, 
                     sleep: Callable[[float], None]) -> None:
     """The result file, streamed to disk. The URL is presigned storage: no Shopify token goes there."""
     host = urlsplit(url).netloc
-    with httpx.Client(timeout=policy.timeout, follow_redirects=True) as client:
+    with httpx.Client(timeout=policy.timeout, follow_redirects=True, verify=tls_context()) as client:
         for attempt in range(1, policy.attempts + 1):
             try:
                 with client.stream("GET", url) as response:
