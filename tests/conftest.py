@@ -18,7 +18,7 @@ _WORLDS: dict[WorldConfig, World] = {}
 
 
 # Minutes each of the longest modules takes (pytest's durations, summed, in a full run on a 2-core machine; the
-# Airflow modules since their executors preload Tailor's libraries): they start first, so the two workers end together
+# Airflow modules since their executors preload Tailor's libraries): they start first, so the workers end together
 # instead of one of them starting a long module at the end (xdist would order by test count).
 _LONGEST_MODULES = {
     "tests/dags/test_daily.py": 11.0,
