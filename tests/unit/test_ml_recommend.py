@@ -354,6 +354,25 @@ def test_lists_match_a_plain_walk_customer_by_customer(name):
         assert got == walked_one_by_one(model, interactions, products, affinity, n=n, share=share, rate=0.3)
 
 
+def test_the_shortlist_before_the_sort_keeps_each_rows_top_k_and_its_ties():
+    # the model's candidates are cut to each row's k-th value before the exact sort (ties to the smaller column):
+    # the cut must change nothing, with ties at the k-th value, rows shorter than k and rows in any order
+    from ml.recommend import _at_or_above_kth, _keep_top
+
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        rows, k = int(rng.integers(1, 40)), int(rng.integers(1, 30))
+        cells = np.unique(rng.integers(0, rows * 300, int(rng.integers(0, 2_000))))
+        if trial % 2:
+            rng.shuffle(cells)
+        r, c = cells // 300, cells % 300
+        v = rng.integers(1, 5, len(r)).astype(float) if trial % 3 == 0 else rng.random(len(r))
+        cut = _at_or_above_kth(r, c, v, k)
+        assert len(cut[0]) <= len(r)
+        for whole, shortlisted in zip(_keep_top(r, c, v, k), _keep_top(*cut, k), strict=True):
+            assert np.array_equal(whole, shortlisted), trial
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_batches_give_the_same_lists_as_one_batch(shop, fitted, name):
     _, products, _, interactions = shop
@@ -377,6 +396,22 @@ def test_same_events_in_any_order_give_the_same_lists(shop, fitted, name):
 def test_item_similarity_is_sparse_with_at_most_the_neighbours_asked(shop):
     similarity = ItemItem(neighbours=3).fit(shop[3]).similarity_
     assert np.diff(similarity.indptr).max() <= 3 and similarity.diagonal().max() == 0
+
+
+@pytest.mark.parametrize("weighting", ["bm25", "cosine"])
+def test_item_similarity_cut_from_stored_entries_equals_the_dense_cut(shop, weighting, monkeypatch):
+    # a block of similarities is cut from its stored entries when sparse enough, else densely: the same neighbours
+    import ml.recommend
+
+    fitted = {}
+    for share in (0.0, 1.0):  # every block dense, every block from its stored entries
+        monkeypatch.setattr(ml.recommend, "_SPARSE_BLOCK_SHARE", share)
+        fitted[share] = ItemItem(weighting=weighting, neighbours=4).fit(shop[3]).similarity_
+    dense, stored = fitted[0.0], fitted[1.0]
+    dense.sort_indices()
+    stored.sort_indices()
+    assert dense.nnz > 0 and (dense != stored).nnz == 0
+    assert np.array_equal(dense.indptr, stored.indptr) and np.array_equal(dense.indices, stored.indices)
 
 
 def test_recommend_refuses_an_unfitted_or_mismatched_model_and_bad_products(shop):
