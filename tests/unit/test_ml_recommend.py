@@ -354,10 +354,10 @@ def test_lists_match_a_plain_walk_customer_by_customer(name):
         assert got == walked_one_by_one(model, interactions, products, affinity, n=n, share=share, rate=0.3)
 
 
-def test_the_shortlist_before_the_sort_keeps_each_rows_top_k_and_its_ties():
-    # the model's candidates are cut to each row's k-th value before the exact sort (ties to the smaller column):
-    # the cut must change nothing, with ties at the k-th value, rows shorter than k and rows in any order
-    from ml.recommend import _at_or_above_kth, _keep_top
+def test_the_top_k_per_row_equals_a_full_sort_with_ties_to_the_smaller_column():
+    # the model's candidates are cut to each row's k-th value before the exact sort: the result must be a full sort's
+    # (value, then the smaller column), with ties at the k-th value, rows shorter than k and rows in any order
+    from ml.recommend import _keep_top
 
     rng = np.random.default_rng(7)
     for trial in range(200):
@@ -367,10 +367,11 @@ def test_the_shortlist_before_the_sort_keeps_each_rows_top_k_and_its_ties():
             rng.shuffle(cells)
         r, c = cells // 300, cells % 300
         v = rng.integers(1, 5, len(r)).astype(float) if trial % 3 == 0 else rng.random(len(r))
-        cut = _at_or_above_kth(r, c, v, k)
-        assert len(cut[0]) <= len(r)
-        for whole, shortlisted in zip(_keep_top(r, c, v, k), _keep_top(*cut, k), strict=True):
-            assert np.array_equal(whole, shortlisted), trial
+        order = np.lexsort((c, -v, r))
+        rank = np.arange(len(order)) - np.searchsorted(r[order], r[order])  # position within its row
+        expected = (r[order][rank < k], c[order][rank < k], v[order][rank < k])
+        for got, want in zip(_keep_top(r, c, v, k), expected, strict=True):
+            assert np.array_equal(got, want), trial
 
 
 @pytest.mark.parametrize("name", list(MODELS))
