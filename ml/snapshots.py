@@ -7,6 +7,9 @@ kept in ml.churn_label_snapshots right after their build. A date missing either 
 earliest first; then the marts are built once more as of the training time itself, so the warehouse ends as the run
 for that time leaves it, and the orders the models read are those as of it. The personalization models also ask for
 features alone at their validation date, and for the catalogue and the interactions as of the run's time.
+
+None of these builds writes dbt's artifacts (target/manifest.json, run_results.json): they stay the last full build's,
+what `dbt docs` and a reader of the run's results want, and writing them cost each build about a second.
 """
 
 from __future__ import annotations
@@ -59,19 +62,19 @@ def prepare(warehouse: Warehouse, as_of: datetime, labelled: Iterable[datetime],
     for moment in missing:
         say(f"ml: building the training snapshot as of {stamp(moment)} (dbt: {' '.join(SNAPSHOT_SELECT)})")
         result = build(moment, select=list(SNAPSHOT_SELECT), exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path,
-                       quiet=True)
+                       quiet=True, write_artifacts=False)
         labelled_customers = io.keep_labels(warehouse, moment)
         say(f"ml:   {result.seconds:.1f} s; {labelled_customers:,} labelled customers")
         built.append(moment)
     for moment in missing_features:
         say(f"ml: building the feature snapshot as of {stamp(moment)} (dbt: +customer_features)")
         result = build(moment, select=["+customer_features"], exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path,
-                       quiet=True)
+                       quiet=True, write_artifacts=False)
         say(f"ml:   {result.seconds:.1f} s")
         built.append(moment)
     say(f"ml: building the marts as of {stamp(as_of)} again, the time this run is for")
     result = build(as_of, select=list(current_select), exclude=list(WITHOUT_TESTS), duckdb_path=warehouse.path,
-                   quiet=True)
+                   quiet=True, write_artifacts=False)
     say(f"ml:   {result.seconds:.1f} s")
     built.append(as_of)
     if io.feature_snapshots(warehouse).get(as_of.date()) != as_of:
