@@ -193,8 +193,9 @@ def dbt(ctx: Context) -> StageResult:
 
 def dbt_layers(ctx: Context) -> StageResult:
     """The daily DAG's dbt build as Airflow runs it, one task per layer of tailor.airflow.dbt_layers, against one plain
-    build as one task: both from scratch (--full-refresh) on the warehouse the dbt stage built (alone: on raw.* of the
-    size), as of the same time, each starting from the project's parse an earlier run left. A task is a process forked
+    build of the same nodes (every model, seed and data test; no unit tests, as the layers) as one task: both from
+    scratch (--full-refresh) on the warehouse the dbt stage built (alone: on raw.* of the size), as of the same time,
+    each starting from the project's parse an earlier run left. A task is a process forked
     from one that imported Tailor's task libraries first, as Tailor's executors run them (tailor.airflow.executor),
     and, for Airflow's own executors, a fresh process. The ratio is what per-layer visibility in the Airflow UI
     costs."""
@@ -203,7 +204,7 @@ def dbt_layers(ctx: Context) -> StageResult:
     import sys
 
     from bench.rawdata import base_inputs, fresh_build_warehouse
-    from tailor.airflow.dbt_layers import LAYER_NAMES
+    from tailor.airflow.dbt_layers import LAYER_NAMES, UNIT_TESTS
 
     path = ctx.work_dir / "dbt-run" / "warehouse.duckdb"
     if not path.exists():  # alone, or the dbt stage failed: raw.* of the size, nothing built
@@ -212,7 +213,7 @@ def dbt_layers(ctx: Context) -> StageResult:
     _, _, now = base_inputs(ctx.work_dir.parent, ctx.seed)
     where = f"duckdb_path={str(path)!r}, state_dir={str(run_dir / 'dbt')!r}"
     options = f"{now.isoformat()!r}, {where}, full_refresh=True, quiet=True"
-    builds = {"plain": f"from tailor import transform; transform.build({options})",
+    builds = {"plain": f"from tailor import transform; transform.build({options}, exclude=[{UNIT_TESTS!r}])",
               **{name: f"from tailor.airflow.dbt_layers import build_layer; build_layer({name!r}, {options})"
                  for name in LAYER_NAMES}}
 

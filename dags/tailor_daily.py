@@ -9,8 +9,9 @@ without an interval runs as of the moment it was triggered (its `run_after`), li
    the interval end, so the day is complete even when hourly runs were missed (on a fresh install, the whole
    history). Loads run in the `duckdb` pool.
 2. **raw_gate** (expectations/raw.yml as of the interval end): emits `tailor_raw`, like the hourly one.
-3. **dbt** (task group): `dbt build` of every model, seed, test and unit test but the feed's, in three layers run
-   one after another, together exactly what one `dbt build --exclude tag:feed` builds (tailor.airflow.dbt_layers):
+3. **dbt** (task group): `dbt build` of every model, seed and data test but the feed's, in three layers run
+   one after another, together exactly what one `dbt build --exclude tag:feed resource_type:unit_test` builds
+   (tailor.airflow.dbt_layers; the unit tests check the SQL, not the data: `make test` runs them):
    `sources` (seeds, base tables, staging views), `core` (identity, order steps, core marts), `daily` (engagement
    and churn steps, marketing and ml marts, the singular tests). Each layer task logs one line per model (status,
    seconds, rows) and fails naming the failed nodes; a retry rebuilds only the failed layer. Each layer first builds

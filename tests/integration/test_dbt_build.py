@@ -289,14 +289,19 @@ def test_a_layer_builds_on_its_own_day_when_another_days_build_came_between(dbt_
     path = dbt_world.copy(tmp_path / "warehouse.duckdb")
     options = {"duckdb_path": path, "state_dir": tmp_path / "dbt", "quiet": True}
     other_day = dbt_world.earlier_run(7)
-    build_layer("sources", built_now.as_of, **options)
-    build_layer("core", built_now.as_of, **options)
+    day = [build_layer("sources", built_now.as_of, **options), build_layer("core", built_now.as_of, **options)]
     build_layer("sources", other_day, **options)  # another day's run between this day's core and daily layers
     build_layer("core", other_day, **options)
     warehouse = Warehouse(path)
     assert "customers" in models_not_as_of(warehouse, built_now.as_of)
-    build_layer("daily", built_now.as_of, **options)
+    day.append(build_layer("daily", built_now.as_of, **options))
     assert models_not_as_of(warehouse, built_now.as_of) == []
+    # together the layers built and tested the plain build's nodes but its unit tests (make test's, not a day's), once
+    layered = [node.unique_id for result in day for node in result.nodes]
+    plain = {node.unique_id for node in built_now.result.nodes}
+    assert len(layered) == len(set(layered)), "a node ran in two layers"
+    assert set(layered) == {uid for uid in plain if not uid.startswith("unit_test.")}
+    assert any(uid.startswith("unit_test.") for uid in plain)
     # every mart as the day's one plain build made it
     expected = mart_tables(built_now.path)
     assert {"customers", "orders", "customer_features", "customer_rfm"} <= set(expected)
