@@ -195,10 +195,9 @@ def dbt_layers(ctx: Context) -> StageResult:
     """The daily DAG's dbt build as Airflow runs it, one task per layer of tailor.airflow.dbt_layers, against one plain
     build of the same nodes (every model, seed and data test; no unit tests, as the layers) as one task: both from
     scratch (--full-refresh) on the warehouse the dbt stage built (alone: on raw.* of the size), as of the same time,
-    each starting from the project's parse an earlier run left. A task is a process forked
-    from one that imported Tailor's task libraries first, as Tailor's executors run them (tailor.airflow.executor),
-    and, for Airflow's own executors, a fresh process. The ratio is what per-layer visibility in the Airflow UI
-    costs."""
+    each starting from the project's parse an earlier run left. A task is a process forked from one that imported
+    Tailor's task libraries first, as Tailor's executors run them (tailor.airflow.executor), and, for Airflow's own
+    executors, a fresh process. The ratio is what per-layer visibility in the Airflow UI costs."""
     import json
     import subprocess
     import sys
