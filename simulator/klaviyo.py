@@ -5,6 +5,7 @@ Endpoints (https://developers.klaviyo.com/en/v2026-10-15/reference):
   GET  /api/events                              filter on datetime/timestamp/metric_id/profile_id, include
   GET  /api/metrics, /api/metrics/{id}
   POST /api/profile-bulk-import-jobs            202 + job; GET /api/profile-bulk-import-jobs/{id} polls it
+  GET  /api/profile-bulk-import-jobs            every job: filter on status, sort by created_at, cursor-paged
   GET  /api/profile-bulk-import-jobs/{id}/import-errors   the job's per-profile failures (cursor-paged)
 
 Every request needs `Authorization: Klaviyo-API-Key pk_...` and a `revision` header. Paging is by cursor:
@@ -22,7 +23,7 @@ while the page is read (mid-read updates); events never change, so they only see
 Imported profiles are kept in this surface's runtime state: edits to world profiles (their `updated` moves
 through World.touch) and profiles created for unknown emails, which are listed alongside the world's.
 Import jobs advance one step per poll (queued -> processing -> complete), so the lifecycle is observable
-and deterministic. A job accepts up to 10,000 profiles and 5 MB of request body (413 past it); each profile is
+and deterministic; a listing of the jobs is one step for every running job (time passes as the account is watched). A job accepts up to 10,000 profiles and 5 MB of request body (413 past it); each profile is
 checked on its own (at most 100 KB as compact UTF-8 JSON, a 'profile' resource, an email): one that fails is
 counted in failed_count and listed by import-errors as an `import-error` (code, title, detail, source.pointer
 `/data/attributes/profiles/data/<index in the request>`, original_payload: the profile's attributes), and the
@@ -77,11 +78,13 @@ RATE_LIMITS = {
     "get_metric": (10, 150),
     "bulk_import_profiles": (10, 150),
     "get_bulk_import_profiles_job": (10, 150),
+    "get_bulk_import_profiles_jobs": (10, 150),
     "get_errors_for_bulk_import_profiles_job": (10, 150),
 }
 PROFILES_PAGE_SIZE = (20, 100)  # (default, max)
 EVENTS_PAGE_SIZE = (200, 1000)
 IMPORT_ERRORS_PAGE_SIZE = (20, 100)
+IMPORT_JOBS_PAGE_SIZE = (20, 100)
 BULK_IMPORT_MAX_PROFILES = 10_000
 BULK_IMPORT_MAX_BYTES = 5 * 1024 * 1024
 BULK_IMPORT_MAX_PROFILE_BYTES = 100 * 1024
@@ -95,6 +98,8 @@ PROFILE_FILTERS = {"id": ("equals", "any"), "email": ("equals", "any"), "phone_n
 EVENT_FILTERS = {"metric_id": ("equals",), "profile_id": ("equals",), "datetime": DATETIME_OPS,
                  "timestamp": DATETIME_OPS}
 METRIC_FILTERS = {"integration.name": ("equals",), "integration.category": ("equals",)}
+IMPORT_JOB_FILTERS = {"status": ("equals", "any")}
+IMPORT_JOB_STATUSES = ("queued", "processing", "complete", "cancelled", "failed")
 # Documented by Klaviyo but not simulated (prefixes): refused with a 400 that says so, never ignored.
 PROFILE_UNSIMULATED = ("_kx", "subscriptions.")
 EVENT_UNSIMULATED = ("profile", "metric")
@@ -106,6 +111,8 @@ FIELDS = {
     "event": ("timestamp", "event_properties", "datetime", "uuid"),
     "metric": ("name", "created", "updated", "integration"),
     "import-error": ("id", "code", "title", "detail", "source", "source.pointer", "original_payload"),
+    "profile-bulk-import-job": ("status", "created_at", "total_count", "completed_count", "failed_count",
+                                "completed_at", "expires_at", "started_at"),
 }
 IMPORTABLE_ATTRIBUTES = ("phone_number", "external_id", "first_name", "last_name", "organization", "locale",
                          "title", "image")
@@ -346,6 +353,7 @@ class ImportFailure:
 @dataclass
 class ImportJob:
     job_id: str
+    seq: int  # its place in the order the jobs were created: the listing's tie-break within a created_at second
     created_at: int
     profiles: list
     list_ids: list
@@ -937,17 +945,19 @@ class KlaviyoSurface:
                           "links": {"self": self.url(f"/api/metrics/{metric_id}/")}}, headers=guard)
 
     # ---- bulk profile import ----------------------------------------------------------------------------------------
-    def job_object(self, job: ImportJob) -> dict:
+    def job_object(self, job: ImportJob, fields: list[str] | None = None) -> dict:
         base = self.url(f"/api/profile-bulk-import-jobs/{job.job_id}/")
+        attributes = {
+            "status": job.status, "created_at": klaviyo_time(job.created_at), "total_count": len(job.profiles),
+            "completed_count": job.completed_count, "failed_count": job.failed_count,
+            "completed_at": klaviyo_time(job.completed_at) if job.completed_at is not None else None,
+            "expires_at": klaviyo_time(job.created_at + BULK_IMPORT_JOB_TTL_DAYS * 86_400),
+            "started_at": klaviyo_time(job.started_at) if job.started_at is not None else None,
+        }
+        if fields:
+            attributes = {k: v for k, v in attributes.items() if k in fields}
         return {
-            "type": "profile-bulk-import-job", "id": job.job_id,
-            "attributes": {
-                "status": job.status, "created_at": klaviyo_time(job.created_at), "total_count": len(job.profiles),
-                "completed_count": job.completed_count, "failed_count": job.failed_count,
-                "completed_at": klaviyo_time(job.completed_at) if job.completed_at is not None else None,
-                "expires_at": klaviyo_time(job.created_at + BULK_IMPORT_JOB_TTL_DAYS * 86_400),
-                "started_at": klaviyo_time(job.started_at) if job.started_at is not None else None,
-            },
+            "type": "profile-bulk-import-job", "id": job.job_id, "attributes": attributes,
             "relationships": {
                 "lists": {"data": [{"type": "list", "id": i} for i in job.list_ids],
                           "links": {"self": f"{base}relationships/lists/", "related": f"{base}lists/"}},
@@ -993,7 +1003,7 @@ class KlaviyoSurface:
         t = self.state.now()
         with self._lock:
             job_id = ulid(t * 1000, _hash_int("job", self.world.config.seed, len(self.jobs)))
-            job = ImportJob(job_id, t, profiles, list_ids)
+            job = ImportJob(job_id, len(self.jobs), t, profiles, list_ids)
             self.jobs[job_id] = job
         return job
 
@@ -1009,6 +1019,57 @@ class KlaviyoSurface:
             return self.error(ApiError(404, "not_found", "Not found.",
                                        f"A profile bulk import job with id {job_id} does not exist."), guard)
         return self.json({"data": self.job_object(job), "links": {"self": self.url(request.url.path)}}, headers=guard)
+
+    def get_import_jobs(self, request: Request) -> Response:
+        """Every import job of the account, oldest first (sort=-created_at: newest first), filtered on status; the
+        listing first moves every running job one step, as a poll of each would."""
+        guard = self.guard(request, "get_bulk_import_profiles_jobs")
+        if isinstance(guard, Response):
+            return guard
+        try:
+            return self._get_import_jobs(request, guard)
+        except ApiError as exc:
+            return self.error(exc, guard)
+
+    def _get_import_jobs(self, request: Request, headers: dict) -> Response:
+        params = request.query_params
+        size = self.page_size(request, IMPORT_JOBS_PAGE_SIZE)
+        fields = self.fields(request, "profile-bulk-import-job")
+        conditions = parse_filter(params.get("filter", ""), IMPORT_JOB_FILTERS)
+        for condition in conditions:
+            values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
+            unknown = [v for v in values if v not in IMPORT_JOB_STATUSES]
+            if unknown:
+                raise _invalid(f"Invalid filter: {', '.join(map(repr, unknown))} is not a job status. Valid "
+                               f"statuses: {', '.join(IMPORT_JOB_STATUSES)}.", "filter")
+        sort = params.get("sort", "created_at")
+        if sort not in ("created_at", "-created_at"):
+            raise _invalid(f"'{sort}' is not a valid sort for this endpoint. Valid sorts: created_at, -created_at.",
+                           "sort")
+        with self._lock:
+            for job in self.jobs.values():
+                if job.status in ("queued", "processing"):
+                    self.advance(job)
+            jobs = [job for job in self.jobs.values()
+                    if all(job.status in (c.value if isinstance(c.value, tuple) else (c.value,)) for c in conditions)]
+        descending = sort.startswith("-")
+        jobs.sort(key=lambda job: (job.created_at, job.seq), reverse=descending)
+        token = params.get("page[cursor]")
+        start, repeat = 0, False
+        if token:
+            values = decode_cursor(token)
+            if not values or values[:2] != ["profile-bulk-import-jobs", sort] or len(values) != 3 \
+                    or not isinstance(values[2], int):
+                raise _invalid("The page[cursor] is invalid or belongs to another query.", "page[cursor]")
+            start = next((n for n, job in enumerate(jobs) if (job.seq < values[2] if descending
+                                                             else job.seq > values[2])), len(jobs))
+            key = request_key("GET", request.url.path, request.url.query)
+            repeat = start > 0 and size > 1 and self.state.dice.hits("duplicates", key, self.state.faults.duplicates)
+        end = min(len(jobs), start + size - repeat)
+        page = jobs[start - 1:end] if repeat else jobs[start:end]
+        cursor = encode_cursor("profile-bulk-import-jobs", sort, jobs[end - 1].seq) if end < len(jobs) else None
+        return self.json({"data": [self.job_object(job, fields) for job in page],
+                          "links": self.collection_links(request, cursor)}, headers=headers)
 
     def advance(self, job: ImportJob) -> None:
         """One lifecycle step per poll: queued -> processing -> complete (applied to the profiles)."""
@@ -1150,6 +1211,7 @@ def router(state: SimState) -> APIRouter:
         ("metrics", surface.get_metrics, ["GET"]),
         ("metrics/{metric_id}", surface.get_metric, ["GET"]),
         ("profile-bulk-import-jobs", surface.bulk_import_profiles, ["POST"]),
+        ("profile-bulk-import-jobs", surface.get_import_jobs, ["GET"]),
         ("profile-bulk-import-jobs/{job_id}", surface.get_import_job, ["GET"]),
         ("profile-bulk-import-jobs/{job_id}/import-errors", surface.get_import_errors, ["GET"]),
     ):

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 import simulator.klaviyo as sim_klaviyo
+import tailor.export.klaviyo as klaviyo_sink
 from simulator.faults import Faults
 from simulator.state import TOKENS
 from tailor.export.klaviyo import (
@@ -116,7 +117,10 @@ def test_every_field_reads_back_batches_in_order_and_streamed(simulator, monkeyp
     assert sent(outcomes) == [p.customer_id for p in payloads]  # once each, in feed order
     # streamed: when job k is reported, at most max_in_flight + 1 jobs' payloads were read ahead of it
     assert all(n <= (k + 1 + 3 + 1) * 50 for k, n in enumerate(consumed_at_batch)), consumed_at_batch
-    assert sink.stats.jobs == 6 and sink.stats.profiles == 300 and sink.stats.polls_per_job == [2] * 6
+    # each job's status read from the listing of the account's jobs, none alone; the simulator moves every running
+    # job a step per listing, so a job created just before a round is done after one or two of the sink's rounds
+    assert sink.stats.jobs == 6 and sink.stats.profiles == 300 and len(sink.stats.polls_per_job) == 6
+    assert set(sink.stats.polls_per_job) <= {1, 2} and sink.stats.requests["poll"] == 0, sink.stats
     # every profile through any(email, [...]) pages, a sample through equals(email, "...") one by one
     everyone = {}
     with httpx.Client(base_url=sim.url, headers=HEADERS, timeout=30) as c:
@@ -248,7 +252,7 @@ def test_429_and_5xx_mid_job_are_retried_and_nothing_is_lost(simulator, monkeypa
     assert sink.stats.progress.retries > 0
     posts = {status for method, path, status in faulted if method == "POST"}
     polls = {status for method, path, status in faulted if method == "GET" and re.fullmatch(
-        r"/api/profile-bulk-import-jobs/\w+", path)}
+        r"/api/profile-bulk-import-jobs(/\w+)?", path)}
     assert 429 in posts and posts - {429} and 429 in polls and polls - {429}, faulted
     monkeypatch.setattr(sim_klaviyo, "fault_response", original)
     surface = sim.state.vendor_state["klaviyo"]
@@ -309,6 +313,19 @@ def test_jobs_left_in_flight_are_resolved_complete_cancelled_or_unknown(simulato
     assert outcome.sent == announced[first][:3] + announced[first][4:]
 
 
+def test_jobs_missing_from_the_listing_are_read_one_by_one(simulator, monkeypatch):
+    """Other jobs of the account created meanwhile push the delivery's own off the listing's pages read: each
+    missing job's status is then read alone, and nothing is lost."""
+    monkeypatch.setattr(klaviyo_sink, "LIST_PAGE_MAX", 1)
+    monkeypatch.setattr(klaviyo_sink, "LIST_PAGES", 1)  # only the newest job of the account is listed
+    sim = simulator(customers=300, rate_limits=False)
+    payloads = [make_payload(i) for i in range(200)]
+    sink = make_sink(sim, max_profiles_per_job=20, max_in_flight=4)
+    outcomes = deliver(sink, payloads)
+    assert sent(outcomes) == [p.customer_id for p in payloads] and len(outcomes) == 10
+    assert sink.stats.requests["poll"] > 0 and sink.stats.requests["list"] > 0, sink.stats
+
+
 def test_revoked_key_fails_without_logging_it(simulator, caplog):
     sim = simulator(customers=300, rate_limits=False, faults="revoked")
     with caplog.at_level(logging.DEBUG), pytest.raises(Exception, match="rejected the credentials") as raised:
@@ -333,18 +350,22 @@ def earliest_finish(requests: int, burst: int = 10, steady: int = 150) -> float:
 
 @pytest.mark.slow
 def test_throughput_against_the_bulk_import_rate_limits(simulator, caplog):
-    """Rate limits on, real waits. Every job needs one POST and two polls (the simulator's lifecycle): polls are the
-    busiest endpoint, so the limits allow at best the polls' schedule. The sink keeps jobs in flight so that this
-    endpoint never idles: the delivery takes at most a little more than that schedule."""
+    """Rate limits on, real waits. Every job needs one POST; the status of all jobs in flight comes from one listing a
+    round, and the simulator's lifecycle takes two: the POSTs are the busiest endpoint, so the limits allow at best
+    their schedule plus the last job's two rounds. The sink keeps jobs in flight so that the POSTs never idle: the
+    delivery takes at most a little more than that."""
     sim = simulator(customers=300, rate_limits=True)
     payloads = [make_payload(i) for i in range(2000)]
-    sink = make_sink(sim, max_profiles_per_job=50, policy=RetryPolicy(timeout=30.0), sleep=time.sleep)
+    poll_interval = 0.25
+    sink = make_sink(sim, max_profiles_per_job=20, poll_interval=poll_interval, policy=RetryPolicy(timeout=30.0),
+                     sleep=time.sleep)
     with caplog.at_level(logging.INFO, logger="tailor.sources.http"):
         outcomes = deliver(sink, payloads)
     stats = sink.stats
-    assert sent(outcomes) == [p.customer_id for p in payloads] and stats.jobs == 40
-    assert stats.requests["submit"] == 40 and stats.requests["poll"] == 80 and stats.requests["errors"] == 0
-    bound = max(earliest_finish(n) for n in stats.requests.values())
+    assert sent(outcomes) == [p.customer_id for p in payloads] and stats.jobs == 100
+    assert stats.requests["submit"] == 100 and stats.requests["poll"] == 0 and stats.requests["errors"] == 0
+    assert stats.requests["list"] <= 2 * stats.seconds / poll_interval + 2  # a round per poll_interval at most
+    bound = earliest_finish(stats.requests["submit"]) + 2 * poll_interval
     share = bound / stats.seconds
     print(f"\nklaviyo sink: {stats.jobs} jobs, {stats.profiles} profiles in {stats.seconds:.2f} s: "
           f"{stats.profiles_per_second():.0f} profiles/s, {stats.jobs_per_minute():.0f} jobs/min; the limits allow "

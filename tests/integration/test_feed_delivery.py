@@ -387,7 +387,8 @@ def test_a_delivery_killed_with_jobs_in_flight_asks_klaviyo_about_them_and_sends
     with warehouse.writer() as con:  # the sink has never received this day, and has no batch in flight
         con.execute("delete from export.delivered_rows where sink = 'klaviyo'")
         con.execute("delete from export.delivery_jobs where sink = 'klaviyo'")
-    env = {**os.environ, "TAILOR_DATA_DIR": str(delivered.data_dir), "TAILOR_KLAVIYO_PROFILES_PER_JOB": "20",
+    per_job = 10  # the feed's 287 rows make more jobs than MAX_IN_FLIGHT
+    env = {**os.environ, "TAILOR_DATA_DIR": str(delivered.data_dir), "TAILOR_KLAVIYO_PROFILES_PER_JOB": str(per_job),
            "AIRFLOW_CONN_KLAVIYO_DEFAULT": json.dumps({"conn_type": "http", "host": server.url,
                                                        "password": TOKENS["klaviyo"]})}
     process = subprocess.Popen([sys.executable, "-m", "tailor", "feed", "deliver", "--as-of", shop.now.isoformat(),
@@ -408,7 +409,7 @@ def test_a_delivery_killed_with_jobs_in_flight_asks_klaviyo_about_them_and_sends
     reported = killed["rows_sent"]  # jobs it saw complete before the kill (none, unless the machine was slow)
     with warehouse.reader() as con:
         noted = con.execute("select count(*) from export.delivery_jobs").fetchone()[0]
-    assert noted >= (MAX_IN_FLIGHT - 1) * 20
+    assert noted >= (MAX_IN_FLIGHT - 1) * per_job
     submitted = list(surface.jobs.values())[before:]
     for job in submitted:  # Klaviyo goes on importing without the client (each poll moves a simulated job on)
         for _ in range(2):
@@ -417,7 +418,7 @@ def test_a_delivery_killed_with_jobs_in_flight_asks_klaviyo_about_them_and_sends
             assert answer.status_code == 200, answer.text
     assert all(job.status == "complete" for job in submitted)
 
-    resumed = steps.deliver(shop.now, "klaviyo", warehouse=warehouse, sink_object=_klaviyo_sink(delivered.klaviyo, 20))
+    resumed = steps.deliver(shop.now, "klaviyo", warehouse=warehouse, sink_object=_klaviyo_sink(delivered.klaviyo, per_job))
     assert resumed.recovered == noted and resumed.sent == delivered.exported.rows - reported - noted > 0
     log = deliveries.delivery_log(warehouse, shop.now.date())
     killed = log[log["delivery_id"] == killed["delivery_id"]].iloc[0]

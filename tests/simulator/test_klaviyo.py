@@ -484,6 +484,49 @@ def test_import_errors_through_the_official_sdk(simulator):
     assert seen == [(f"/data/attributes/profiles/data/{i}", bad[i]) for i in sorted(bad)]
 
 
+def test_listing_the_jobs_reads_every_status_at_once(simulator):
+    """GET /api/profile-bulk-import-jobs: oldest first (or newest, sort=-created_at), cursor-paged, filtered on status,
+    sparse fields; a listing moves every running job one step, as a poll of each would."""
+    from klaviyo_api import KlaviyoAPI
+
+    assert RATE_LIMITS["get_bulk_import_profiles_jobs"] == (10, 150)
+    sim = simulator(customers=300, rate_limits=False)
+    c = client(sim)
+    done = _submit_and_complete(c, [{"type": "profile", "attributes": {"email": "listed0@example.com"}}])
+
+    def body(i: int) -> dict:
+        return {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": [
+            {"type": "profile", "attributes": {"email": f"listed{i}@example.com"}}]}}}}
+
+    running = [c.post("/api/profile-bulk-import-jobs", json=body(i)).json()["data"]["id"] for i in (1, 2, 3)]
+    listed = c.get("/api/profile-bulk-import-jobs").json()["data"]  # oldest first
+    assert [j["id"] for j in listed] == [done["id"], *running]
+    assert [j["attributes"]["status"] for j in listed] == ["complete"] + ["processing"] * 3  # one step each
+    assert all(j["type"] == "profile-bulk-import-job" and j["attributes"]["total_count"] == 1 for j in listed)
+    newest = c.get("/api/profile-bulk-import-jobs", params={"sort": "-created_at", "page[size]": 100}).json()
+    assert [j["id"] for j in newest["data"]] == [*reversed(running), done["id"]] and newest["links"]["next"] is None
+    assert {j["attributes"]["status"] for j in newest["data"]} == {"complete"}  # the second step: all done
+    for sort in ("created_at", "-created_at"):
+        paged = pages(c, "/api/profile-bulk-import-jobs", **{"page[size]": 3, "sort": sort})
+        assert [[j["id"] for j in b["data"]] for b in paged] == (
+            [[done["id"], *running[:2]], running[2:]] if sort == "created_at" else
+            [list(reversed(running)), [done["id"]]])
+    sparse = c.get("/api/profile-bulk-import-jobs", params={"fields[profile-bulk-import-job]": "status,failed_count"})
+    assert set(sparse.json()["data"][0]["attributes"]) == {"status", "failed_count"}
+    for params in ({"filter": 'equals(status,"complete")'}, {"filter": 'any(status,["complete","queued"])'}):
+        assert len(c.get("/api/profile-bulk-import-jobs", params=params).json()["data"]) == 4, params
+    assert c.get("/api/profile-bulk-import-jobs", params={"filter": 'equals(status,"queued")'}).json()["data"] == []
+    for params in ({"page[size]": 101}, {"sort": "total_count"}, {"filter": 'equals(status,"done")'},
+                   {"filter": 'equals(id,"x")'}, {"fields[profile-bulk-import-job]": "email"},
+                   {"page[cursor]": "bm90LWEtY3Vyc29y"}):
+        refused = c.get("/api/profile-bulk-import-jobs", params=params)
+        assert refused.status_code == 400 and refused.json()["errors"][0]["code"] == "invalid", params
+    api = KlaviyoAPI(TOKENS["klaviyo"], max_retries=0, test_host=sim.url)
+    first = api.Profiles.get_bulk_import_profiles_jobs(sort="-created_at", page_size=3,
+                                                      filter='equals(status,"complete")')
+    assert [j.id for j in first.data] == list(reversed(running)) and first.links.next
+
+
 def test_import_errors_rate_limit_and_duplicates_fault(simulator):
     assert RATE_LIMITS["get_errors_for_bulk_import_profiles_job"] == (10, 150)
     sim = simulator(customers=300, rate_limits=False, faults="duplicates=1.0")

@@ -14,20 +14,26 @@ profile over 100 KB is skipped (BatchOutcome.skipped, "profile is N bytes, over 
 are packed in feed order into jobs that hold both limits counting the JSON envelope, so a large batch is split into
 more jobs, never refused.
 
-Each job: POST /api/profile-bulk-import-jobs, then GET /api/profile-bulk-import-jobs/{id} every `poll_interval`
-seconds until its status is `complete`, then, when its failed_count is not 0, every page of
+Each job: POST /api/profile-bulk-import-jobs, then its status every `poll_interval` seconds until it is `complete`,
+then, when its failed_count is not 0, every page of
 GET /api/profile-bulk-import-jobs/{id}/import-errors (page[size]=100, following only links.next's page[cursor]):
 an import-error's source.pointer (/data/attributes/profiles/data/<i>) names the profile that failed, and its
 code and detail are the reason (BatchOutcome.failed). Everything else of the job is BatchOutcome.sent. A job that
 ends `cancelled` (or `failed`) raises KlaviyoJobFailed naming the job.
 
-Throughput: the three endpoints are driven by one worker thread each (submit, poll, import-errors), so each
-endpoint is paced exactly as the source connector paces its reads (its EndpointPacer: 10/s burst, 150/min steady
-for all three, corrected from RateLimit-* headers) while the three run side by side; the payload iterator and
-on_batch stay on the calling thread. Up to `max_in_flight` jobs are between packing and reporting at once (the
-poller polls every running job, the least recently polled first, each at most every `poll_interval` seconds);
-on_batch is called once per completed job, in submission order, so at most `max_in_flight` jobs' payloads (plus
-the one being packed) are held. 429 (after Retry-After), 5xx, timeouts and broken bodies are retried by the source
+Status: one GET /api/profile-bulk-import-jobs (sort=-created_at, 100 a page: the newest jobs first) reads the
+status of every job in flight at once; a job not on its first LIST_PAGES pages (other jobs of the account were
+created since) is read alone, GET /api/profile-bulk-import-jobs/{id}. Polling one job at a time would spend two
+requests of the 150 a minute per job where the listing spends one per round of up to 100 jobs, so the POSTs, one a
+job, are what bounds a delivery.
+
+Throughput: the endpoints are driven by one worker thread each (submit, poll, import-errors; the poller reads both
+the listing and single jobs), so each endpoint is paced exactly as the source connector paces its reads (its
+EndpointPacer: 10/s burst, 150/min steady for every one, corrected from RateLimit-* headers) while they run side
+by side; the payload iterator and on_batch stay on the calling thread. Up to `max_in_flight` jobs are between
+packing and reporting at once (a round of the poller reads every running job, at most every `poll_interval`
+seconds); on_batch is called once per completed job, in submission order, so at most `max_in_flight` jobs'
+payloads (plus the one being packed) are held. 429 (after Retry-After), 5xx, timeouts and broken bodies are retried by the source
 connector's HttpClient. A retried POST is safe: a job that a failed attempt did create (a 5xx after the job was
 made, a lost answer) imports the same profiles, and an import is an upsert by email.
 
@@ -70,12 +76,14 @@ MEDIA_TYPE = "application/vnd.api+json"
 MAX_PROFILES_PER_JOB = 10_000
 MAX_JOB_BYTES = 5 * 1024 * 1024
 MAX_PROFILE_BYTES = 100 * 1024
-# (burst per second, steady per minute) of each endpoint the sink calls: the same for all three.
-ENDPOINT_LIMITS = {"submit": (10, 150), "poll": (10, 150), "errors": (10, 150)}
+# (burst per second, steady per minute) of each endpoint the sink calls: the same for all four.
+ENDPOINT_LIMITS = {"submit": (10, 150), "list": (10, 150), "poll": (10, 150), "errors": (10, 150)}
 ERRORS_PAGE_MAX = 100
-# Jobs submitted and not yet reported, at most. Each needs two polls at least poll_interval apart, so 4 in flight
-# capped a delivery at 60 jobs a minute, under the 75 the poll endpoint allows (150 requests a minute, two per job).
-MAX_IN_FLIGHT = 8
+LIST_PAGE_MAX = 100
+LIST_PAGES = 2  # pages of the listing read in a round before the jobs missing from them are read one by one
+# Jobs submitted and not yet reported, at most. Each is in flight for two rounds of the poller at least (2 s apart
+# by default) and Klaviyo takes 150 POSTs a minute: 16 in flight keep the POSTs the bound (8 allowed 120 a minute).
+MAX_IN_FLIGHT = 16
 ATTRIBUTE_FIELDS = ("email", "external_id", "first_name")  # payload fields that are profile attributes
 RUNNING_STATUSES = ("queued", "processing")
 ENVELOPE_HEAD = b'{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":['
@@ -409,8 +417,8 @@ class KlaviyoSink:
                  job.job_id, len(job.payloads), len(body))
 
     def _poller(self, run: _Delivery) -> None:
-        """Poll every running job (the one due first) until it is complete; hand jobs with failures to the errors
-        reader, finish the others."""
+        """Read the status of every running job in rounds, a round when the first of them is due; hand complete jobs
+        with failures to the errors reader, finish the others."""
         running: list[_Job] = []
         closing = False
         while running or not closing:
@@ -429,39 +437,75 @@ class KlaviyoSink:
                     job.future.set_exception(_Stopped())
                 running.clear()
                 continue
-            job = min(running, key=lambda j: j.next_poll)
-            delay = job.next_poll - self.clock()
+            delay = min(job.next_poll for job in running) - self.clock()
             if delay > 0:
                 run.stop.wait(delay)
                 continue
             try:
-                attributes = self._poll(job, run.clients["poll"])
-                if attributes is None:
-                    job.next_poll = self.clock() + self.poll_interval
-                    continue
-                running.remove(job)
-                self.stats.polls_per_job.append(job.polls)
-                if attributes.get("failed_count") == 0:
-                    job.future.set_result(self._outcome(job, {}, attributes, run.delivery_id))
-                else:
-                    job.attributes = attributes
-                    run.errors.put(job)
-            except Exception as exc:
-                if job in running:
+                listed = self._list_jobs({str(job.job_id) for job in running}, run.clients["list"])
+            except Exception as exc:  # no job's status can be read: each fails, the next delivery resolves them
+                for job in running:
+                    self._fail(run, job, exc)
+                running.clear()
+                continue
+            for job in list(running):
+                try:
+                    if job.job_id in listed:
+                        job.polls += 1
+                        attributes = self._status(job, listed[job.job_id], f"GET {JOBS_PATH}")
+                    elif job.next_poll <= self.clock():
+                        attributes = self._poll(job, run.clients["poll"])
+                    else:
+                        continue
+                    if attributes is None:
+                        job.next_poll = self.clock() + self.poll_interval
+                        continue
                     running.remove(job)
-                self._fail(run, job, exc)
+                    self.stats.polls_per_job.append(job.polls)
+                    if attributes.get("failed_count") == 0:
+                        job.future.set_result(self._outcome(job, {}, attributes, run.delivery_id))
+                    else:
+                        job.attributes = attributes
+                        run.errors.put(job)
+                except Exception as exc:
+                    if job in running:
+                        running.remove(job)
+                    self._fail(run, job, exc)
         run.errors.put(None)
 
+    def _list_jobs(self, wanted: set[str], client: HttpClient) -> dict[str, dict]:
+        """The attributes of the wanted jobs found on the first LIST_PAGES pages of the account's jobs, newest
+        first (the jobs in flight are normally all on the first)."""
+        found: dict[str, dict] = {}
+        params: dict[str, str] = {"sort": "-created_at", "page[size]": str(LIST_PAGE_MAX)}
+        for _ in range(LIST_PAGES):
+            body, _ = client.request_json("GET", JOBS_PATH, params=params)
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                raise KlaviyoSinkError(f"Klaviyo ({self.credentials.conn_id}): GET {JOBS_PATH} answered without a "
+                                       "data list")
+            for job in data:
+                if isinstance(job, dict) and job.get("id") in wanted and isinstance(job.get("attributes"), dict):
+                    found[job["id"]] = job["attributes"]
+            cursor = _next_cursor(body)
+            if cursor is None or len(found) == len(wanted):
+                break
+            params["page[cursor]"] = cursor
+        return found
+
     def _poll(self, job: _Job, client: HttpClient) -> dict | None:
-        """One poll: the job's attributes once complete, None while it runs. Raises when it ended otherwise."""
+        """One poll of one job: its attributes once complete, None while it runs. Raises when it ended otherwise."""
         path = f"{JOBS_PATH}/{job.job_id}"
         body, _ = client.request_json("GET", path)
         job.polls += 1
         data = body.get("data") if isinstance(body, dict) else None
-        attributes = data.get("attributes") if isinstance(data, dict) else None
+        return self._status(job, data.get("attributes") if isinstance(data, dict) else None, f"GET {path}")
+
+    def _status(self, job: _Job, attributes: object, where: str) -> dict | None:
+        """The job's attributes once complete, None while it runs; raises when it ended otherwise or ran too long."""
         if not isinstance(attributes, dict):
-            raise KlaviyoSinkError(f"Klaviyo ({self.credentials.conn_id}): GET {path} answered without the job's "
-                                   "attributes")
+            raise KlaviyoSinkError(f"Klaviyo ({self.credentials.conn_id}): {where} answered without job "
+                                   f"{job.job_id}'s attributes")
         status = attributes.get("status")
         if status == "complete":
             return attributes
