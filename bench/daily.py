@@ -9,9 +9,11 @@ SQLite (`make airflow`). Each task process's peak RSS is the kernel's high-water
 it runs (a task that ends sooner may go unread); the stage's own peak is the bench harness's, not a task's.
 
 What the run finds: the warehouse the dbt stage built (a day after the hourly runs finds its marts built; alone,
-raw.* of the size and every model built from nothing), the world of the size served with rate limits on (the
-catch-up extract reads the day before the world's clock; at S raw.* holds it already, and no version is loaded
-twice; at M and L it brings that world's day, of the size's volume, beside raw.*'s copies of the S world), and the
+raw.* of the size and every model built from nothing), the world of the size served with rate limits on (at S raw.*
+holds its day already, and no version is loaded twice; at M and L the day before the world's clock brings that
+world's day, of the size's volume, beside raw.*'s copies of the S world), the day's first 23 hours extracted and
+loaded as the hourly DAG would have before the daily run starts (untimed: `python -m tailor extract` and `load`, its
+seconds reported), so the run's catch-up reads the last hour, and the
 models the train and train_personalization stages promoted (trained as of this date, so training is skipped, as on
 six days of seven; MLFLOW_TRACKING_URI points at their store). Run those stages first, at this size or a smaller
 one.
@@ -116,6 +118,9 @@ def daily(ctx: Context) -> StageResult:
     log = data / "daily-run.log"  # a lent cache goes back when the harness ends (bench.run), whatever happened here
     with (served(world, rate_limits=True) as url,
           _api_server(airflow, env, port, data / "daily-api-server.log"), log.open("w") as out):
+        hourly_seconds = _hourly_runs(warehouse, env={**env, "TAILOR_SIMULATOR_URL": url},
+                                      day=(now - timedelta(days=1), now - timedelta(hours=1)),
+                                      log=data / "daily-hourly-runs.log")
         started, run_started = time.perf_counter(), datetime.now(UTC)
         done = subprocess.run([sys.executable, "-c", _DAILY_RUN, str(DAILY_DAG_FILE), now.isoformat()],
                               stdout=out, stderr=subprocess.STDOUT, check=False,
@@ -140,6 +145,8 @@ def daily(ctx: Context) -> StageResult:
     return StageResult(rows=feed_rows, unit="feed rows", seconds=seconds, details={
         "interval": f"{(now - timedelta(days=1)).isoformat()} to {now.isoformat()} ({outcome['interval'][1]})",
         "warehouse": "marts built already (the dbt stage's)" if built_by_dbt else "raw.* only: every model built",
+        "hourly_runs_before": f"the day to {(now - timedelta(hours=1)).time()} extracted and loaded in "
+                              f"{hourly_seconds:,.1f} s (untimed)",
         "models": f"promoted by the train stages at size {models_size}",
         "task_seconds": "; ".join(f"{task} {secs:,.1f}" for task, _, secs, _ in tasks),
         "task_seconds_sum": round(sum(secs for _, _, secs, _ in tasks), 1),
@@ -151,6 +158,24 @@ def daily(ctx: Context) -> StageResult:
         "delivered": "; ".join(f"{sink} {status}, {sent:,} sent" for sink, status, sent in delivered),
         "log": str(log),
     })
+
+
+def _hourly_runs(warehouse: Path, env: dict, day: tuple[datetime, datetime], log: Path) -> float:
+    """What the hourly DAG lands before the daily run: every entity from the day's start (or the earliest watermark,
+    when one is earlier) to the day's last hour, extracted and loaded through the CLI (one window for the hours, the
+    same records); its seconds."""
+    from tailor.warehouse import Warehouse
+
+    start = min([day[0], *Warehouse(warehouse).watermarks().values()])
+    started = time.perf_counter()
+    with log.open("w") as out:
+        for command in (["extract", "--start", start.isoformat(), "--end", day[1].isoformat()], ["load"]):
+            done = subprocess.run([sys.executable, "-m", "tailor", *command], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"`python -m tailor {' '.join(command)}` before the daily run failed (exit code "
+                                   f"{done.returncode}); its log: {log}")
+    return time.perf_counter() - started
 
 
 def _trained_models(ctx: Context) -> tuple[str, Path]:

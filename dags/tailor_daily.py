@@ -5,9 +5,10 @@ Once a day, for the day that just ended, everything **as of the end of its data 
 as-of of every step is the interval end, so a run for day D sees exactly the data of D and before. A manual run
 without an interval runs as of the moment it was triggered (its `run_after`), like the hourly DAG's manual runs.
 
-1. **extract** and **load** per source and entity, the hourly DAG's own tasks: from each entity's watermark up to
-   the interval end, so the day is complete even when hourly runs were missed (on a fresh install, the whole
-   history). Loads run in the `duckdb` pool.
+1. **extract** and **load** per source and entity, the hourly DAG's own tasks: from each entity's watermark (less
+   the lookback) up to the interval end, so the day is complete even when hourly runs were missed (on a fresh
+   install, the whole history), and a day the hourly DAG ran through reads only its last hour. Loads run in the
+   `duckdb` pool.
 2. **raw_gate** (expectations/raw.yml as of the interval end): emits `tailor_raw`, like the hourly one.
 3. **dbt** (task group): `dbt build` of every model, seed and data test but the feed's, in three layers run
    one after another, together exactly what one `dbt build --exclude tag:feed resource_type:unit_test` builds
@@ -104,7 +105,7 @@ FEED_DEADLINE = timedelta(hours=6)
     doc_md=__doc__,
 )
 def tailor_daily():
-    loads = tasks.extract_and_load()
+    loads = tasks.extract_and_load(catch_up=True)
 
     @task_group(group_id="dbt")
     def dbt():

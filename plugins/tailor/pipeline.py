@@ -32,12 +32,15 @@ BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def next_window(warehouse: Warehouse, source: str, entity: str, interval_start: datetime | None,
-                interval_end: datetime | None, now: datetime | None, lookback: timedelta) -> Window:
+                interval_end: datetime | None, now: datetime | None, lookback: timedelta, *,
+                catch_up: bool = False) -> Window:
     """The window one run extracts for (source, entity): [min(interval start, watermark) - lookback, interval end).
 
     A run with an empty data interval (manual runs: both None, or equal) ends at `now`, the time it runs as of.
     Before the first load of (source, entity) there is no watermark: the window starts at 1970-01-01, everything
     the API has. A watermark later than the interval (a backfill of a past hour) leaves the interval as it is.
+    A catch-up (the daily DAG's) starts at the watermark whatever the interval (never after its end): the versions
+    before it are loaded already, so a day the hourly DAG ran through costs its last hour, not the whole day again.
     """
     if lookback < timedelta(0):
         raise ValueError(f"lookback {lookback} is negative")
@@ -45,7 +48,8 @@ def next_window(warehouse: Warehouse, source: str, entity: str, interval_start: 
     mark = warehouse.watermark(source, entity)
     if mark is None:
         return Window(min(BEGINNING, end), end)
-    return Window(max(BEGINNING, min(start, mark) - lookback), end)
+    begin = min(mark, end) if catch_up else min(start, mark)
+    return Window(max(BEGINNING, begin - lookback), end)
 
 
 def run_interval(interval_start: datetime | None, interval_end: datetime | None,

@@ -65,6 +65,15 @@ def test_next_window_follows_the_time_rules(lake: Lake, warehouse: Warehouse) ->
     assert next_window(warehouse, "shopify", "orders", *later, None, LOOKBACK) == Window(mark - LOOKBACK, later[1])
     # A backfill of a past hour re-reads that hour; the watermark stays where it is.
     assert next_window(warehouse, "shopify", "orders", *hour, None, LOOKBACK) == Window(T0 - LOOKBACK, hour[1])
+    # A catch-up (the daily DAG's) starts at the watermark: a day read through by hourly runs costs its last hours;
+    # a past day (the watermark beyond it) reads back the lookback only; before any load, everything.
+    day = (T0, T0 + timedelta(days=1))
+    assert next_window(warehouse, "shopify", "orders", *day, None, LOOKBACK, catch_up=True) == \
+        Window(mark - LOOKBACK, day[1])
+    assert next_window(warehouse, "shopify", "orders", *hour, None, LOOKBACK, catch_up=True) == \
+        Window(hour[1] - LOOKBACK, hour[1])
+    assert next_window(warehouse, "shopify", "customers", *day, None, LOOKBACK, catch_up=True) == \
+        Window(BEGINNING, day[1])
     assert next_window(warehouse, "shopify", "orders", None, None, now, LOOKBACK) == Window(mark - LOOKBACK, now)
     assert next_window(warehouse, "shopify", "customers", None, None, now, LOOKBACK) == Window(BEGINNING, now)
     early = mark - timedelta(hours=1)  # a clock behind the watermark reaches back by the lookback only

@@ -67,13 +67,15 @@ def failing_fast(*errors: type[BaseException]) -> Iterator[None]:
 
 
 @task(execution_timeout=EXTRACT_TIMEOUT)
-def extract(source: str, entity: str, data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
-    """Land one batch for the run's window; returns the batch reference (a small dict, via XCom)."""
+def extract(source: str, entity: str, catch_up: bool = False, data_interval_start=None, data_interval_end=None,
+            dag_run=None) -> dict:
+    """Land one batch for the run's window (a catch-up's: from the watermark, see pipeline.next_window); returns the
+    batch reference (a small dict, via XCom)."""
     from tailor import pipeline, settings, sources, warehouse
     from tailor.airflow import hooks
 
     window = pipeline.next_window(warehouse.Warehouse(), source, entity, data_interval_start, data_interval_end,
-                                  now=dag_run.run_after, lookback=settings.lookback())
+                                  now=dag_run.run_after, lookback=settings.lookback(), catch_up=catch_up)
     extractor = sources.build_extractor(source, hooks.source_credentials(source))
     ref = pipeline.extract_window(extractor, entity, window, hooks.lake())
     return ref.to_dict()
@@ -89,8 +91,9 @@ def load(batch: dict) -> dict:
     return {"batch_id": batch["batch_id"], "rows_inserted": report.rows_inserted}
 
 
-def extract_and_load() -> list:
-    """One task group per source: extract_<entity> >> load_<entity> for each of its entities. Returns the groups."""
+def extract_and_load(catch_up: bool = False) -> list:
+    """One task group per source: extract_<entity> >> load_<entity> for each of its entities (a catch-up's extracts
+    start at the watermark). Returns the groups."""
     from tailor import sources
 
     groups = []
@@ -99,7 +102,7 @@ def extract_and_load() -> list:
         @task_group(group_id=source)
         def per_source(source: str = source, entities: tuple[str, ...] = entities):
             for entity in entities:
-                batch = extract.override(task_id=f"extract_{entity}")(source, entity)
+                batch = extract.override(task_id=f"extract_{entity}")(source, entity, catch_up)
                 load.override(task_id=f"load_{entity}")(batch)
 
         groups.append(per_source())
