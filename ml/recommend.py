@@ -935,7 +935,9 @@ def _walk(rows: np.ndarray, *, exact: bool, picks: _Picks, affinity: np.ndarray,
     score = np.full(len(r), np.nan)
     score[:len(parts_r[0])] = picks.score[in_rows]
 
-    order = np.lexsort((index, source, r))
+    # In (row, source, position) order: one int64 key, and the parts are runs already in that order, which a stable
+    # sort (timsort) merges; a fifth of lexsort's three full passes.
+    order = np.argsort((r.astype(np.int64) * 3 + source) * (int(index.max(initial=0)) + 1) + index, kind="stable")
     r, item, source, score = r[order], item[order], source[order], score[order]
     keys = r * n_products + item
     keep = ~_member(keys, excluded_keys)
@@ -945,7 +947,7 @@ def _walk(rows: np.ndarray, *, exact: bool, picks: _Picks, affinity: np.ndarray,
     r, item, source, score = r[keep], item[keep], source[keep], score[keep]
 
     category = catalogue.category[item]
-    by_category = np.lexsort((np.arange(len(r)), category, r))
+    by_category = np.argsort(r * len(catalogue.categories) + category, kind="stable")  # walk order within each
     within_category = np.empty(len(r), dtype=np.int64)
     within_category[by_category] = _run_positions(r[by_category], category[by_category])
     under_cap = np.flatnonzero(within_category < cap)
