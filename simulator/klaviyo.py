@@ -40,8 +40,10 @@ import json
 import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
@@ -525,6 +527,25 @@ class KlaviyoSurface:
         if bad:
             raise _invalid(f"fields[{kind}] value(s) {', '.join(bad)} are not valid {kind} fields.", f"fields[{kind}]")
         return names
+
+    def keyset_page(self, request: Request, items: list, size: int, listing: list, *, position: Callable[[Any], int],
+                    after: Callable[[Any, int], bool]) -> tuple[list, str | None]:
+        """One page of `items` (in the listing's order) and the next page's cursor: page[cursor] names the listing
+        and the position of the last item returned, and the page starts at the first item `after` it. With the
+        duplicates fault, a follow-up page may repeat the previous page's last item."""
+        token = request.query_params.get("page[cursor]")
+        start, repeat = 0, False
+        if token:
+            values = decode_cursor(token)
+            if (not values or values[:-1] != listing or len(values) != len(listing) + 1
+                    or not isinstance(values[-1], int)):
+                raise _invalid("The page[cursor] is invalid or belongs to another query.", "page[cursor]")
+            start = next((n for n, item in enumerate(items) if after(item, values[-1])), len(items))
+            key = request_key("GET", request.url.path, request.url.query)
+            repeat = start > 0 and size > 1 and self.state.dice.hits("duplicates", key, self.state.faults.duplicates)
+        end = min(len(items), start + size - repeat)
+        page = items[start - 1:end] if repeat else items[start:end]
+        return page, (encode_cursor(*listing, position(items[end - 1])) if end < len(items) else None)
 
     def collection_links(self, request: Request, cursor: str | None) -> dict:
         links: dict[str, str | None] = {"self": self.url(request.url.path, request.query_params.multi_items()),
@@ -1035,13 +1056,14 @@ class KlaviyoSurface:
         params = request.query_params
         size = self.page_size(request, IMPORT_JOBS_PAGE_SIZE)
         fields = self.fields(request, "profile-bulk-import-job")
-        conditions = parse_filter(params.get("filter", ""), IMPORT_JOB_FILTERS)
-        for condition in conditions:
-            values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
-            unknown = [v for v in values if v not in IMPORT_JOB_STATUSES]
+        wanted = set(IMPORT_JOB_STATUSES)
+        for condition in parse_filter(params.get("filter", ""), IMPORT_JOB_FILTERS):
+            values = set(condition.value) if isinstance(condition.value, tuple) else {condition.value}
+            unknown = sorted(values - set(IMPORT_JOB_STATUSES))
             if unknown:
                 raise _invalid(f"Invalid filter: {', '.join(map(repr, unknown))} is not a job status. Valid "
                                f"statuses: {', '.join(IMPORT_JOB_STATUSES)}.", "filter")
+            wanted &= values
         sort = params.get("sort", "created_at")
         if sort not in ("created_at", "-created_at"):
             raise _invalid(f"'{sort}' is not a valid sort for this endpoint. Valid sorts: created_at, -created_at.",
@@ -1050,24 +1072,13 @@ class KlaviyoSurface:
             for job in self.jobs.values():
                 if job.status in ("queued", "processing"):
                     self.advance(job)
-            jobs = [job for job in self.jobs.values()
-                    if all(job.status in (c.value if isinstance(c.value, tuple) else (c.value,)) for c in conditions)]
+            jobs = [job for job in self.jobs.values() if job.status in wanted]  # in creation order
         descending = sort.startswith("-")
-        jobs.sort(key=lambda job: (job.created_at, job.seq), reverse=descending)
-        token = params.get("page[cursor]")
-        start, repeat = 0, False
-        if token:
-            values = decode_cursor(token)
-            if not values or values[:2] != ["profile-bulk-import-jobs", sort] or len(values) != 3 \
-                    or not isinstance(values[2], int):
-                raise _invalid("The page[cursor] is invalid or belongs to another query.", "page[cursor]")
-            start = next((n for n, job in enumerate(jobs) if (job.seq < values[2] if descending
-                                                             else job.seq > values[2])), len(jobs))
-            key = request_key("GET", request.url.path, request.url.query)
-            repeat = start > 0 and size > 1 and self.state.dice.hits("duplicates", key, self.state.faults.duplicates)
-        end = min(len(jobs), start + size - repeat)
-        page = jobs[start - 1:end] if repeat else jobs[start:end]
-        cursor = encode_cursor("profile-bulk-import-jobs", sort, jobs[end - 1].seq) if end < len(jobs) else None
+        if descending:
+            jobs.reverse()
+        page, cursor = self.keyset_page(request, jobs, size, ["profile-bulk-import-jobs", sort],
+                                        position=lambda job: job.seq,
+                                        after=lambda job, seq: job.seq < seq if descending else job.seq > seq)
         return self.json({"data": [self.job_object(job, fields) for job in page],
                           "links": self.collection_links(request, cursor)}, headers=headers)
 
@@ -1154,7 +1165,6 @@ class KlaviyoSurface:
             return self.error(exc, guard)
 
     def _get_import_errors(self, request: Request, job_id: str, headers: dict) -> Response:
-        params = request.query_params
         size = self.page_size(request, IMPORT_ERRORS_PAGE_SIZE)
         fields = self.fields(request, "import-error")
         with self._lock:
@@ -1162,20 +1172,9 @@ class KlaviyoSurface:
             errors = list(job.errors) if job is not None else []
         if job is None:
             raise ApiError(404, "not_found", "Not found.", f"A profile bulk import job with id {job_id} does not exist.")
-        token = params.get("page[cursor]")
-        start, repeat = 0, False
-        if token:
-            values = decode_cursor(token)
-            if (not values or values[:2] != ["import-errors", job_id] or len(values) != 3
-                    or not isinstance(values[2], int)):
-                raise _invalid("The page[cursor] is invalid or belongs to another query.", "page[cursor]")
-            start = next((n for n, (i, _) in enumerate(errors) if i > values[2]), len(errors))
-            key = request_key("GET", request.url.path, request.url.query)
-            repeat = start > 0 and size > 1 and self.state.dice.hits("duplicates", key, self.state.faults.duplicates)
-        end = min(len(errors), start + size - repeat)
-        page = errors[start - 1:end] if repeat else errors[start:end]
+        page, cursor = self.keyset_page(request, errors, size, ["import-errors", job_id],
+                                        position=lambda error: error[0], after=lambda error, index: error[0] > index)
         data = [self.import_error_object(job, index, failure, fields) for index, failure in page]
-        cursor = encode_cursor("import-errors", job_id, errors[end - 1][0]) if end < len(errors) else None
         return self.json({"data": data, "links": self.collection_links(request, cursor)}, headers=headers)
 
     def import_error_object(self, job: ImportJob, index: int, failure: ImportFailure, fields: list[str]) -> dict:
