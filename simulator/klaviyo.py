@@ -23,8 +23,9 @@ while the page is read (mid-read updates); events never change, so they only see
 Imported profiles are kept in this surface's runtime state: edits to world profiles (their `updated` moves
 through World.touch) and profiles created for unknown emails, which are listed alongside the world's.
 Import jobs advance one step per poll (queued -> processing -> complete), so the lifecycle is observable
-and deterministic; a listing of the jobs is one step for every running job (time passes as the account is watched). A job accepts up to 10,000 profiles and 5 MB of request body (413 past it); each profile is
-checked on its own (at most 100 KB as compact UTF-8 JSON, a 'profile' resource, an email): one that fails is
+and deterministic; a listing of the jobs is one step for every running job (time passes as the account is
+watched). A job accepts up to 10,000 profiles and 5 MB of request body (413 past it); each profile is checked on
+its own (at most 100 KB as compact UTF-8 JSON, a 'profile' resource, an email): one that fails is
 counted in failed_count and listed by import-errors as an `import-error` (code, title, detail, source.pointer
 `/data/attributes/profiles/data/<index in the request>`, original_payload: the profile's attributes), and the
 others are imported. A profile's `meta.patch_properties.unset` (a key or a list of keys) removes those custom

@@ -418,7 +418,8 @@ def test_a_delivery_killed_with_jobs_in_flight_asks_klaviyo_about_them_and_sends
             assert answer.status_code == 200, answer.text
     assert all(job.status == "complete" for job in submitted)
 
-    resumed = steps.deliver(shop.now, "klaviyo", warehouse=warehouse, sink_object=_klaviyo_sink(delivered.klaviyo, per_job))
+    resumed = steps.deliver(shop.now, "klaviyo", warehouse=warehouse,
+                            sink_object=_klaviyo_sink(delivered.klaviyo, per_job))
     assert resumed.recovered == noted and resumed.sent == delivered.exported.rows - reported - noted > 0
     log = deliveries.delivery_log(warehouse, shop.now.date())
     killed = log[log["delivery_id"] == killed["delivery_id"]].iloc[0]

@@ -33,9 +33,9 @@ EndpointPacer: 10/s burst, 150/min steady for every one, corrected from RateLimi
 by side; the payload iterator and on_batch stay on the calling thread. Up to `max_in_flight` jobs are between
 packing and reporting at once (a round of the poller reads every running job, at most every `poll_interval`
 seconds); on_batch is called once per completed job, in submission order, so at most `max_in_flight` jobs'
-payloads (plus the one being packed) are held. 429 (after Retry-After), 5xx, timeouts and broken bodies are retried by the source
-connector's HttpClient. A retried POST is safe: a job that a failed attempt did create (a 5xx after the job was
-made, a lost answer) imports the same profiles, and an import is an upsert by email.
+payloads (plus the one being packed) are held. 429 (after Retry-After), 5xx, timeouts and broken bodies are retried
+by the source connector's HttpClient. A retried POST is safe: a job that a failed attempt did create (a 5xx after
+the job was made, a lost answer) imports the same profiles, and an import is an upsert by email.
 
 On failure (a job cancelled, a request still failing after its retries, a refused credential): no further job
 is submitted, the jobs already in flight are finished and reported, then the first error is raised. Payloads not
