@@ -9,14 +9,13 @@ SQLite (`make airflow`). Each task process's peak RSS is the kernel's high-water
 it runs (a task that ends sooner may go unread); the stage's own peak is the bench harness's, not a task's.
 
 What the run finds: the warehouse the dbt stage built (a day after the hourly runs finds its marts built; alone,
-raw.* of the size and every model built from nothing), the world of the size served with rate limits on (at S raw.*
+raw.* of the size and every model built from nothing); the world of the size served with rate limits on (at S raw.*
 holds its day already, and no version is loaded twice; at M and L the day before the world's clock brings that
-world's day, of the size's volume, beside raw.*'s copies of the S world), the day's first 23 hours extracted and
-loaded as the hourly DAG would have before the daily run starts (untimed: `python -m tailor extract` and `load`, its
-seconds reported), so the run's catch-up reads the last hour, and the
-models the train and train_personalization stages promoted (trained as of this date, so training is skipped, as on
-six days of seven; MLFLOW_TRACKING_URI points at their store). Run those stages first, at this size or a smaller
-one.
+world's day, of the size's volume, beside raw.*'s copies of the S world); the day's first 23 hours extracted and
+loaded before the run starts, as the hourly DAG would have (untimed: `python -m tailor extract` and `load`, their
+seconds reported), so the run's catch-up reads the last hour; and the models the train and train_personalization
+stages promoted (trained as of this date, so training is skipped, as on six days of seven; MLFLOW_TRACKING_URI
+points at their store). Run those stages first, at this size or a smaller one.
 """
 
 from __future__ import annotations
