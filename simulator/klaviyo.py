@@ -356,7 +356,7 @@ class ImportFailure:
 @dataclass
 class ImportJob:
     job_id: str
-    seq: int  # its place in the order the jobs were created: the listing's tie-break within a created_at second
+    seq: int  # its place in the order the jobs were created: the listing's order and its cursor's position
     created_at: int
     profiles: list
     list_ids: list
