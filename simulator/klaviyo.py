@@ -1071,8 +1071,7 @@ class KlaviyoSurface:
                            "sort")
         with self._lock:
             for job in self.jobs.values():
-                if job.status in ("queued", "processing"):
-                    self.advance(job)
+                self.advance(job)  # a step for each running job (an ended one stays as it is)
             jobs = [job for job in self.jobs.values() if job.status in wanted]  # in creation order
         descending = sort.startswith("-")
         if descending:

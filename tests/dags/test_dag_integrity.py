@@ -44,6 +44,7 @@ for dag_id, dag in bag.dags.items():
             "downstream": sorted(t.downstream_task_ids), "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
             "depends_on_past": t.depends_on_past, "wait_for_downstream": t.wait_for_downstream,
             "outlets": sorted(getattr(o, "name", str(o)) for o in t.outlets),
+            "op_args": [a for a in getattr(t, "op_args", ()) if isinstance(a, (str, bool, int))],  # not XComArgs
         }} for t in dag.tasks}},
     }}
 print("PARSED " + json.dumps(out))
@@ -150,9 +151,13 @@ def test_the_daily_dag_runs_its_steps_in_order(parsed):
     assert daily["max_active_runs"] == 4
     assert daily["deadline"]  # the late-feed alert
     loads = {f"{source}.load_{entity}" for source, entities in sources.entities().items() for entity in entities}
+    hourly = parsed["dags"]["tailor_extract_hourly"]["tasks"]
     for load in loads:
         source, entity = load.split(".load_")
         assert tasks[load]["upstream"] == [f"{source}.extract_{entity}"]
+        # the daily extract catches up from the watermark (pipeline.next_window); the hourly one reads its interval
+        assert tasks[f"{source}.extract_{entity}"]["op_args"] == [source, entity, True]
+        assert hourly[f"{source}.extract_{entity}"]["op_args"] == [source, entity, False]
     chain = ["raw_gate", "dbt.sources", "dbt.core", "dbt.daily", "marts_gate", "decide_training", "train", "score",
              "feed_build", "feed_gate", "export", "deliver", "run_report"]
     assert set(tasks) == {t.replace("load_", "extract_") for t in loads} | loads | set(chain)
