@@ -268,13 +268,14 @@ def _print_feed_samples(as_of: datetime) -> None:
     """Three exported rows, as the ESP received them."""
     import json
 
-    from tailor.export.steps import exported_payloads
+    from tailor.export.outbox import read_rows
 
     export_dir = settings.outbox_dir() / as_of.date().isoformat()
     print(f"\ndemo: three rows of {export_dir / 'feed.jsonl.gz'} (what the ESP received):")
-    for number, payload in enumerate(exported_payloads(export_dir)()):
+    for number, row in enumerate(read_rows(export_dir)):
         if number == 3:
             break
+        payload = row.payload()
         fields = dict(payload.fields)
         recommendations = fields.pop("tailor_recommendations")
         print(f"  {json.dumps(fields, ensure_ascii=False)}")

@@ -27,6 +27,7 @@ from tailor.export.outbox import (
     CorruptExport,
     ExportNotFound,
     read_manifest,
+    read_rows,
     verify_export,
     write_outbox,
 )
@@ -252,6 +253,42 @@ def test_verify_export_names_the_file_that_does_not_match(tmp_path: Path) -> Non
         verify_export(result.path)
     with pytest.raises(ExportNotFound):
         read_manifest(tmp_path, date(2026, 10, 1))
+
+
+def test_read_rows_hashes_each_row_as_its_payload_without_parsing_it(tmp_path: Path) -> None:
+    def row(customer_id: str, email: str, **values: object) -> Payload:
+        fields = {"email": email, "note": None, "score": 1, "nested": {}, **values}
+        return Payload.of(customer_id, email, fields)
+
+    tricky = [row("cust-1", "customer1@example.com"),
+              row("cust-2", "customer2@example.com", note='quote " backslash \\ tab \t é 漢 \u2028', score=1e16,
+                  nested={"b": [1, 2.5, None, -0.0], "a": {"z": True}}),
+              row('cust-"3"\\x', "customer3@example.com", score=0.1 + 0.2)]
+    # a field named before customer_id (none of the feed's is): each line is parsed to split it
+    early = [Payload.of(f"cust-{n}", f"c{n}@example.com", {"email": f"c{n}@example.com", "address": "1 Rue"})
+             for n in range(2)]
+    for number, rows in enumerate((tricky, early)):
+        result = export(tmp_path / str(number), rows)
+        read = list(read_rows(result.path))
+        assert [r.customer_id for r in read] == [p.customer_id for p in rows]
+        for exported, original in zip(read, rows, strict=True):
+            again = exported.payload()
+            assert exported.row_hash == original.row_hash == again.row_hash  # what a delta sync compares
+            assert (again.customer_id, again.email, again.fields) == (original.customer_id, original.email,
+                                                                       original.fields)
+            assert exported.where.startswith(f"{result.path / DATA_FILE}:")
+
+    with gzip.open(result.path / DATA_FILE, "wt", encoding="utf-8") as lines:  # a broken row: named by file and line
+        lines.write(json.dumps({"customer_id": "cust-1", "email": "a@b.c"}, sort_keys=True,
+                               separators=(",", ":")) + "\n" + '{"customer_id":"cust-2",{oops\n')
+    first, second = read_rows(result.path)
+    assert first.payload().email == "a@b.c"
+    with pytest.raises(CorruptExport, match=f"{result.path / DATA_FILE}:2: not a feed row"):
+        second.payload()
+    with gzip.open(result.path / DATA_FILE, "wt", encoding="utf-8") as lines:
+        lines.write("[1, 2]\n")
+    with pytest.raises(CorruptExport, match=f"{result.path / DATA_FILE}:1: not a feed row"):
+        list(read_rows(result.path))
 
 
 def _dead_pid() -> int:

@@ -1,10 +1,11 @@
 """Delivery to a sink (S3 drop, Klaviyo): only what changed, each change once, resumable, logged.
 
-    plan = plan_delivery(warehouse, export_dir, sink="klaviyo", as_of_date=d)   # what would be sent, and why
-    result = deliver(warehouse, plan, sink_object)                              # send it; logs export.deliveries
+    plan = plan_delivery(warehouse, rows, sink="klaviyo", as_of_date=d, ...)    # what would be sent, and why
+    result = deliver(warehouse, plan, sink_object, rows)                        # send it; logs export.deliveries
 
 What is sent comes from the day's outbox export (the gated files, not the warehouse), so a delivery reads exactly
-what was exported and holds no DuckDB connection while it talks to the ESP. export.delivered_rows keeps, per sink and
+what was exported and holds no DuckDB connection while it talks to the ESP. `rows` re-reads the export's rows
+(tailor.export.outbox.read_rows): the plan compares every row's hash, the delivery parses only the rows it sends. export.delivered_rows keeps, per sink and
 customer, the hash of the row last accepted and the as-of date it was sent for:
 - delta: a customer is sent when the sink never accepted them or their row's hash changed;
 - full (every TAILOR_FEED_FULL_SYNC_DAYS of as-of dates, or forced): every customer not yet sent for this date;
@@ -36,6 +37,7 @@ from typing import Protocol
 
 import pandas as pd
 
+from tailor.export.outbox import ExportedRow
 from tailor.export.payload import BatchOutcome, Payload
 from tailor.warehouse import Warehouse
 
@@ -152,7 +154,7 @@ def full_sync_due(warehouse: Warehouse, sink: str, as_of_date: date, every_days:
     return last is None or (as_of_date - last) >= timedelta(days=every_days)
 
 
-def plan_delivery(warehouse: Warehouse, payloads: Callable[[], Iterator[Payload]], *, sink: str, as_of_date: date,
+def plan_delivery(warehouse: Warehouse, rows: Callable[[], Iterator[ExportedRow]], *, sink: str, as_of_date: date,
                   export_dir: Path, export_sha256: str, full: bool) -> Plan:
     """Compare the export's rows with what the sink holds: the customers to send."""
     with warehouse.reader() as con:
@@ -164,20 +166,20 @@ def plan_delivery(warehouse: Warehouse, payloads: Callable[[], Iterator[Payload]
         (superseded_by,) = con.execute(f"select max(as_of_date) from {DELIVERIES} where sink = ? "  # noqa: S608 constant
                                        "and status = 'complete' and as_of_date > ?", [sink, as_of_date]).fetchone()
     pending: set[str] = set()
-    rows = 0
+    rows_in_feed = 0
     today = f"@{as_of_date.isoformat()}"
-    for payload in payloads():
-        rows += 1
-        last = held.get(payload.customer_id)
-        if superseded_by is None and (last is None or not last.startswith(payload.row_hash)
+    for row in rows():
+        rows_in_feed += 1
+        last = held.get(row.customer_id)
+        if superseded_by is None and (last is None or not last.startswith(row.row_hash)
                                       or (full and not last.endswith(today))):
-            pending.add(payload.customer_id)
+            pending.add(row.customer_id)
     return Plan(sink=sink, as_of_date=as_of_date, mode="full" if full else "delta", export_dir=export_dir,
-                export_sha256=export_sha256, rows_in_feed=rows, pending=pending, resumes=resumes,
+                export_sha256=export_sha256, rows_in_feed=rows_in_feed, pending=pending, resumes=resumes,
                 superseded_by=superseded_by)
 
 
-def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[], Iterator[Payload]],
+def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, rows: Callable[[], Iterator[ExportedRow]],
             say: Callable[[str], None] = log.info) -> DeliveryResult:
     """Send the plan's pending rows through `sink`, recording each batch as the sink reports it."""
     delivery_id = f"{plan.sink}-{plan.as_of_date.isoformat()}-{uuid.uuid4().hex[:12]}"
@@ -230,13 +232,13 @@ def deliver(warehouse: Warehouse, plan: Plan, sink: Sink, payloads: Callable[[],
     resolved: dict[str, str] = {}  # customer id -> row hash an interrupted delivery's job turned out to deliver
 
     def pending() -> Iterator[Payload]:
-        for payload in payloads():
-            if payload.customer_id not in plan.pending:
+        for row in rows():
+            if row.customer_id not in plan.pending:
                 continue
-            if resolved.get(payload.customer_id) == payload.row_hash:
+            if resolved.get(row.customer_id) == row.row_hash:
                 result.recovered += 1
                 continue
-            yield payload
+            yield row.payload()
 
     try:
         options = {}

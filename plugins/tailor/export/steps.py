@@ -10,8 +10,6 @@ Each step is a transaction for its date: re-running it gives the same result and
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +18,6 @@ from pathlib import Path
 
 from tailor import settings
 from tailor.export import deliveries, feed, outbox
-from tailor.export.payload import Payload
 from tailor.warehouse import Warehouse, has_table
 
 log = logging.getLogger(__name__)
@@ -94,21 +91,9 @@ def _jsonl_sha256(manifest: dict) -> str:
     return next(item["sha256"] for item in manifest["files"] if item["name"].endswith(".jsonl.gz"))
 
 
-def exported_payloads(export_dir: Path) -> Callable[[], Iterator[Payload]]:
-    """A re-readable stream of the payloads of an outbox export (its JSON Lines file)."""
-    path = export_dir / outbox.DATA_FILE
-
-    def read() -> Iterator[Payload]:
-        with gzip.open(path, "rt", encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                try:
-                    fields = json.loads(line)
-                    customer_id = fields.pop("customer_id")
-                    yield Payload.of(customer_id, fields["email"], fields)
-                except (ValueError, KeyError) as exc:
-                    raise ExportError(f"{path}:{number}: not a feed row ({exc})") from None
-
-    return read
+def exported_rows(export_dir: Path) -> Callable[[], Iterator[outbox.ExportedRow]]:
+    """A re-readable stream of the rows of an outbox export (its JSON Lines file)."""
+    return lambda: outbox.read_rows(export_dir)
 
 
 def make_sink(name: str, *, klaviyo_credentials=None, s3_client=None):
@@ -129,7 +114,7 @@ def make_sink(name: str, *, klaviyo_credentials=None, s3_client=None):
 
 
 def plan(as_of: datetime, sink: str, *, warehouse: Warehouse | None = None, outbox_dir: Path | None = None,
-         full: bool | None = None) -> tuple[deliveries.Plan, Callable[[], Iterator[Payload]]]:
+         full: bool | None = None) -> tuple[deliveries.Plan, Callable[[], Iterator[outbox.ExportedRow]]]:
     """What delivering the date's export to `sink` would send (delta, or full when due or forced)."""
     warehouse = warehouse or Warehouse()
     as_of_date = as_of.astimezone(UTC).date()
@@ -147,9 +132,12 @@ def plan(as_of: datetime, sink: str, *, warehouse: Warehouse | None = None, outb
         raise ExportError(f"the export of {as_of_date} cannot be delivered: {exc}; export it again") from None
     if full is None:
         full = deliveries.full_sync_due(warehouse, sink, as_of_date, settings.full_sync_days())
-    payloads = exported_payloads(export_dir)
-    return deliveries.plan_delivery(warehouse, payloads, sink=sink, as_of_date=as_of_date, export_dir=export_dir,
-                                    export_sha256=_jsonl_sha256(manifest), full=full), payloads
+    rows = exported_rows(export_dir)
+    try:
+        return deliveries.plan_delivery(warehouse, rows, sink=sink, as_of_date=as_of_date, export_dir=export_dir,
+                                        export_sha256=_jsonl_sha256(manifest), full=full), rows
+    except outbox.CorruptExport as exc:
+        raise ExportError(f"the export of {as_of_date} cannot be delivered: {exc}; export it again") from None
 
 
 def deliver(as_of: datetime, sink: str, *, warehouse: Warehouse | None = None, outbox_dir: Path | None = None,
@@ -157,5 +145,9 @@ def deliver(as_of: datetime, sink: str, *, warehouse: Warehouse | None = None, o
             say: Callable[[str], None] = log.info) -> deliveries.DeliveryResult:
     """Deliver the date's export to `sink`: what changed since the sink's last accepted rows (or everything due)."""
     warehouse = warehouse or Warehouse()
-    delivery_plan, payloads = plan(as_of, sink, warehouse=warehouse, outbox_dir=outbox_dir, full=full)
-    return deliveries.deliver(warehouse, delivery_plan, sink_object or make_sink(sink), payloads, say=say)
+    delivery_plan, rows = plan(as_of, sink, warehouse=warehouse, outbox_dir=outbox_dir, full=full)
+    try:
+        return deliveries.deliver(warehouse, delivery_plan, sink_object or make_sink(sink), rows, say=say)
+    except outbox.CorruptExport as exc:  # a row the plan read whole but that does not parse
+        raise ExportError(f"the export of {delivery_plan.as_of_date} could not be delivered whole: {exc}; "
+                          "export it again") from None
