@@ -103,7 +103,7 @@ class RecommenderRecipe:
         return recommend.recommend_batches(
             model, interactions, products, n=self.n, max_category_share=self.max_category_share,
             replenishable_rate=self.replenishable_rate, batch_rows=config.REC_BATCH_ROWS,
-            affinity_category=affinity, customer_ids=customer_ids)
+            affinity_category=affinity, customer_ids=customer_ids, threads=config.REC_BATCH_THREADS)
 
 
 @dataclass

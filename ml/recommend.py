@@ -21,7 +21,9 @@ block is one slice of scores, at most `_MAX_DENSE_CELLS` cells, whatever the bat
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Protocol
@@ -429,13 +431,16 @@ def recommend(model: Recommender, interactions: Interactions, products: pd.DataF
 
 def recommend_batches(model: Recommender, interactions: Interactions, products: pd.DataFrame, *, n: int = 10,
                       max_category_share: float = 0.4, replenishable_rate: float = 0.3, batch_rows: int = 10_000,
-                      affinity_category: pd.Series | None = None,
-                      customer_ids: np.ndarray | None = None) -> Iterator[pd.DataFrame]:
+                      affinity_category: pd.Series | None = None, customer_ids: np.ndarray | None = None,
+                      threads: int = 1) -> Iterator[pd.DataFrame]:
     """`recommend`'s lists, `batch_rows` customers at a time (in customer_id order): a million customers' lists are
-    never all in memory. `customer_ids`: list exactly these customers (one the interactions do not hold is listed
-    as a customer without history), e.g. only those an evaluation measures; the shop's best-sellers are still those
-    of all the interactions. Arguments are checked before the first batch."""
+    never all in memory; `threads` of them are computed at once (each batch is independent; they are yielded in
+    order). `customer_ids`: list exactly these customers (one the interactions do not hold is listed as a customer
+    without history), e.g. only those an evaluation measures; the shop's best-sellers are still those of all the
+    interactions. Arguments are checked before the first batch."""
     _check_recommend_arguments(n, max_category_share, replenishable_rate, batch_rows)
+    if not (isinstance(threads, int) and threads >= 1):
+        raise ModelInputError(f"recommend: threads must be a positive integer, got {threads!r}")
     _check_model(model, interactions)
     catalogue = _Catalogue.build(products, interactions, replenishable_rate)
     customers, affinity = _customers(interactions, affinity_category, catalogue)
@@ -446,10 +451,22 @@ def recommend_batches(model: Recommender, interactions: Interactions, products: 
     row_of = _positions(interactions.customer_ids, customers)
     cap = max(1, math.floor(max_category_share * n + 1e-9))  # 1e-9: 0.3 * 10 is 3.0000000000000004 in floats
 
+    def batch(lo: int) -> pd.DataFrame:
+        return _recommend_batch(model, interactions, catalogue, customers[lo:lo + batch_rows],
+                                row_of[lo:lo + batch_rows], affinity[lo:lo + batch_rows], n=n, cap=cap)
+
     def batches() -> Iterator[pd.DataFrame]:
-        for lo in range(0, len(customers), batch_rows):
-            yield _recommend_batch(model, interactions, catalogue, customers[lo:lo + batch_rows],
-                                   row_of[lo:lo + batch_rows], affinity[lo:lo + batch_rows], n=n, cap=cap)
+        if threads == 1:
+            yield from map(batch, range(0, len(customers), batch_rows))
+            return
+        with ThreadPoolExecutor(threads) as pool:  # in order, `threads` batches ahead at most
+            ahead: deque[Future] = deque()
+            for lo in range(0, len(customers), batch_rows):
+                ahead.append(pool.submit(batch, lo))
+                if len(ahead) > threads:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
 
     return batches()
 

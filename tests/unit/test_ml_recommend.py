@@ -22,6 +22,7 @@ from ml.recommend import (
     build_interactions,
     evaluate,
     recommend,
+    recommend_batches,
 )
 
 AS_OF = pd.Timestamp("2024-06-01", tz="UTC")
@@ -381,6 +382,9 @@ def test_batches_give_the_same_lists_as_one_batch(shop, fitted, name):
     whole = recommend(fitted[name], interactions, products, affinity_category=affinity)
     batched = recommend(fitted[name], interactions, products, affinity_category=affinity, batch_rows=7)
     pd.testing.assert_frame_equal(whole, batched)
+    on_threads = pd.concat(recommend_batches(fitted[name], interactions, products, affinity_category=affinity,
+                                             batch_rows=7, threads=3), ignore_index=True)
+    pd.testing.assert_frame_equal(whole, on_threads)
     assert len(whole[whole["customer_id"] == "newcomer"]) == 10
 
 
@@ -426,6 +430,8 @@ def test_recommend_refuses_an_unfitted_or_mismatched_model_and_bad_products(shop
         recommend(Popularity().fit(interactions), interactions, products.drop(columns="is_available"))
     with pytest.raises(ModelInputError, match="duplicate"):
         recommend(Popularity().fit(interactions), interactions, pd.concat([products, products.head(1)]))
+    with pytest.raises(ModelInputError, match="threads must be a positive integer, got 0"):
+        recommend_batches(Popularity().fit(interactions), interactions, products, threads=0)
 
 
 # --- evaluation -----------------------------------------------------------------------------------------------------
