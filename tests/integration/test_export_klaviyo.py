@@ -25,6 +25,7 @@ from tailor.export.klaviyo import (
     MAX_PROFILE_BYTES,
     KlaviyoJobFailed,
     KlaviyoSink,
+    KlaviyoSinkError,
     encode,
     job_body,
     profile_resource,
@@ -324,6 +325,38 @@ def test_jobs_missing_from_the_listing_are_read_one_by_one(simulator, monkeypatc
     outcomes = deliver(sink, payloads)
     assert sent(outcomes) == [p.customer_id for p in payloads] and len(outcomes) == 10
     assert sink.stats.requests["poll"] > 0 and sink.stats.requests["list"] > 0, sink.stats
+
+
+def test_a_listing_that_keeps_failing_fails_the_jobs_in_flight_and_the_next_delivery_resolves_them(simulator,
+                                                                                                     monkeypatch):
+    """No job's status can be read: the jobs in flight fail (the delivery raises naming one), what was reported
+    before stays a prefix of the feed, and the jobs announced but never reported turn out complete when resolved."""
+    sim = simulator(customers=300, rate_limits=False)
+    surface = sim.state.vendor_state["klaviyo"]
+    listing, listings = surface._get_import_jobs, []
+
+    def failing_after_three(request, headers):
+        listings.append(request.url)
+        if len(listings) > 3:
+            raise sim_klaviyo.ApiError(503, "service_unavailable", "Service unavailable.", "The listing is down.")
+        return listing(request, headers)
+
+    monkeypatch.setattr(surface, "_get_import_jobs", failing_after_three)
+    payloads = [make_payload(i) for i in range(200)]
+    announced: dict[str, list[Payload]] = {}
+    outcomes: list[BatchOutcome] = []
+    sink = make_sink(sim, max_profiles_per_job=20, max_in_flight=4)
+    with pytest.raises(KlaviyoSinkError, match=r"bulk import job \w+: .*503") as raised:
+        sink.deliver(payloads, as_of_date=AS_OF, delivery_id="klaviyo-test", on_batch=outcomes.append,
+                     on_submit=lambda job_id, job: announced.setdefault(job_id, list(job)))
+    assert CONN in str(raised.value)
+    reported = sent(outcomes)
+    assert reported == [p.customer_id for p in payloads[:len(reported)]]
+    unreported = {job_id: job for job_id, job in announced.items() if job_id not in {o.batch_id for o in outcomes}}
+    assert unreported
+    monkeypatch.setattr(surface, "_get_import_jobs", listing)
+    resolved = dict(make_sink(sim).resolve_jobs(unreported))
+    assert {job_id: outcome.sent for job_id, outcome in resolved.items()} == unreported
 
 
 def test_revoked_key_fails_without_logging_it(simulator, caplog):
