@@ -5,8 +5,9 @@
 
 What is sent comes from the day's outbox export (the gated files, not the warehouse), so a delivery reads exactly
 what was exported and holds no DuckDB connection while it talks to the ESP. `rows` re-reads the export's rows
-(tailor.export.outbox.read_rows): the plan compares every row's hash, the delivery parses only the rows it sends. export.delivered_rows keeps, per sink and
-customer, the hash of the row last accepted and the as-of date it was sent for:
+(tailor.export.outbox.read_rows): the plan compares every row's hash, the delivery parses only the rows it sends.
+export.delivered_rows keeps, per sink and customer, the hash of the row last accepted and the as-of date it was sent
+for:
 - delta: a customer is sent when the sink never accepted them or their row's hash changed;
 - full (every TAILOR_FEED_FULL_SYNC_DAYS of as-of dates, or forced): every customer not yet sent for this date;
 - superseded: the sink already took a later date's feed, so nothing is sent: a backfilled or re-run past day never

@@ -82,8 +82,8 @@ ERRORS_PAGE_MAX = 100
 LIST_PAGE_MAX = 100
 LIST_PAGES = 2  # pages of the listing read in a round before the jobs missing from them are read one by one
 # Jobs submitted and not yet reported, at most. Each is in flight for two rounds of the poller at least (2 s apart
-# by default), and Klaviyo takes 150 POSTs a minute. Measured with 5 MB jobs, rate limits on: 16 in flight reached
-# 138-146 jobs a minute, 32 reached the POSTs' 150. Memory: up to 32 jobs' payloads, 5 MB of JSON each.
+# by default), and Klaviyo takes 150 POSTs a minute. Measured with 5 MB jobs, rate limits on: 16 in flight gave
+# 138-146 jobs a minute, 32 gave 144-154 (as many as 64 did). Memory: up to 32 jobs' payloads, 5 MB of JSON each.
 MAX_IN_FLIGHT = 32
 ATTRIBUTE_FIELDS = ("email", "external_id", "first_name")  # payload fields that are profile attributes
 RUNNING_STATUSES = ("queued", "processing")
