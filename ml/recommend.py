@@ -456,9 +456,6 @@ def recommend_batches(model: Recommender, interactions: Interactions, products: 
                                 row_of[lo:lo + batch_rows], affinity[lo:lo + batch_rows], n=n, cap=cap)
 
     def batches() -> Iterator[pd.DataFrame]:
-        if threads == 1:
-            yield from map(batch, range(0, len(customers), batch_rows))
-            return
         with ThreadPoolExecutor(threads) as pool:  # in order, `threads` batches ahead at most
             ahead: deque[Future] = deque()
             for lo in range(0, len(customers), batch_rows):
